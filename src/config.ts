@@ -1,0 +1,68 @@
+import { z } from 'zod';
+
+// Every setting comes from the environment through this one schema, so a bad
+// value stops start-up with the variable's name instead of failing later.
+const optionalString = z
+  .string()
+  .trim()
+  .transform((s) => (s === '' ? undefined : s))
+  .optional();
+
+const postgresUrl = z
+  .string()
+  .trim()
+  .refine((s) => /^postgres(ql)?:\/\//.test(s), 'a postgres:// or postgresql:// URL')
+  .optional();
+
+const httpUrl = z
+  .string()
+  .trim()
+  .refine((s) => /^https?:\/\/[^/\s]+/.test(s), 'an http:// or https:// URL')
+  .optional();
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const configSchema = z.object({
+  DATABASE_URL: postgresUrl,
+  DATABASE_LOCK_URL: postgresUrl,
+  WORKFLOW_DATA_DIR: z.string().trim().min(1).default('.data'),
+  WORKFLOW_MODULES: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  SLACK_BOT_TOKEN: optionalString,
+  SLACK_APP_TOKEN: optionalString,
+  SLACK_SIGNING_SECRET: optionalString,
+  SLACK_API_URL: httpUrl,
+  SLACK_NOTIFY_CHANNEL: optionalString,
+  OLLAMA_URL: httpUrl,
+  OLLAMA_MODEL: z.string().trim().min(1).default('llama3.2'),
+  OLLAMA_TIMEOUT_MS: positiveInt(60_000),
+  /** How often a running run proves it is alive. */
+  WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
+  /** How long `force` lets the current owner stop on its own before terminating it. */
+  WORKFLOW_FORCE_GRACE_MS: positiveInt(5_000),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const result = configSchema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const variable = issue.path.join('.');
+    return `${variable}: expected ${describeIssue(issue)} (got ${JSON.stringify(env[variable] ?? '')})`;
+  });
+  throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_value' && 'values' in issue) return `one of ${issue.values.join(', ')}`;
+  if (issue.code === 'too_small' || issue.code === 'too_big' || issue.code === 'invalid_type') {
+    return `${issue.message.replace(/^Invalid input: /, '').replace(/^expected /, '')}`;
+  }
+  return issue.message;
+}

@@ -1,0 +1,124 @@
+import type { Kysely, SelectQueryBuilder, Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import type { ZodType } from 'zod';
+import type { Config } from '../config.ts';
+
+/**
+ * The workflow definition API.
+ *
+ * A workflow is a numbered pipeline of steps over subjects (rows of a domain
+ * table, identified by a bigint id). Each step says which subjects are pending
+ * for it, how to process one, and how to save a batch of results.
+ *
+ * Delivery is at-least-once: after a crash or a force, a subject whose handler
+ * had started may be handled again. Handlers must therefore be idempotent
+ * (calling a model twice is fine; charging a card twice is not), and `save`
+ * must be safe to apply to a subject whose result is already there.
+ */
+
+/** Every pending query selects the subject's id as `subject_id`, plus the handler's input. */
+export type PendingRow = { subject_id: number | string | bigint };
+
+export interface StepContext {
+  /** Aborted on stop, force, shutdown, a lost lock connection, or the item's timeout. */
+  signal: AbortSignal;
+  subjectId: number;
+  /** 1 for the first try. */
+  attempt: number;
+  log: Logger;
+}
+
+export interface CompletedItem<Output> {
+  subjectId: number;
+  interactionId: number;
+  output: Output;
+}
+
+export interface StepDefinition<DB, Input extends object, Output> {
+  name: string;
+  /**
+   * The subjects that still need this step, with the handler's input. The
+   * engine wraps it as a subquery (keyset pagination on subject_id, claim
+   * exclusion), so keep it a plain filter: an index on the filtered column
+   * (or a partial index) is what keeps claiming fast on large tables.
+   */
+  pending: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, PendingRow & Input>;
+  /** Processes one subject. Honour `ctx.signal`: it is how stop and timeouts reach you. */
+  handle: (input: Input, ctx: StepContext) => Promise<Output>;
+  /** When given, an output that does not parse fails the interaction. */
+  output?: ZodType<Output>;
+  /**
+   * Writes a batch of results in the same transaction that completes their
+   * interactions. After it, those subjects must no longer be pending for this
+   * step.
+   */
+  save: (tx: Transaction<DB>, items: CompletedItem<Output>[]) => Promise<void>;
+}
+
+export type AnyStep<DB> = StepDefinition<DB, any, any>;
+
+export interface WorkflowDefinition<DB = any> {
+  /** The number people type: `/workflow run 3001`. */
+  id: number;
+  /** A second handle for the grammar: lowercase letters, digits and dashes. */
+  name: string;
+  description?: string;
+  /** What one subject is called in messages, e.g. "posting". */
+  subject: string;
+  steps: AnyStep<DB>[];
+  /**
+   * One row of named numbers describing the domain's state; snapshotted before
+   * and after each run to compute the delta. One query with FILTER clauses
+   * scans the table once.
+   */
+  metrics: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, Record<string, unknown>>;
+  /** Handlers running at once. Default 8. */
+  concurrency?: number;
+  /** At most one global_batch start per this many seconds. Default 60. */
+  rateLimitSeconds?: number;
+  /** Per-item handler timeout. Default 30 s. */
+  timeoutMs?: number;
+  /** Retries after a failed attempt. Default 2. */
+  retries?: number;
+  /** First retry delay, doubled on each further retry. Default 1 s. */
+  retryBackoffMs?: number;
+  /** Subjects claimed, and results committed, per statement. Default 500. */
+  batchSize?: number;
+}
+
+/** Everything a workflow module may need from the process that loads it. */
+export interface WorkflowEnvironment {
+  config: Config;
+  log: Logger;
+}
+
+/** A module's default export: a definition, or a factory that receives the environment. */
+export type WorkflowModuleExport<DB = any> =
+  | WorkflowDefinition<DB>
+  | ((env: WorkflowEnvironment) => WorkflowDefinition<DB>);
+
+export function defineWorkflow<DB>(definition: WorkflowDefinition<DB>): WorkflowDefinition<DB> {
+  return definition;
+}
+
+export function defineStep<DB, Input extends object, Output>(
+  step: StepDefinition<DB, Input, Output>,
+): StepDefinition<DB, Input, Output> {
+  return step;
+}
+
+/** A definition with every default filled in, as the engine uses it. */
+export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description'>> & { description: string };
+
+export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): ResolvedWorkflow<DB> {
+  return {
+    description: '',
+    concurrency: 8,
+    rateLimitSeconds: 60,
+    timeoutMs: 30_000,
+    retries: 2,
+    retryBackoffMs: 1_000,
+    batchSize: 500,
+    ...definition,
+  };
+}
