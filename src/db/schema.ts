@@ -4,7 +4,7 @@ import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 // tables are typed by the workflows that own them.
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
-type Json<T = unknown> = ColumnType<T, string | undefined, string>;
+type Json<T = unknown> = ColumnType<T, string | null | undefined, string | null>;
 
 export type RunMode = 'global_batch' | 'single_subject' | 'single_run';
 export type RunStatus = 'queued' | 'running' | 'completed' | 'failed' | 'stopped' | 'abandoned';

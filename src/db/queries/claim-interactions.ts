@@ -1,0 +1,107 @@
+import { sql, type Kysely, type SelectQueryBuilder } from 'kysely';
+import type { Fence } from './runs.ts';
+
+export interface ClaimPage {
+  fence: Fence;
+  workflowId: number;
+  step: string;
+  /** The step before this one; its latest completed interaction becomes the parent (lineage). */
+  previousStep: string | null;
+  /** The step's pending query; wrapped here as a subquery. */
+  pending: SelectQueryBuilder<any, any, any>;
+  /** Keyset cursor: only subjects above it. */
+  after: number;
+  limit: number;
+  /** single_subject scope. */
+  subjectId: number | null;
+  /** Subjects that already failed in this run; not claimed again by it. */
+  exclude: number[];
+}
+
+export interface ClaimedItem {
+  interactionId: number;
+  subjectId: number;
+  attempts: number;
+  input: Record<string, unknown>;
+}
+
+export interface ClaimResult {
+  /** Highest subject id seen; the next page starts after it. Null when the step has nothing left. */
+  cursor: number | null;
+  /** Candidates the page looked at; fewer than the limit means the step is exhausted. */
+  seen: number;
+  claimed: ClaimedItem[];
+  /** The run is no longer ours: nothing was claimed and nothing must be. */
+  fenced: boolean;
+}
+
+/**
+ * Claims one page of a step's pending subjects, in one statement.
+ *
+ * Why this shape:
+ * - Keyset pagination (`subject_id > cursor ORDER BY subject_id LIMIT n`) over
+ *   the step's pending query walks the domain table's index once per wave,
+ *   instead of rescanning already-claimed rows from the start on every page.
+ * - INSERT … ON CONFLICT on the partial unique index `interactions_live_key`
+ *   is the claim: a subject live in another run (running) is skipped, so no
+ *   (step, subject) is ever handed to two workers; one left `pending` by a
+ *   stopped or abandoned run is adopted by this run, attempts carried on.
+ * - The `fence` CTE locks our run row FOR SHARE: a force or recovery that
+ *   marks the run ended waits for this statement's transaction, and once it
+ *   has, this statement claims nothing (EvalPlanQual re-checks the row).
+ * - Candidates LEFT JOIN claimed returns the cursor even when every candidate
+ *   was skipped.
+ */
+export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promise<ClaimResult> {
+  const scope = page.subjectId === null ? sql`` : sql`AND p.subject_id = ${page.subjectId}`;
+  const exclude = page.exclude.length === 0 ? sql`` : sql`AND p.subject_id <> ALL(${page.exclude}::bigint[])`;
+  const parent =
+    page.previousStep === null
+      ? sql`NULL::bigint`
+      : sql`(SELECT max(u.id) FROM interactions u
+               WHERE u.workflow_id = ${page.workflowId} AND u.subject_id = c.subject_id
+                 AND u.step = ${page.previousStep} AND u.status = 'completed')`;
+
+  const { rows } = await sql<{ subject_id: number; id: number | null; attempts: number | null; input: Record<string, unknown>; owned: boolean }>`
+    WITH fence AS (
+      SELECT id FROM workflow_runs
+       WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
+       FOR SHARE
+    ), candidates AS (
+      SELECT p.subject_id::bigint AS subject_id, to_jsonb(p) - 'subject_id' AS input
+        FROM (${page.pending}) AS p
+       WHERE p.subject_id > ${page.after} ${scope} ${exclude}
+       ORDER BY p.subject_id
+       LIMIT ${page.limit}
+    ), claimed AS (
+      INSERT INTO interactions AS i (run_id, workflow_id, step, subject_id, status, attempts, input, parent_id)
+      SELECT ${page.fence.runId}, ${page.workflowId}, ${page.step}, c.subject_id, 'running', 1, c.input, ${parent}
+        FROM candidates c, fence
+      ON CONFLICT (workflow_id, step, subject_id) WHERE status IN ('pending', 'running')
+      DO UPDATE SET run_id = excluded.run_id, status = 'running', attempts = i.attempts + 1,
+                    input = excluded.input, error = NULL, claimed_at = now()
+       WHERE i.status = 'pending'
+      RETURNING i.id, i.subject_id, i.attempts
+    )
+    SELECT c.subject_id, cl.id, cl.attempts, c.input, EXISTS (SELECT 1 FROM fence) AS owned
+      FROM candidates c LEFT JOIN claimed cl ON cl.subject_id = c.subject_id
+     ORDER BY c.subject_id`.execute(db);
+
+  if (rows.length === 0) {
+    // No candidates: the fence was not needed to decide anything.
+    return { cursor: null, seen: 0, claimed: [], fenced: false };
+  }
+  if (!rows[0]!.owned) return { cursor: null, seen: rows.length, claimed: [], fenced: true };
+  const claimed: ClaimedItem[] = [];
+  for (const row of rows) {
+    if (row.id !== null) claimed.push({ interactionId: row.id, subjectId: row.subject_id, attempts: row.attempts ?? 1, input: row.input });
+  }
+  return { cursor: rows[rows.length - 1]!.subject_id, seen: rows.length, claimed, fenced: false };
+}
+
+/** Pending subjects of a step at a run's start (the expected work). */
+export async function countPending(db: Kysely<any>, pending: SelectQueryBuilder<any, any, any>, subjectId: number | null): Promise<number> {
+  const scope = subjectId === null ? sql`` : sql`WHERE p.subject_id = ${subjectId}`;
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM (${pending}) AS p ${scope}`.execute(db);
+  return rows[0]?.n ?? 0;
+}

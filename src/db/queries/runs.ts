@@ -1,0 +1,257 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { EngineTables, ExpectedWork, Metrics, RunAction, RunMode, RunProgress, RunRow, RunStatus } from '../schema.ts';
+
+// Every statement on workflow_runs. Writes made by a run's owner carry its
+// owner token and `status = 'running'` in the WHERE (fencing, DESIGN.md §3.6):
+// once a run has been taken over or recovered, its old owner's writes match
+// nothing.
+
+type Db = Kysely<EngineTables>;
+
+export interface Fence {
+  runId: number;
+  ownerToken: string;
+}
+
+export interface NewRunValues {
+  workflowId: number;
+  mode: RunMode;
+  subjectId: number | null;
+  resumesRunId: number | null;
+  lockKey: string;
+  action: RunAction;
+  requestedBy: string;
+  source: string;
+  forcedBy: string | null;
+  forcedRunId: number | null;
+}
+
+function newRunRow(values: NewRunValues) {
+  return {
+    workflow_id: values.workflowId,
+    mode: values.mode,
+    subject_id: values.subjectId,
+    resumes_run_id: values.resumesRunId,
+    lock_key: values.lockKey,
+    action: values.action,
+    requested_by: values.requestedBy,
+    source: values.source,
+    forced_by: values.forcedBy,
+    forced_run_id: values.forcedRunId,
+  };
+}
+
+/** A run that starts now, in this process, which holds its lock. */
+export async function insertRunningRun(db: Db, values: NewRunValues, owner: { token: string; instance: string }): Promise<RunRow> {
+  return db
+    .insertInto('workflow_runs')
+    .values({
+      ...newRunRow(values),
+      status: 'running',
+      owner_token: owner.token,
+      owner_instance: owner.instance,
+      started_at: sql`now()`,
+      heartbeat_at: sql`now()`,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** A run handed to a serving instance (`run --detach`); it has no owner yet. */
+export async function insertQueuedRun(db: Db, values: NewRunValues): Promise<RunRow> {
+  return db.insertInto('workflow_runs').values({ ...newRunRow(values), status: 'queued' }).returningAll().executeTakeFirstOrThrow();
+}
+
+/** A serving instance takes the oldest queued run; SKIP LOCKED lets several instances race safely. */
+export async function takeQueuedRun(tx: Transaction<EngineTables>): Promise<RunRow | undefined> {
+  return tx
+    .selectFrom('workflow_runs')
+    .selectAll()
+    .where('status', '=', 'queued')
+    .orderBy('id')
+    .limit(1)
+    .forUpdate()
+    .skipLocked()
+    .executeTakeFirst();
+}
+
+/** A queued run becomes this process's running run. */
+export async function startQueuedRun(db: Db, runId: number, lockKey: string, owner: { token: string; instance: string }): Promise<RunRow | undefined> {
+  return db
+    .updateTable('workflow_runs')
+    .set({
+      status: 'running',
+      lock_key: lockKey,
+      owner_token: owner.token,
+      owner_instance: owner.instance,
+      started_at: sql`now()`,
+      heartbeat_at: sql`now()`,
+    })
+    .where('id', '=', runId)
+    .where('status', '=', 'queued')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function refuseQueuedRun(db: Db, runId: number, reason: string): Promise<void> {
+  await db
+    .updateTable('workflow_runs')
+    .set({ status: 'failed', ended_reason: 'refused', error: reason, ended_at: sql`now()` })
+    .where('id', '=', runId)
+    .where('status', '=', 'queued')
+    .execute();
+}
+
+export async function recordStartState(db: Db, fence: Fence, stateBefore: Metrics, expectedWork: ExpectedWork): Promise<boolean> {
+  const result = await db
+    .updateTable('workflow_runs')
+    .set({ state_before: JSON.stringify(stateBefore), expected_work: JSON.stringify(expectedWork) })
+    .where('id', '=', fence.runId)
+    .where('owner_token', '=', fence.ownerToken)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/**
+ * The heartbeat also carries the progress counters (the runner's own, never a
+ * scan of domain tables) and returns a pending stop request, so a stop whose
+ * NOTIFY was missed still arrives within one heartbeat. No row back = fenced.
+ */
+export async function heartbeat(
+  db: Db,
+  fence: Fence,
+  progress: RunProgress,
+): Promise<{ stopRequestedBy: string | null } | undefined> {
+  const row = await db
+    .updateTable('workflow_runs')
+    .set({ heartbeat_at: sql`now()`, progress: JSON.stringify(progress) })
+    .where('id', '=', fence.runId)
+    .where('owner_token', '=', fence.ownerToken)
+    .where('status', '=', 'running')
+    .returning('stop_requested_by')
+    .executeTakeFirst();
+  return row && { stopRequestedBy: row.stop_requested_by };
+}
+
+export interface RunEnding {
+  status: Exclude<RunStatus, 'queued' | 'running'>;
+  stateAfter: Metrics | null;
+  delta: Metrics | null;
+  completed: number;
+  failed: number;
+  progress: RunProgress;
+  endedReason: string | null;
+  error: string | null;
+}
+
+/** The owner ends its run. Stopped-by comes from the stop request, written by whoever asked. */
+export async function endRun(tx: Transaction<EngineTables>, fence: Fence, ending: RunEnding): Promise<RunRow | undefined> {
+  return tx
+    .updateTable('workflow_runs')
+    .set({
+      status: ending.status,
+      state_after: ending.stateAfter === null ? null : JSON.stringify(ending.stateAfter),
+      delta: ending.delta === null ? null : JSON.stringify(ending.delta),
+      interactions_completed: ending.completed,
+      interactions_failed: ending.failed,
+      progress: JSON.stringify(ending.progress),
+      stopped_by: ending.status === 'stopped' ? sql`stop_requested_by` : null,
+      ended_reason: ending.endedReason,
+      error: ending.error,
+      ended_at: sql`now()`,
+      heartbeat_at: sql`now()`,
+    })
+    .where('id', '=', fence.runId)
+    .where('owner_token', '=', fence.ownerToken)
+    .where('status', '=', 'running')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Locks the run row while its owner still owns it: the fence at the head of every write transaction. */
+export async function lockOwnedRun(tx: Transaction<EngineTables>, fence: Fence): Promise<boolean> {
+  const row = await tx
+    .selectFrom('workflow_runs')
+    .select('id')
+    .where('id', '=', fence.runId)
+    .where('owner_token', '=', fence.ownerToken)
+    .where('status', '=', 'running')
+    .forShare()
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function requestStop(db: Db, runId: number, by: string): Promise<RunRow | undefined> {
+  return db
+    .updateTable('workflow_runs')
+    .set({ stop_requested_by: sql`coalesce(stop_requested_by, ${by})`, stop_requested_at: sql`coalesce(stop_requested_at, now())` })
+    .where('id', '=', runId)
+    .where('status', '=', 'running')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * Ends a run on behalf of an owner that is gone (abandoned) or was forced out
+ * (stopped). Only a row still `running` matches, so a run that just finished
+ * on its own is never touched.
+ */
+export async function endRunWithoutOwner(
+  tx: Transaction<EngineTables>,
+  runId: number,
+  ending: { status: 'abandoned' | 'stopped'; stoppedBy: string | null; endedReason: string; takenOverByRunId?: number | null },
+): Promise<RunRow | undefined> {
+  return tx
+    .updateTable('workflow_runs')
+    .set({
+      status: ending.status,
+      stopped_by: ending.stoppedBy,
+      ended_reason: ending.endedReason,
+      taken_over_by_run_id: ending.takenOverByRunId ?? null,
+      ended_at: sql`now()`,
+    })
+    .where('id', '=', runId)
+    .where('status', '=', 'running')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function setTakenOverBy(db: Db, runId: number, byRunId: number): Promise<void> {
+  await db.updateTable('workflow_runs').set({ taken_over_by_run_id: byRunId }).where('id', '=', runId).execute();
+}
+
+export async function getRun(db: Db, runId: number): Promise<RunRow | undefined> {
+  return db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirst();
+}
+
+export async function runningRunWithLockKey(db: Db, lockKey: string): Promise<RunRow | undefined> {
+  return db
+    .selectFrom('workflow_runs')
+    .selectAll()
+    .where('lock_key', '=', lockKey)
+    .where('status', '=', 'running')
+    .orderBy('id', 'desc')
+    .executeTakeFirst();
+}
+
+export async function activeRuns(db: Db): Promise<RunRow[]> {
+  return db.selectFrom('workflow_runs').selectAll().where('status', 'in', ['queued', 'running']).orderBy('id').execute();
+}
+
+/** The latest global_batch start of a workflow, for the rate limit. */
+export async function lastBatchStart(db: Db, workflowId: number): Promise<Date | null> {
+  const row = await db
+    .selectFrom('workflow_runs')
+    .select((eb) => eb.fn.max('started_at').as('at'))
+    .where('workflow_id', '=', workflowId)
+    .where('mode', '=', 'global_batch')
+    .executeTakeFirst();
+  return row?.at ? new Date(row.at as unknown as string) : null;
+}
+
+export async function runHistory(db: Db, options: { workflowId?: number; limit: number }): Promise<RunRow[]> {
+  let query = db.selectFrom('workflow_runs').selectAll().orderBy('id', 'desc').limit(options.limit);
+  if (options.workflowId !== undefined) query = query.where('workflow_id', '=', options.workflowId);
+  return query.execute();
+}

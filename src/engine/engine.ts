@@ -1,0 +1,404 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { createKysely, createPool, type Db } from '../db/connect.ts';
+import { appendAudit, notify } from '../db/queries/audit.ts';
+import { releaseRunningInteractions } from '../db/queries/complete-interactions.ts';
+import { computeLockKey, lockHolderPid, terminateBackends } from '../db/queries/locks.ts';
+import * as runs from '../db/queries/runs.ts';
+import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/schema.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { recoverRun } from './recovery.ts';
+import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
+import { Runner, type StopCause } from './runner.ts';
+import { delta, estimatedInteractions, expectedWork, takeSnapshot } from './snapshot.ts';
+
+export interface EngineOptions {
+  connectionString: string;
+  /** A direct connection for advisory locks (never through a transaction-pooling proxy). */
+  lockConnectionString?: string;
+  workflows: ResolvedWorkflow[];
+  log: Logger;
+  heartbeatMs: number;
+  forceGraceMs: number;
+  /** Shown in pg_stat_activity and on every run this instance owns. */
+  instanceId?: string;
+}
+
+export interface RunRequest {
+  workflow: ResolvedWorkflow;
+  mode: RunMode;
+  subjectId?: number;
+  /** single_run: the run to resume. */
+  resumeRunId?: number;
+  force: boolean;
+  requestedBy: string;
+  source: string;
+  /** A run queued by `run --detach`, picked up by this serving instance. */
+  queuedRunId?: number;
+}
+
+export type Refusal =
+  | { reason: 'duplicate'; message: string; running: RunRow }
+  | { reason: 'rate_limited'; message: string; nextAllowedAt: Date; lastStartAt: Date }
+  | { reason: 'not_resumable'; message: string }
+  | { reason: 'busy'; message: string };
+
+export type StartOutcome = { started: true; run: ActiveRun } | { started: false; refusal: Refusal };
+
+export interface RunSummary {
+  run: RunRow;
+  /** How it ended locally; `taken_over` and `lock_lost` mean this process wrote nothing at the end. */
+  outcome: 'completed' | 'failed' | 'stopped' | 'taken_over' | 'lock_lost';
+  stateBefore: Metrics;
+  stateAfter: Metrics | null;
+  delta: Metrics | null;
+  progress: RunProgress;
+}
+
+/** A run this process owns. `done` settles when it has ended and released its lock. */
+export interface ActiveRun {
+  id: number;
+  row: RunRow;
+  workflow: ResolvedWorkflow;
+  stateBefore: Metrics;
+  expectedWork: ExpectedWork;
+  /** Interactions this run can expect in all (a linear pipeline's estimate). */
+  estimatedInteractions: number;
+  progress(): RunProgress;
+  stop(cause: StopCause): void;
+  done: Promise<RunSummary>;
+}
+
+const RUN_POOL_SIZE = 4;
+
+export class Engine extends EventEmitter {
+  readonly instanceId: string;
+  readonly db: Db;
+  private readonly pool: pg.Pool;
+  private readonly active = new Map<number, ActiveRun>();
+  private readonly workflowsById: Map<number, ResolvedWorkflow>;
+
+  constructor(private readonly options: EngineOptions) {
+    super();
+    this.instanceId = options.instanceId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.pool = createPool({ connectionString: options.connectionString, applicationName: `workflow:${this.instanceId}`, max: 8 });
+    this.db = createKysely(this.pool);
+    this.workflowsById = new Map(options.workflows.map((w) => [w.id, w]));
+  }
+
+  get log(): Logger {
+    return this.options.log;
+  }
+
+  workflow(id: number): ResolvedWorkflow | undefined {
+    return this.workflowsById.get(id);
+  }
+
+  activeRuns(): ActiveRun[] {
+    return [...this.active.values()];
+  }
+
+  /**
+   * Starts a run under the safety rules (DESIGN.md §3): lock, recovery of a
+   * dead predecessor, rate limit, force. Refusals create no run.
+   */
+  async startRun(request: RunRequest): Promise<StartOutcome> {
+    const { workflow } = request;
+    let scopeSubject: number | null = request.subjectId ?? null;
+    let resumed: RunRow | undefined;
+    if (request.mode === 'single_run') {
+      resumed = await runs.getRun(this.db, request.resumeRunId!);
+      const problem = !resumed
+        ? `run ${request.resumeRunId} does not exist`
+        : resumed.workflow_id !== workflow.id
+          ? `run ${resumed.id} belongs to workflow ${resumed.workflow_id}, not ${workflow.id}`
+          : !['stopped', 'failed', 'abandoned'].includes(resumed.status)
+            ? `run ${resumed.id} is ${resumed.status}; only a stopped, failed or abandoned run can be resumed`
+            : null;
+      if (problem) return { started: false, refusal: { reason: 'not_resumable', message: problem } };
+      scopeSubject = resumed!.subject_id;
+    }
+    const lockKey = await computeLockKey(this.db, workflow.id, scopeSubject);
+    const lock = await RunLock.connect(this.lockConnectionString, `workflow-lock:${this.instanceId}`);
+    try {
+      let forced: RunRow | undefined;
+      if (!(await lock.tryAcquire(lockKey))) {
+        const holder = await runs.runningRunWithLockKey(this.db, lockKey);
+        if (!request.force) {
+          await lock.close();
+          if (!holder) return { started: false, refusal: { reason: 'busy', message: `workflow ${workflow.id} is starting or ending a run; try again in a moment` } };
+          return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder), running: holder } };
+        }
+        forced = await this.takeOver(lock, lockKey, holder, request.requestedBy);
+      }
+      // We hold the lock: any run still marked running under it has lost its owner.
+      const orphan = await runs.runningRunWithLockKey(this.db, lockKey);
+      if (orphan) await recoverRun(this.db, orphan.id, 'abandoned');
+
+      if (request.mode === 'global_batch' && !request.force) {
+        const last = await runs.lastBatchStart(this.db, workflow.id);
+        const nextAllowedAt = last && new Date(last.getTime() + workflow.rateLimitSeconds * 1000);
+        if (nextAllowedAt && nextAllowedAt.getTime() > Date.now()) {
+          await lock.close();
+          return {
+            started: false,
+            refusal: {
+              reason: 'rate_limited',
+              lastStartAt: last!,
+              nextAllowedAt,
+              message: `workflow ${workflow.id} last started a batch at ${last!.toISOString()}; the next start is allowed at ${nextAllowedAt.toISOString()} (use force to start now)`,
+            },
+          };
+        }
+      }
+      const run = await this.begin(request, lock, lockKey, scopeSubject, resumed, forced);
+      return { started: true, run };
+    } catch (error) {
+      await lock.close();
+      throw error;
+    }
+  }
+
+  private get lockConnectionString(): string {
+    return this.options.lockConnectionString ?? this.options.connectionString;
+  }
+
+  /**
+   * Force (DESIGN.md §3.5): ask the holder to stop, give it the grace period,
+   * then terminate its backends and take the lock. Returns the run taken over.
+   */
+  private async takeOver(lock: RunLock, lockKey: string, holder: RunRow | undefined, by: string): Promise<RunRow | undefined> {
+    if (holder) {
+      await runs.requestStop(this.db, holder.id, by);
+      await notify(this.db, CONTROL_CHANNEL, { type: 'stop', runId: holder.id, by });
+    }
+    if (await lock.waitAcquire(lockKey, this.options.forceGraceMs)) return holder;
+    const pid = await lockHolderPid(this.db, lockKey);
+    const terminated = await terminateBackends(this.db, { pid, applicationName: holder ? runApplicationName(holder.id) : '-' });
+    this.log.warn({ runId: holder?.id, pid, terminated }, 'force: owner did not stop within the grace period; terminated its connections');
+    if (!(await lock.waitAcquire(lockKey, this.options.forceGraceMs))) {
+      throw new Error(`force: could not take the lock of workflow run ${holder?.id ?? '?'} even after terminating its holder`);
+    }
+    if (holder) await recoverRun(this.db, holder.id, 'stopped', { stoppedBy: by, endedReason: 'forced' });
+    return holder;
+  }
+
+  private async begin(
+    request: RunRequest,
+    lock: RunLock,
+    lockKey: string,
+    scopeSubject: number | null,
+    resumed: RunRow | undefined,
+    forced: RunRow | undefined,
+  ): Promise<ActiveRun> {
+    const { workflow } = request;
+    const owner = { token: randomUUID(), instance: this.instanceId };
+    const values: runs.NewRunValues = {
+      workflowId: workflow.id,
+      mode: request.mode,
+      subjectId: scopeSubject,
+      resumesRunId: resumed?.id ?? null,
+      lockKey,
+      action: request.mode === 'single_run' ? 'resume' : request.force ? 'force' : 'run',
+      requestedBy: request.requestedBy,
+      source: request.source,
+      forcedBy: forced ? request.requestedBy : null,
+      forcedRunId: forced?.id ?? null,
+    };
+    let row: RunRow | undefined;
+    if (request.queuedRunId !== undefined) {
+      row = await runs.startQueuedRun(this.db, request.queuedRunId, lockKey, owner);
+      if (!row) throw new Error(`queued run ${request.queuedRunId} was taken by another instance`);
+    } else {
+      row = await runs.insertRunningRun(this.db, values, owner);
+    }
+    if (forced) await runs.setTakenOverBy(this.db, forced.id, row.id);
+    const fence = { runId: row.id, ownerToken: owner.token };
+    const runPool = createPool({ connectionString: this.options.connectionString, applicationName: runApplicationName(row.id), max: RUN_POOL_SIZE });
+    const runDb = createKysely(runPool);
+    const log = this.log.child({ runId: row.id, workflowId: workflow.id });
+    try {
+      const stateBefore = await takeSnapshot(runDb, workflow);
+      const work = await expectedWork(runDb, workflow, scopeSubject);
+      await runs.recordStartState(runDb, fence, stateBefore, work);
+      row = { ...row, state_before: stateBefore, expected_work: work } as RunRow;
+
+      const runner = new Runner({ db: runDb, workflow, fence, subjectId: scopeSubject, heartbeatMs: this.options.heartbeatMs, log });
+      lock.onLost((error) => runner.abort({ kind: 'lock-lost', error: error.message }));
+      lock.onControl((message) => {
+        if (message.type === 'stop' && message.runId === fence.runId) runner.abort({ kind: 'stop', by: message.by });
+      });
+      await lock.listen();
+
+      const startedRow = row;
+      const done = (async (): Promise<RunSummary> => {
+        try {
+          const execution = await runner.execute();
+          return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution);
+        } finally {
+          this.active.delete(fence.runId);
+          await lock.close();
+          await runPool.end().catch(() => {});
+        }
+      })();
+      const active: ActiveRun = {
+        id: row.id,
+        row,
+        workflow,
+        stateBefore,
+        expectedWork: work,
+        estimatedInteractions: estimatedInteractions(work, workflow.steps.map((s) => s.name)),
+        progress: () => runner.progress(),
+        stop: (cause) => runner.abort(cause),
+        done,
+      };
+      this.active.set(row.id, active);
+      this.emit('run-started', active);
+      void done.then((summary) => this.emit('run-ended', summary), () => {});
+      return active;
+    } catch (error) {
+      await runPool.end().catch(() => {});
+      throw error;
+    }
+  }
+
+  private async finish(
+    runDb: Db,
+    workflow: ResolvedWorkflow,
+    row: RunRow,
+    fence: runs.Fence,
+    stateBefore: Metrics,
+    execution: Awaited<ReturnType<Runner['execute']>>,
+  ): Promise<RunSummary> {
+    const { cause, progress, unfinished } = execution;
+    const completed = Object.values(progress).reduce((n, p) => n + p.done, 0);
+    const failed = Object.values(progress).reduce((n, p) => n + p.failed, 0);
+    const base = { stateBefore, progress };
+    if (cause?.kind === 'fenced' || cause?.kind === 'lock-lost') {
+      // Someone else may own this run now: write nothing (DESIGN.md §3.6).
+      const current = (await runs.getRun(this.db, fence.runId).catch(() => undefined)) ?? row;
+      this.log.warn({ runId: fence.runId, cause }, 'run given up without writing');
+      return { ...base, run: current, outcome: cause.kind === 'fenced' ? 'taken_over' : 'lock_lost', stateAfter: null, delta: null };
+    }
+    const status = cause === null ? 'completed' : cause.kind === 'error' ? 'failed' : 'stopped';
+    const endedReason = cause === null ? (completed + failed === 0 ? 'no_work' : 'finished') : cause.kind === 'stop' ? 'stop_requested' : cause.kind;
+    try {
+      const stateAfter = await takeSnapshot(runDb, workflow);
+      const change = delta(stateBefore, stateAfter);
+      const ended = await runDb.transaction().execute(async (tx) => {
+        if (!(await runs.lockOwnedRun(tx, fence))) return undefined;
+        if (unfinished > 0 || cause !== null) await releaseRunningInteractions(tx, fence.runId);
+        return runs.endRun(tx, fence, {
+          status,
+          stateAfter,
+          delta: change,
+          completed,
+          failed,
+          progress,
+          endedReason,
+          error: cause?.kind === 'error' ? cause.error : null,
+        });
+      });
+      if (!ended) return { ...base, run: (await runs.getRun(this.db, fence.runId)) ?? row, outcome: 'taken_over', stateAfter: null, delta: null };
+      await appendAudit(this.db, {
+        actor: ended.stopped_by ?? ended.requested_by,
+        source: 'engine',
+        action: 'run_ended',
+        outcome: 'event',
+        workflowId: workflow.id,
+        runId: ended.id,
+        reason: endedReason,
+        details: { status, completed, failed, delta: change },
+      }).catch(() => {});
+      return { ...base, run: ended, outcome: status, stateAfter, delta: change };
+    } catch (error) {
+      // The database went away while ending: the run stays `running` with its
+      // lock about to be released, and recovery marks it abandoned.
+      this.log.error({ runId: fence.runId, err: error }, 'could not record the end of the run');
+      return { ...base, run: row, outcome: 'failed', stateAfter: null, delta: null };
+    }
+  }
+
+  /**
+   * Stop (DESIGN.md §3.4): a flag on the run plus NOTIFY to its owner,
+   * wherever it runs. A run whose owner is gone is recovered instead.
+   */
+  async requestStop(runId: number, by: string): Promise<{ kind: 'requested' | 'recovered' | 'not_running' | 'not_found'; run?: RunRow }> {
+    const run = await runs.getRun(this.db, runId);
+    if (!run) return { kind: 'not_found' };
+    if (run.status === 'queued') {
+      await runs.refuseQueuedRun(this.db, runId, `stopped by ${by} before it started`);
+      return { kind: 'requested', run: await runs.getRun(this.db, runId) };
+    }
+    if (run.status !== 'running') return { kind: 'not_running', run };
+    const recovered = await this.recoverIfOwnerGone(run);
+    if (recovered) return { kind: 'recovered', run: recovered };
+    const requested = await runs.requestStop(this.db, runId, by);
+    if (!requested) return { kind: 'not_running', run: await runs.getRun(this.db, runId) };
+    await notify(this.db, CONTROL_CHANNEL, { type: 'stop', runId, by });
+    this.active.get(runId)?.stop({ kind: 'stop', by });
+    return { kind: 'requested', run: requested };
+  }
+
+  /** Waits (polling with a deadline) until the run has left `running`. */
+  async waitForEnd(runId: number, timeoutMs: number): Promise<RunRow | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const run = await runs.getRun(this.db, runId);
+      if (!run || (run.status !== 'running' && run.status !== 'queued') || Date.now() > deadline) return run;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /**
+   * Crash recovery (DESIGN.md §3.7) for every running run: a run whose lock is
+   * free has no owner, because an owner holds it from before the run row
+   * exists until after the run has ended.
+   */
+  async recoverAbandoned(): Promise<RunRow[]> {
+    const recovered: RunRow[] = [];
+    for (const run of await runs.activeRuns(this.db)) {
+      if (run.status !== 'running' || this.active.has(run.id)) continue;
+      const ended = await this.recoverIfOwnerGone(run);
+      if (ended) recovered.push(ended);
+    }
+    return recovered;
+  }
+
+  private async recoverIfOwnerGone(run: RunRow): Promise<RunRow | undefined> {
+    if (this.active.has(run.id)) return undefined;
+    const lock = await RunLock.connect(this.lockConnectionString, `workflow-check:${this.instanceId}`);
+    try {
+      if (!(await lock.tryAcquire(run.lock_key))) return undefined;
+      return await recoverRun(this.db, run.id, 'abandoned');
+    } finally {
+      await lock.close();
+    }
+  }
+
+  /** Ends every run this process owns (graceful shutdown) and closes the pool. */
+  async close(): Promise<void> {
+    const active = [...this.active.values()];
+    for (const run of active) run.stop({ kind: 'shutdown' });
+    await Promise.allSettled(active.map((run) => run.done));
+    await this.db.destroy();
+  }
+}
+
+export function runApplicationName(runId: number): string {
+  return `workflow-run:${runId}`;
+}
+
+function describeDuplicate(run: RunRow): string {
+  const progress = run.progress ? summariseProgress(run.progress) : 'just started';
+  const started = run.started_at ? new Date(run.started_at).toISOString() : 'now';
+  return `workflow ${run.workflow_id} is already running as run #${run.id}, started by ${run.requested_by} at ${started} (${progress})`;
+}
+
+export function summariseProgress(progress: RunProgress): string {
+  return Object.entries(progress)
+    .map(([step, p]) => `${step} ${p.done} done${p.failed ? `, ${p.failed} failed` : ''}`)
+    .join('; ');
+}

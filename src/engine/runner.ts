@@ -1,0 +1,238 @@
+import type { Kysely } from 'kysely';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { claimInteractions, type ClaimedItem } from '../db/queries/claim-interactions.ts';
+import { heartbeat, type Fence } from '../db/queries/runs.ts';
+import type { RunProgress, StepProgress } from '../db/schema.ts';
+import type { AnyStep, ResolvedWorkflow } from '../workflows/define.ts';
+import { Completer, FencedError } from './completer.ts';
+
+/** Why a run stopped before running out of work. */
+export type StopCause =
+  | { kind: 'stop'; by: string | null }
+  | { kind: 'shutdown' }
+  /** Taken over or recovered by someone else: write nothing more. */
+  | { kind: 'fenced' }
+  /** The lock connection died: the lock may be someone else's now; write nothing more. */
+  | { kind: 'lock-lost'; error: string }
+  | { kind: 'error'; error: string };
+
+export interface Execution {
+  /** Null when the run ran out of work. */
+  cause: StopCause | null;
+  progress: RunProgress;
+  /** Claimed interactions that did not finish (to go back to pending). */
+  unfinished: number;
+}
+
+export interface RunnerOptions {
+  db: Kysely<any>;
+  workflow: ResolvedWorkflow;
+  fence: Fence;
+  subjectId: number | null;
+  heartbeatMs: number;
+  log: Logger;
+}
+
+const NO_CURSOR = Number.MIN_SAFE_INTEGER;
+
+/**
+ * Executes one run in waves (DESIGN.md §2). Each wave walks every step's
+ * pending subjects page by page, claims them, runs their handlers on one
+ * bounded queue, and commits results in batches through the Completer. A
+ * wave that claims nothing ends the run.
+ */
+export class Runner {
+  private readonly controller = new AbortController();
+  private cause: StopCause | null = null;
+  private readonly counters = new Map<string, StepProgress>();
+  private readonly failedSubjects = new Map<string, number[]>();
+  private readonly queue: PQueue;
+  private readonly completer: Completer;
+  private outstanding = 0;
+
+  constructor(private readonly options: RunnerOptions) {
+    const { workflow } = options;
+    for (const step of workflow.steps) {
+      this.counters.set(step.name, { done: 0, failed: 0, running: 0 });
+      this.failedSubjects.set(step.name, []);
+    }
+    this.queue = new PQueue({ concurrency: workflow.concurrency });
+    this.completer = new Completer(
+      options.db,
+      options.fence,
+      new Map(workflow.steps.map((s) => [s.name, s])),
+      workflow.batchSize,
+      {
+        committed: (step, done, failed) => {
+          const counter = this.counters.get(step)!;
+          counter.done += done;
+          counter.failed += failed;
+          this.outstanding -= done + failed;
+        },
+        fatal: (error) => this.abort(error instanceof FencedError ? { kind: 'fenced' } : { kind: 'error', error: error.message }),
+      },
+    );
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Ends the run early. The first cause wins. */
+  abort(cause: StopCause): void {
+    if (this.cause) return;
+    this.cause = cause;
+    this.options.log.info({ runId: this.options.fence.runId, cause }, 'run stopping');
+    this.queue.clear();
+    if (cause.kind === 'fenced' || cause.kind === 'lock-lost') this.completer.abandon();
+    this.controller.abort(new Error(`run stopped: ${cause.kind}`));
+  }
+
+  progress(): RunProgress {
+    const progress: RunProgress = {};
+    for (const [step, counter] of this.counters) progress[step] = { ...counter };
+    return progress;
+  }
+
+  async execute(): Promise<Execution> {
+    const beat = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
+    try {
+      while (!this.signal.aborted) {
+        const claimed = await Promise.all(this.options.workflow.steps.map((step, index) => this.feed(step, index)));
+        await this.queue.onIdle();
+        await this.completer.drain();
+        if (claimed.every((n) => n === 0)) break;
+      }
+    } catch (error) {
+      this.abort({ kind: 'error', error: (error as Error).message });
+    } finally {
+      clearInterval(beat);
+    }
+    await this.queue.onIdle();
+    // Results finished before a stop are kept; a fenced run writes nothing.
+    if (this.cause?.kind !== 'fenced' && this.cause?.kind !== 'lock-lost') await this.completer.drain();
+    return { cause: this.cause, progress: this.progress(), unfinished: this.outstanding };
+  }
+
+  /** One step's share of a wave: claim page after page, as fast as the queue takes them. */
+  private async feed(step: AnyStep<any>, index: number): Promise<number> {
+    const { db, workflow, fence, subjectId } = this.options;
+    let after = NO_CURSOR;
+    let claimedTotal = 0;
+    while (!this.signal.aborted) {
+      // Backpressure: keep about one page waiting per step, no more.
+      await this.queue.onSizeLessThan(workflow.batchSize);
+      if (this.signal.aborted) break;
+      const page = await claimInteractions(db, {
+        fence,
+        workflowId: workflow.id,
+        step: step.name,
+        previousStep: index === 0 ? null : workflow.steps[index - 1]!.name,
+        pending: step.pending(db),
+        after,
+        limit: workflow.batchSize,
+        subjectId,
+        exclude: this.failedSubjects.get(step.name)!,
+      });
+      if (page.fenced) {
+        this.abort({ kind: 'fenced' });
+        break;
+      }
+      if (page.cursor === null) break;
+      after = page.cursor;
+      claimedTotal += page.claimed.length;
+      this.outstanding += page.claimed.length;
+      for (const item of page.claimed) void this.queue.add(() => this.process(step, item));
+      if (page.seen < workflow.batchSize) break;
+    }
+    return claimedTotal;
+  }
+
+  private async process(step: AnyStep<any>, item: ClaimedItem): Promise<void> {
+    const { workflow, log } = this.options;
+    const counter = this.counters.get(step.name)!;
+    counter.running++;
+    try {
+      for (let attempt = 1; !this.signal.aborted; attempt++) {
+        const itemSignal = AbortSignal.any([this.signal, AbortSignal.timeout(workflow.timeoutMs)]);
+        let error: string;
+        try {
+          const raw = await untilAborted(
+            step.handle(item.input, { signal: itemSignal, subjectId: item.subjectId, attempt, log }),
+            itemSignal,
+          );
+          const output = step.output ? parseOutput(step, raw) : raw;
+          await this.completer.complete(step.name, item.subjectId, item.interactionId, output);
+          return;
+        } catch (caught) {
+          if (this.signal.aborted) return; // unfinished: released to pending at the end
+          error = itemSignal.aborted ? `timed out after ${workflow.timeoutMs} ms` : describe(caught);
+        }
+        if (attempt > workflow.retries) {
+          this.failedSubjects.get(step.name)!.push(item.subjectId);
+          await this.completer.fail(step.name, item.subjectId, item.interactionId, error, attempt - 1);
+          return;
+        }
+        log.debug({ step: step.name, subjectId: item.subjectId, attempt, error }, 'retrying');
+        await delay(workflow.retryBackoffMs * 2 ** (attempt - 1), this.signal);
+      }
+    } finally {
+      counter.running--;
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      const beat = await heartbeat(this.options.db, this.options.fence, this.progress());
+      if (!beat) this.abort({ kind: 'fenced' });
+      else if (beat.stopRequestedBy !== null) this.abort({ kind: 'stop', by: beat.stopRequestedBy });
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'heartbeat failed');
+    }
+  }
+}
+
+function parseOutput(step: AnyStep<any>, raw: unknown): unknown {
+  const parsed = step.output!.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new Error(`output rejected by step ${step.name}: ${issue ? `${issue.path.join('.') || 'value'}: ${issue.message}` : 'invalid'}`);
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
+
+/** A handler that ignores its signal must not hold the run: stop waiting for it when the signal fires. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,42 @@
+import type { Kysely } from 'kysely';
+import { countPending } from '../db/queries/claim-interactions.ts';
+import type { ExpectedWork, Metrics } from '../db/schema.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
+
+/** The workflow's metrics row, as numbers. One query, defined by the workflow. */
+export async function takeSnapshot(db: Kysely<any>, workflow: ResolvedWorkflow): Promise<Metrics> {
+  const row = (await workflow.metrics(db).executeTakeFirst()) ?? {};
+  const metrics: Metrics = {};
+  for (const [name, value] of Object.entries(row)) metrics[name] = Number(value ?? 0);
+  return metrics;
+}
+
+/** Pending subjects per step, counted with the same query claiming uses. */
+export async function expectedWork(db: Kysely<any>, workflow: ResolvedWorkflow, subjectId: number | null): Promise<ExpectedWork> {
+  const work: ExpectedWork = {};
+  for (const step of workflow.steps) work[step.name] = await countPending(db, step.pending(db), subjectId);
+  return work;
+}
+
+export function delta(before: Metrics, after: Metrics): Metrics {
+  const result: Metrics = {};
+  for (const name of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    result[name] = (after[name] ?? 0) - (before[name] ?? 0);
+  }
+  return result;
+}
+
+/**
+ * Interactions a run can expect in all, for a linear pipeline: a subject
+ * pending for step k will also be pending for every later step.
+ */
+export function estimatedInteractions(work: ExpectedWork, stepNames: string[]): number {
+  let carried = 0;
+  let total = 0;
+  for (const name of stepNames) {
+    carried += work[name] ?? 0;
+    total += carried;
+  }
+  return total;
+}
+
