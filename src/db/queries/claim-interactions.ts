@@ -51,6 +51,12 @@ export interface ClaimResult {
  *   has, this statement claims nothing (EvalPlanQual re-checks the row).
  * - Candidates LEFT JOIN claimed returns the cursor even when every candidate
  *   was skipped.
+ * - A second statement, in the same transaction but with a fresh snapshot,
+ *   drops claims whose subject stopped being pending meanwhile: the candidate
+ *   list comes from the first statement's snapshot, so a subject another run
+ *   completed just after it (its interaction no longer live, so no conflict)
+ *   would otherwise be processed twice. Our claims are live and uncommitted
+ *   by then, so nobody can complete one of them in between.
  */
 export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promise<ClaimResult> {
   const scope = page.subjectId === null ? sql`` : sql`AND p.subject_id = ${page.subjectId}`;
@@ -62,7 +68,8 @@ export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promi
                WHERE u.workflow_id = ${page.workflowId} AND u.subject_id = c.subject_id
                  AND u.step = ${page.previousStep} AND u.status = 'completed')`;
 
-  const { rows } = await sql<{ subject_id: number; id: number | null; attempts: number | null; input: Record<string, unknown>; owned: boolean }>`
+  return db.transaction().execute(async (tx) => {
+  const { rows } = await sql<{ subject_id: number; id: number | null; attempts: number | null; input: Record<string, unknown>; owned: boolean; adopted: boolean | null }>`
     WITH fence AS (
       SELECT id FROM workflow_runs
        WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
@@ -81,22 +88,49 @@ export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promi
       DO UPDATE SET run_id = excluded.run_id, status = 'running', attempts = i.attempts + 1,
                     input = excluded.input, error = NULL, claimed_at = now()
        WHERE i.status = 'pending'
-      RETURNING i.id, i.subject_id, i.attempts
+      RETURNING i.id, i.subject_id, i.attempts, i.xmax <> 0 AS adopted
     )
-    SELECT c.subject_id, cl.id, cl.attempts, c.input, EXISTS (SELECT 1 FROM fence) AS owned
+    SELECT c.subject_id, cl.id, cl.attempts, cl.adopted, c.input, EXISTS (SELECT 1 FROM fence) AS owned
       FROM candidates c LEFT JOIN claimed cl ON cl.subject_id = c.subject_id
-     ORDER BY c.subject_id`.execute(db);
+     ORDER BY c.subject_id`.execute(tx);
 
   if (rows.length === 0) {
     // No candidates: the fence was not needed to decide anything.
     return { cursor: null, seen: 0, claimed: [], fenced: false };
   }
   if (!rows[0]!.owned) return { cursor: null, seen: rows.length, claimed: [], fenced: true };
+  const claimedRows = rows.filter((row) => row.id !== null);
+  const stale = claimedRows.length === 0 ? new Set<number>() : await dropStaleClaims(tx, page, claimedRows);
   const claimed: ClaimedItem[] = [];
-  for (const row of rows) {
-    if (row.id !== null) claimed.push({ interactionId: row.id, subjectId: row.subject_id, attempts: row.attempts ?? 1, input: row.input });
+  for (const row of claimedRows) {
+    if (!stale.has(row.id!)) claimed.push({ interactionId: row.id!, subjectId: row.subject_id, attempts: row.attempts ?? 1, input: row.input });
   }
   return { cursor: rows[rows.length - 1]!.subject_id, seen: rows.length, claimed, fenced: false };
+  });
+}
+
+/**
+ * Claims whose subject is no longer pending: fresh ones are deleted as if
+ * never made; an adopted row (history of an earlier run) is closed as failed
+ * rather than erased.
+ */
+async function dropStaleClaims(
+  tx: Kysely<any>,
+  page: ClaimPage,
+  claimed: { id: number | null; adopted: boolean | null }[],
+): Promise<Set<number>> {
+  const fresh = claimed.filter((row) => !row.adopted).map((row) => row.id!);
+  const adopted = claimed.filter((row) => row.adopted).map((row) => row.id!);
+  const notPending = sql`NOT EXISTS (SELECT 1 FROM (${page.pending}) AS p WHERE p.subject_id = i.subject_id)`;
+  const { rows } = await sql<{ id: number }>`
+    WITH dropped AS (
+      DELETE FROM interactions i WHERE i.id = ANY(${fresh}::bigint[]) AND ${notPending} RETURNING i.id
+    ), closed AS (
+      UPDATE interactions i SET status = 'failed', error = 'no longer pending when claimed', finished_at = now()
+       WHERE i.id = ANY(${adopted}::bigint[]) AND ${notPending} RETURNING i.id
+    )
+    SELECT id FROM dropped UNION ALL SELECT id FROM closed`.execute(tx);
+  return new Set(rows.map((row) => row.id));
 }
 
 /** Pending subjects of a step at a run's start (the expected work). */

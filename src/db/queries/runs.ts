@@ -62,16 +62,19 @@ export async function insertQueuedRun(db: Db, values: NewRunValues): Promise<Run
   return db.insertInto('workflow_runs').values({ ...newRunRow(values), status: 'queued' }).returningAll().executeTakeFirstOrThrow();
 }
 
-/** A serving instance takes the oldest queued run; SKIP LOCKED lets several instances race safely. */
-export async function takeQueuedRun(tx: Transaction<EngineTables>): Promise<RunRow | undefined> {
-  return tx
-    .selectFrom('workflow_runs')
-    .selectAll()
-    .where('status', '=', 'queued')
-    .orderBy('id')
-    .limit(1)
-    .forUpdate()
-    .skipLocked()
+/**
+ * A serving instance takes the oldest queued run by writing its name on it;
+ * SKIP LOCKED lets several instances race for the queue without waiting.
+ */
+export async function takeQueuedRun(db: Db, instance: string): Promise<RunRow | undefined> {
+  return db
+    .updateTable('workflow_runs')
+    .set({ owner_instance: instance })
+    .where('id', '=', (eb) =>
+      eb.selectFrom('workflow_runs').select('id').where('status', '=', 'queued').where('owner_instance', 'is', null).orderBy('id').limit(1).forUpdate().skipLocked(),
+    )
+    .where('owner_instance', 'is', null)
+    .returningAll()
     .executeTakeFirst();
 }
 
@@ -89,6 +92,7 @@ export async function startQueuedRun(db: Db, runId: number, lockKey: string, own
     })
     .where('id', '=', runId)
     .where('status', '=', 'queued')
+    .where('owner_instance', '=', owner.instance)
     .returningAll()
     .executeTakeFirst();
 }

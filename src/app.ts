@@ -1,0 +1,65 @@
+import path from 'node:path';
+import type { Config } from './config.ts';
+import { createKysely, createPool, type Db } from './db/connect.ts';
+import { ensureEmbeddedServer } from './db/embedded.ts';
+import { migrateToLatest } from './db/migrate.ts';
+import { CommandService } from './commands/service.ts';
+import { Engine } from './engine/engine.ts';
+import type { Logger } from './log.ts';
+import { loadWorkflows, syncWorkflows, type WorkflowRegistry } from './workflows/registry.ts';
+
+/** Everything a surface needs, wired once: database, schema, workflows, engine, command service. */
+export interface App {
+  config: Config;
+  log: Logger;
+  connectionString: string;
+  /** True when the connection string belongs to the embedded server. */
+  embedded: boolean;
+  registry: WorkflowRegistry;
+  engine: Engine;
+  service: CommandService;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export function embeddedDataDir(config: Config): string {
+  return path.resolve(config.WORKFLOW_DATA_DIR, 'pg');
+}
+
+export async function openApp(config: Config, log: Logger): Promise<App> {
+  // Workflow modules load before the database starts: a broken module should
+  // fail fast, naming its file, without side effects.
+  const registry = await loadWorkflows(config.WORKFLOW_MODULES, { config, log });
+  const embedded = config.DATABASE_URL === undefined;
+  const connectionString = config.DATABASE_URL ?? (await ensureEmbeddedServer(embeddedDataDir(config), log));
+
+  const setupPool = createPool({ connectionString, applicationName: 'workflow-setup', max: 1 });
+  const setup = createKysely(setupPool);
+  try {
+    await migrateToLatest(setup);
+    await syncWorkflows(setup, registry);
+  } finally {
+    await setup.destroy();
+  }
+
+  const engine = new Engine({
+    connectionString,
+    lockConnectionString: config.DATABASE_LOCK_URL ?? connectionString,
+    workflows: registry.all(),
+    log,
+    heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
+    forceGraceMs: config.WORKFLOW_FORCE_GRACE_MS,
+  });
+  const service = new CommandService(engine, registry);
+  return {
+    config,
+    log,
+    connectionString,
+    embedded,
+    registry,
+    engine,
+    service,
+    db: engine.db,
+    close: () => engine.close(),
+  };
+}

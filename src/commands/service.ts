@@ -1,0 +1,231 @@
+import { appendAudit } from '../db/queries/audit.ts';
+import * as runs from '../db/queries/runs.ts';
+import { computeLockKey } from '../db/queries/locks.ts';
+import type { RunRow } from '../db/schema.ts';
+import { enqueueRun, servingInstances } from '../engine/dispatcher.ts';
+import type { Engine, Refusal } from '../engine/engine.ts';
+import { expectedWork } from '../engine/snapshot.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
+import { toRunView, type CommandResult, type RunView } from './results.ts';
+
+/** Who asked, and through which surface: every audit entry names both. */
+export interface Actor {
+  id: string;
+  source: string;
+}
+
+export interface WorkflowLookup {
+  all(): ResolvedWorkflow[];
+  find(idOrName: string | number): ResolvedWorkflow | undefined;
+}
+
+type RunCommand = Extract<Command, { verb: 'run' }>;
+
+/**
+ * Executes parsed commands against the engine and writes the audit log:
+ * every state-changing request, accepted or refused, and every invalid input.
+ * Surfaces (CLI, console, Slack) call this and only render what it returns.
+ */
+export class CommandService {
+  constructor(
+    private readonly engine: Engine,
+    private readonly workflows: WorkflowLookup,
+  ) {}
+
+  /** Text or argv in, result out. `json` is the CLI's --json flag. */
+  async handle(input: string | string[], actor: Actor, surface: Surface): Promise<{ result: CommandResult; json: boolean; command?: Command }> {
+    const parsed = parseCommand(input, { surface });
+    if (!parsed.ok) {
+      const text = Array.isArray(input) ? input.join(' ') : input;
+      await this.audit(actor, 'parse', 'invalid', { reason: parsed.error, details: { input: text.slice(0, 200) } });
+      return { result: { kind: 'invalid', message: parsed.error, usage: parsed.usage }, json: false };
+    }
+    return { result: await this.execute(parsed.command, actor, surface), json: parsed.json, command: parsed.command };
+  }
+
+  async execute(command: Command, actor: Actor, surface: Surface = 'chat'): Promise<CommandResult> {
+    switch (command.verb) {
+      case 'run':
+        return this.run(command, actor);
+      case 'stop':
+        return this.stop(command.runId, actor);
+      case 'list': {
+        await this.engine.recoverAbandoned();
+        return { kind: 'runs', runs: (await runs.activeRuns(this.engine.db)).map((r) => this.view(r)) };
+      }
+      case 'status': {
+        await this.engine.recoverAbandoned();
+        const run = await runs.getRun(this.engine.db, command.runId);
+        if (!run) return this.notFound(command.runId, actor, 'status');
+        const audit = await this.engine.db.selectFrom('workflow_run_audit').select(['input', 'output']).where('id', '=', run.id).executeTakeFirst();
+        return { kind: 'run', run: this.view(run), audit: audit ?? null };
+      }
+      case 'history': {
+        let workflowId: number | undefined;
+        if (command.workflow !== undefined) {
+          const workflow = this.workflows.find(command.workflow);
+          if (!workflow) return this.unknownWorkflow(command.workflow, actor, 'history');
+          workflowId = workflow.id;
+        }
+        const rows = await runs.runHistory(this.engine.db, { workflowId, limit: command.limit });
+        return { kind: 'history', runs: rows.map((r) => this.view(r)) };
+      }
+      case 'workflows': {
+        const active = await runs.activeRuns(this.engine.db);
+        const views = [];
+        for (const w of this.workflows.all()) {
+          views.push({
+            id: w.id,
+            name: w.name,
+            description: w.description,
+            subject: w.subject,
+            steps: w.steps.map((s) => s.name),
+            pending: await expectedWork(this.engine.db, w, null),
+            rateLimitSeconds: w.rateLimitSeconds,
+            concurrency: w.concurrency,
+            running: active.filter((r) => r.workflow_id === w.id).map((r) => r.id),
+          });
+        }
+        return { kind: 'workflows', workflows: views };
+      }
+      case 'help':
+        return { kind: 'help', text: usage(command.topic, surface) };
+      default:
+        return { kind: 'invalid', message: `${command.verb} is only available in the CLI`, usage: usage(undefined, surface) };
+    }
+  }
+
+  private async run(command: RunCommand, actor: Actor): Promise<CommandResult> {
+    const action = command.force ? 'force' : command.mode === 'single_run' ? 'resume' : 'run';
+    let workflow: ResolvedWorkflow | undefined;
+    if (command.workflow !== undefined) {
+      workflow = this.workflows.find(command.workflow);
+      if (!workflow) return this.unknownWorkflow(command.workflow, actor, action);
+    }
+    if (command.mode === 'single_run') {
+      const resumed = await runs.getRun(this.engine.db, command.runId!);
+      if (!resumed) return this.notFound(command.runId!, actor, action, workflow?.id);
+      workflow ??= this.engine.workflow(resumed.workflow_id);
+      if (!workflow) return this.unknownWorkflow(String(resumed.workflow_id), actor, action);
+    }
+    const request = {
+      workflow: workflow!,
+      mode: command.mode,
+      subjectId: command.subjectId,
+      resumeRunId: command.runId,
+      force: command.force,
+      requestedBy: actor.id,
+      source: actor.source,
+    };
+    const details = { mode: command.mode, subject_id: command.subjectId ?? null, resume_run_id: command.runId ?? null, force: command.force };
+
+    if (command.detach) return this.detach(request, actor, action, details);
+
+    const outcome = await this.engine.startRun(request);
+    if (!outcome.started) return this.refused(outcome.refusal, actor, action, workflow!.id, details);
+    await this.audit(actor, action, 'accepted', { workflowId: workflow!.id, runId: outcome.run.id, details: { ...details, forced_run_id: outcome.run.row.forced_run_id } });
+    return { kind: 'run_started', run: outcome.run, view: this.view(outcome.run.row) };
+  }
+
+  /**
+   * `run --detach`: hand the run to a serving instance. The guards are checked
+   * here first so that a refusal reaches the person who asked, at once; the
+   * serving instance checks them again when it starts the run.
+   */
+  private async detach(request: Parameters<Engine['startRun']>[0], actor: Actor, action: string, details: Record<string, unknown>): Promise<CommandResult> {
+    const { workflow } = request;
+    if ((await servingInstances(this.engine)) === 0) {
+      const message = 'no instance is serving: start one with `workflow serve` (or `npm start`), or run without --detach';
+      await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: message, details });
+      return { kind: 'refused', reason: 'no_server', message };
+    }
+    const scope = request.mode === 'single_subject' ? (request.subjectId ?? null) : null;
+    const lockKey = await computeLockKey(this.engine.db, workflow.id, scope);
+    if (!request.force) {
+      const running = await runs.runningRunWithLockKey(this.engine.db, lockKey);
+      if (running) {
+        return this.refused({ reason: 'duplicate', message: `workflow ${workflow.id} is already running as run #${running.id}, started by ${running.requested_by}`, running }, actor, action, workflow.id, details);
+      }
+    }
+    const queued = await enqueueRun(this.engine, {
+      workflowId: workflow.id,
+      mode: request.mode,
+      subjectId: request.subjectId ?? null,
+      resumesRunId: request.resumeRunId ?? null,
+      lockKey,
+      action: request.force ? 'force' : request.mode === 'single_run' ? 'resume' : 'run',
+      requestedBy: actor.id,
+      source: actor.source,
+      forcedBy: null,
+      forcedRunId: null,
+    });
+    await this.audit(actor, action, 'accepted', { workflowId: workflow.id, runId: queued.id, details: { ...details, detached: true } });
+    return { kind: 'run_queued', view: this.view(queued) };
+  }
+
+  private async stop(runId: number, actor: Actor): Promise<CommandResult> {
+    const outcome = await this.engine.requestStop(runId, actor.id);
+    if (outcome.kind === 'not_found') return this.notFound(runId, actor, 'stop');
+    const run = outcome.run!;
+    if (outcome.kind === 'not_running') {
+      const message = `run ${runId} is not running (it is ${run.status}); nothing to stop`;
+      await this.audit(actor, 'stop', 'refused', { workflowId: run.workflow_id, runId, reason: message });
+      return { kind: 'stop', outcome: 'not_running', run: this.view(run), message };
+    }
+    await this.audit(actor, 'stop', 'accepted', { workflowId: run.workflow_id, runId, details: { outcome: outcome.kind } });
+    if (outcome.kind === 'recovered') {
+      return { kind: 'stop', outcome: 'recovered', run: this.view(run), message: `run ${runId} had lost its owner; marked abandoned and its unfinished work returned to pending` };
+    }
+    const ended = await this.engine.waitForEnd(runId, STOP_WAIT_MS);
+    if (ended && ended.status !== 'running') {
+      return { kind: 'stop', outcome: 'stopped', run: this.view(ended), message: `run ${runId} ${ended.status === 'stopped' ? 'stopped' : `ended (${ended.status})`}` };
+    }
+    return { kind: 'stop', outcome: 'stop_requested', run: this.view(ended ?? run), message: `stop requested for run ${runId}; it is finishing its in-flight work` };
+  }
+
+  private async refused(refusal: Refusal, actor: Actor, action: string, workflowId: number, details: Record<string, unknown>): Promise<CommandResult> {
+    await this.audit(actor, action, 'refused', {
+      workflowId,
+      runId: refusal.reason === 'duplicate' ? refusal.running.id : null,
+      reason: refusal.message,
+      details: { ...details, refusal: refusal.reason },
+    });
+    return {
+      kind: 'refused',
+      reason: refusal.reason,
+      message: refusal.message,
+      running: refusal.reason === 'duplicate' ? this.view(refusal.running) : undefined,
+      nextAllowedAt: refusal.reason === 'rate_limited' ? refusal.nextAllowedAt.toISOString() : undefined,
+    };
+  }
+
+  /** An unknown run id is bad input: audited like any other. */
+  private async notFound(runId: number, actor: Actor, action: string, workflowId?: number): Promise<CommandResult> {
+    const message = `run ${runId} does not exist`;
+    await this.audit(actor, action, 'invalid', { workflowId, reason: message });
+    return { kind: 'not_found', message };
+  }
+
+  private async unknownWorkflow(ref: string, actor?: Actor, action?: string): Promise<CommandResult> {
+    const known = this.workflows.all().map((w) => `${w.id} (${w.name})`).join(', ') || 'none';
+    const message = `unknown workflow "${ref}"; defined: ${known}`;
+    if (actor) await this.audit(actor, action ?? 'run', 'invalid', { reason: message });
+    return { kind: 'invalid', message, usage: usage('run') };
+  }
+
+  private audit(
+    actor: Actor,
+    action: string,
+    outcome: 'accepted' | 'refused' | 'invalid',
+    entry: { workflowId?: number | null; runId?: number | null; reason?: string | null; details?: Record<string, unknown> },
+  ): Promise<number> {
+    return appendAudit(this.engine.db, { actor: actor.id, source: actor.source, action, outcome, ...entry });
+  }
+
+  view(run: RunRow): RunView {
+    return toRunView(run, this.engine.workflow(run.workflow_id)?.name ?? null);
+  }
+}
+
+const STOP_WAIT_MS = 15_000;

@@ -1,0 +1,176 @@
+import os from 'node:os';
+import { openApp, embeddedDataDir, type App } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { stopEmbeddedServer } from './db/embedded.ts';
+import { migrateToLatest } from './db/migrate.ts';
+import * as runs from './db/queries/runs.ts';
+import { parseCommand, usage, type Command } from './commands/grammar.ts';
+import { exitCode, toRunView, type CommandResult, type RunFinished } from './commands/results.ts';
+import type { Actor } from './commands/service.ts';
+import { Dispatcher } from './engine/dispatcher.ts';
+import type { ActiveRun } from './engine/engine.ts';
+import { createLogger } from './log.ts';
+import { renderResult } from './cli/render.ts';
+import { showProgress } from './cli/progress.ts';
+import { countPostings, replaceDemoPostings } from './workflows/postings/demo.ts';
+import { POSTINGS_WORKFLOW_ID } from './workflows/postings/index.ts';
+
+/** CLI entry: argv → command → service → render. Returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const parsed = parseCommand(argv, { surface: 'cli' });
+  if (parsed.ok && parsed.command.verb === 'help') return print(usage(parsed.command.topic, 'cli'));
+
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) return fail(error.message, 2);
+    throw error;
+  }
+  const log = createLogger(config.LOG_LEVEL);
+  const actor: Actor = { id: `${os.userInfo().username}@${os.hostname()}`, source: 'cli' };
+
+  if (parsed.ok && parsed.command.verb === 'db-stop') return stopDatabase(config);
+
+  let app: App;
+  try {
+    app = await openApp(config, log);
+  } catch (error) {
+    if (!parsed.ok) return invalid(parsed.error, parsed.usage);
+    return fail((error as Error).message, 2);
+  }
+  try {
+    if (!parsed.ok) {
+      // Through the service, so the invalid request is audited.
+      const { result } = await app.service.handle(argv, actor, 'cli');
+      return output(result, false);
+    }
+    return await runCommand(app, parsed.command, parsed.json, actor, argv);
+  } catch (error) {
+    log.error({ err: error }, 'command failed');
+    return fail((error as Error).message, 1);
+  } finally {
+    await app.close();
+  }
+}
+
+async function runCommand(app: App, command: Command, json: boolean, actor: Actor, argv: string[]): Promise<number> {
+  switch (command.verb) {
+    case 'migrate': {
+      const applied = await migrateToLatest(app.db);
+      return print(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
+    }
+    case 'demo':
+      return demo(app, command.postings);
+    case 'serve':
+      return serve(app);
+    default: {
+      const { result } = await app.service.handle(argv, actor, 'cli');
+      if (result.kind === 'run_started') return foreground(app, result.run, json);
+      return output(result, json);
+    }
+  }
+}
+
+/** A run in the foreground: progress while it runs, then the audit summary. Ctrl-C stops it. */
+async function foreground(app: App, run: ActiveRun, json: boolean): Promise<number> {
+  if (!json) process.stderr.write(`${renderResult({ kind: 'run_started', run, view: toRunView(run.row, run.workflow.name) })}\n`);
+  const stopProgress = json ? () => {} : showProgress(run, process.stderr);
+  const onSignal = () => {
+    process.stderr.write(`\nstopping run #${run.id}…\n`);
+    run.stop({ kind: 'stop', by: `${os.userInfo().username} (Ctrl-C)` });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const summary = await run.done;
+    stopProgress();
+    const finished: RunFinished = { kind: 'run_finished', summary, view: toRunView(summary.run, run.workflow.name) };
+    if (summary.outcome === 'taken_over' || summary.outcome === 'lock_lost') {
+      process.stderr.write(
+        summary.outcome === 'taken_over'
+          ? `run #${run.id} was taken over${summary.run.taken_over_by_run_id ? ` by run #${summary.run.taken_over_by_run_id}` : ''}; this process wrote nothing more\n`
+          : `run #${run.id} lost its lock connection; this process wrote nothing more (the run is recovered as abandoned)\n`,
+      );
+    }
+    if (json) {
+      const audit = await app.db.selectFrom('workflow_run_audit').select(['id', 'input', 'output']).where('id', '=', run.id).executeTakeFirst();
+      return output({ kind: 'done', message: '' }, true, { run: finished.view, audit: audit ?? null }, exitCode(finished));
+    }
+    process.stdout.write(`${renderResult(finished)}\n`);
+    return exitCode(finished);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function demo(app: App, postings: number): Promise<number> {
+  const active = (await runs.activeRuns(app.db)).filter((r) => r.workflow_id === POSTINGS_WORKFLOW_ID);
+  if (active.length > 0) return fail(`workflow ${POSTINGS_WORKFLOW_ID} has run #${active[0]!.id} in progress; stop it before replacing the demo data`, 3);
+  const started = Date.now();
+  const count = await replaceDemoPostings(app.db, postings);
+  return print(`loaded ${count} demo postings in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** `serve` / `npm start`: the runner up, waiting for commands, until SIGINT or SIGTERM. */
+async function serve(app: App): Promise<number> {
+  if (app.registry.find(POSTINGS_WORKFLOW_ID) && (await countPostings(app.db)) === 0) {
+    const count = await replaceDemoPostings(app.db, 1_000);
+    app.log.info({ count }, 'loaded demo postings into the empty postings table');
+  }
+  const recovered = await app.engine.recoverAbandoned();
+  if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
+  const dispatcher = new Dispatcher(app.engine, app.connectionString);
+  await dispatcher.start();
+  app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
+  app.engine.on('run-ended', (summary) => app.log.info({ runId: summary.run.id, outcome: summary.outcome }, 'run ended'));
+  process.stderr.write(
+    `workflow-chatops serving (${app.embedded ? `embedded PostgreSQL in ${embeddedDataDir(app.config)}` : 'DATABASE_URL'}); ` +
+      `workflows: ${app.registry.all().map((w) => `${w.id} ${w.name}`).join(', ')}\n` +
+      `try: npx workflow run ${app.registry.all()[0]?.id ?? '<workflow>'}   ·   Ctrl-C to stop\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  process.stderr.write('shutting down…\n');
+  await dispatcher.close();
+  return 0;
+}
+
+async function stopDatabase(config: Config): Promise<number> {
+  if (config.DATABASE_URL) return fail('DATABASE_URL is set: there is no embedded server to stop', 2);
+  const outcome = await stopEmbeddedServer(embeddedDataDir(config));
+  return print(outcome === 'stopped' ? 'embedded PostgreSQL stopped' : 'embedded PostgreSQL was not running');
+}
+
+function output(result: CommandResult, json: boolean, payload?: unknown, code = exitCode(result)): number {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(payload ?? toJson(result), null, 2)}\n`);
+    return code;
+  }
+  const text = renderResult(result);
+  (code >= 2 ? process.stderr : process.stdout).write(`${text}\n`);
+  return code;
+}
+
+function toJson(result: CommandResult): unknown {
+  if (result.kind === 'run_started') return { kind: result.kind, run: result.view };
+  return result;
+}
+
+function print(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return 0;
+}
+
+function invalid(message: string, usageText: string): number {
+  process.stderr.write(`error: ${message}\n\n${usageText}\n`);
+  return 2;
+}
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`error: ${message}\n`);
+  return code;
+}

@@ -1,0 +1,72 @@
+// An engine and command service on a fresh test database, wired as the app
+// wires them, for tests that drive the engine in-process.
+import { createKysely, createPool, type Db } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { CommandService } from '../../src/commands/service.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { createLogger } from '../../src/log.ts';
+import { resolveDefaults, type ResolvedWorkflow, type WorkflowDefinition } from '../../src/workflows/define.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+
+export interface TestEngine {
+  database: TestDatabase;
+  db: Db<any>;
+  engine: Engine;
+  service: CommandService;
+  workflows: ResolvedWorkflow[];
+  close(): Promise<void>;
+}
+
+export const quietLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+
+export async function migratedDatabase(prefix: string): Promise<{ database: TestDatabase; db: Db<any> }> {
+  const database = await createTestDatabase(prefix);
+  const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'workflow-test', max: 4 }));
+  await migrateToLatest(db);
+  return { database, db };
+}
+
+export async function registerWorkflows(db: Db<any>, definitions: WorkflowDefinition[]): Promise<ResolvedWorkflow[]> {
+  const workflows = definitions.map(resolveDefaults);
+  for (const w of workflows) {
+    await db
+      .insertInto('workflows')
+      .values({ id: w.id, name: w.name, definition: JSON.stringify({ steps: w.steps.map((s) => s.name) }) })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+  }
+  return workflows;
+}
+
+export function startEngine(url: string, workflows: ResolvedWorkflow[], options: { forceGraceMs?: number; heartbeatMs?: number } = {}): Engine {
+  return new Engine({
+    connectionString: url,
+    workflows,
+    log: quietLog,
+    heartbeatMs: options.heartbeatMs ?? 200,
+    forceGraceMs: options.forceGraceMs ?? 1_000,
+  });
+}
+
+export async function testEngine(prefix: string, definitions: WorkflowDefinition[], setup?: (db: Db<any>) => Promise<void>): Promise<TestEngine> {
+  const { database, db } = await migratedDatabase(prefix);
+  if (setup) await setup(db);
+  const workflows = await registerWorkflows(db, definitions);
+  const engine = startEngine(database.url, workflows);
+  const service = new CommandService(engine, {
+    all: () => workflows,
+    find: (ref) => workflows.find((w) => String(w.id) === String(ref) || w.name === String(ref).toLowerCase()),
+  });
+  return {
+    database,
+    db,
+    engine,
+    service,
+    workflows,
+    async close() {
+      await engine.close();
+      await db.destroy();
+      await database.drop();
+    },
+  };
+}
