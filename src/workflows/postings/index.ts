@@ -1,0 +1,57 @@
+import { defineWorkflow, type WorkflowDefinition, type WorkflowEnvironment } from '../define.ts';
+import { ollamaFromConfig } from '../ollama.ts';
+import { ihlStep } from './ihl.ts';
+import { extractSkills, scoreIhl, summarize } from './local.ts';
+import { extractSkillsWithModel, summarizeWithModel } from './model.ts';
+import type { PostingsTables } from './schema.ts';
+import { skillsStep } from './skills.ts';
+import { summaryStep } from './summary.ts';
+
+// The example workflow 3001: job postings carried through summary → skills →
+// ihl score. Local handlers by default; summary and skills ask Ollama when
+// OLLAMA_URL is set (the production shape).
+
+export const POSTINGS_WORKFLOW_ID = 3001;
+export const POSTINGS_WORKFLOW_NAME = 'postings-enrichment';
+
+export default function postingsWorkflow({ config, log }: WorkflowEnvironment): WorkflowDefinition<PostingsTables> {
+  const ollama = ollamaFromConfig(config);
+  if (ollama) log.info({ workflow: POSTINGS_WORKFLOW_ID, endpoint: ollama.endpoint, model: ollama.model }, 'summary and skills use ollama');
+
+  const summary = summaryStep(
+    ollama
+      ? async ({ description }, ctx) => ({ summary: await summarizeWithModel(ollama, description, ctx.signal) })
+      : async ({ description }) => ({ summary: summarize(description) }),
+  );
+  const skills = skillsStep(
+    ollama
+      ? async ({ summary: text }, ctx) => ({ skills: await extractSkillsWithModel(ollama, text, ctx.signal) })
+      : async ({ summary: text }) => ({ skills: extractSkills(text) }),
+  );
+  const ihl = ihlStep(async ({ skills: list, summary: text }) => ({ ihl_score: scoreIhl(list, text) }));
+
+  return defineWorkflow<PostingsTables>({
+    id: POSTINGS_WORKFLOW_ID,
+    name: POSTINGS_WORKFLOW_NAME,
+    description: 'Summarise job postings, extract their skills, score them (ihl 0–100)',
+    subject: 'posting',
+    steps: [summary, skills, ihl],
+    // One scan of postings for all four numbers.
+    metrics: (db) =>
+      db
+        .selectFrom('postings')
+        .select((eb) => [
+          eb.fn.countAll<number>().as('postings_total'),
+          eb.fn.countAll<number>().filterWhere('summary', 'is not', null).as('postings_with_summary'),
+          eb.fn.countAll<number>().filterWhere('skills', 'is not', null).as('postings_with_skills'),
+          eb.fn.countAll<number>().filterWhere('ihl_score', 'is not', null).as('postings_with_ihl'),
+        ]),
+    concurrency: 8,
+    rateLimitSeconds: 60,
+    // The item's timeout must outlast the HTTP timeout, so that a slow model
+    // fails with the Ollama error that names OLLAMA_TIMEOUT_MS rather than
+    // with a bare abort.
+    timeoutMs: ollama ? Math.max(30_000, config.OLLAMA_TIMEOUT_MS + 5_000) : 30_000,
+    retries: 2,
+  });
+}
