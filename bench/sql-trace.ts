@@ -1,0 +1,138 @@
+// Statement timings for a benchmark run, without touching src/: wraps
+// pg.Client.prototype.query (which kysely's PostgresDriver calls) to time every
+// statement by kind, and can EXPLAIN (ANALYZE, BUFFERS) the n-th statement of a
+// kind on the same connection just before it runs, inside a savepoint (or a
+// transaction) that is rolled back, so the run itself is unaffected apart from
+// the time taken.
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+
+export interface Classifier {
+  name: string;
+  test: (sql: string) => boolean;
+}
+
+export interface KindStats {
+  count: number;
+  rows: number;
+  totalMs: number;
+  meanMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  maxMs: number;
+  /** Mean of the first and of the last tenth of the calls, in call order: growth over the run. */
+  firstTenthMeanMs: number;
+  lastTenthMeanMs: number;
+}
+
+export interface SqlTrace {
+  stats(): Record<string, KindStats>;
+  /** EXPLAIN output per kind (only kinds asked for in `explain`). */
+  explains(): Record<string, string>;
+  restore(): void;
+}
+
+type QueryFn = (this: pg.Client, ...args: unknown[]) => unknown;
+
+export function traceSql(classifiers: Classifier[], options: { explain?: { kinds: string[]; occurrence: number } } = {}): SqlTrace {
+  const proto = pg.Client.prototype as unknown as { query: QueryFn };
+  const original = proto.query;
+  const samples = new Map<string, number[]>();
+  const rowCounts = new Map<string, number>();
+  const seen = new Map<string, number>();
+  const explained = new Map<string, string>();
+  const inTransaction = new WeakSet<object>();
+  const explainKinds = new Set(options.explain?.kinds ?? []);
+  const occurrence = options.explain?.occurrence ?? 1;
+
+  const classify = (text: string): string => {
+    for (const c of classifiers) if (c.test(text)) return c.name;
+    return 'other';
+  };
+
+  async function explain(client: pg.Client, kind: string, text: string, values: unknown[] | undefined): Promise<void> {
+    const inTx = inTransaction.has(client);
+    const query = (q: string, v?: unknown[]) => original.call(client, q, v) as Promise<pg.QueryResult>;
+    await query(inTx ? 'SAVEPOINT bench_explain' : 'BEGIN');
+    try {
+      const result = await query(`EXPLAIN (ANALYZE, BUFFERS, VERBOSE OFF) ${text}`, values);
+      explained.set(kind, result.rows.map((r: Record<string, string>) => shorten(r['QUERY PLAN'] ?? '')).join('\n'));
+    } catch (error) {
+      explained.set(kind, `EXPLAIN failed: ${(error as Error).message}`);
+    } finally {
+      await query(inTx ? 'ROLLBACK TO SAVEPOINT bench_explain' : 'ROLLBACK');
+    }
+  }
+
+  proto.query = function (this: pg.Client, ...args: unknown[]): unknown {
+    const [text, values, callback] = args;
+    if (typeof text !== 'string' || typeof values === 'function' || callback !== undefined) return original.apply(this, args);
+    const lowered = text.trimStart().slice(0, 10).toLowerCase();
+    if (lowered.startsWith('begin')) inTransaction.add(this);
+    else if (lowered.startsWith('commit') || lowered.startsWith('rollback')) inTransaction.delete(this);
+    const kind = classify(text);
+    const n = (seen.get(kind) ?? 0) + 1;
+    seen.set(kind, n);
+    const run = async (): Promise<unknown> => {
+      if (n === occurrence && explainKinds.has(kind)) await explain(this, kind, text, values as unknown[] | undefined);
+      const started = performance.now();
+      const result = (await original.call(this, text, values)) as pg.QueryResult;
+      let list = samples.get(kind);
+      if (!list) samples.set(kind, (list = []));
+      list.push(performance.now() - started);
+      rowCounts.set(kind, (rowCounts.get(kind) ?? 0) + (result?.rowCount ?? 0));
+      return result;
+    };
+    return run();
+  };
+
+  return {
+    stats() {
+      const out: Record<string, KindStats> = {};
+      for (const [kind, list] of samples) {
+        const sorted = [...list].sort((a, b) => a - b);
+        const tenth = Math.max(1, Math.floor(list.length / 10));
+        const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+        const total = sorted.reduce((s, x) => s + x, 0);
+        const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+        out[kind] = {
+          count: sorted.length,
+          rows: rowCounts.get(kind) ?? 0,
+          totalMs: round(total),
+          meanMs: round(total / sorted.length),
+          p50Ms: round(at(0.5)),
+          p95Ms: round(at(0.95)),
+          maxMs: round(sorted[sorted.length - 1] ?? 0),
+          firstTenthMeanMs: round(mean(list.slice(0, tenth))),
+          lastTenthMeanMs: round(mean(list.slice(-tenth))),
+        };
+      }
+      return out;
+    },
+    explains() {
+      return Object.fromEntries(explained);
+    },
+    restore() {
+      proto.query = original;
+    },
+  };
+}
+
+/** Plans quote every array element of a 500-id parameter; keep lines readable. */
+function shorten(line: string): string {
+  return line.length <= 200 ? line : `${line.slice(0, 197)}…`;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+export function formatStats(stats: Record<string, KindStats>): string {
+  const header = ['kind', 'count', 'rows', 'total ms', 'mean ms', 'p50 ms', 'p95 ms', 'max ms', 'first 10% ms', 'last 10% ms'];
+  const rows = Object.entries(stats)
+    .sort((a, b) => b[1].totalMs - a[1].totalMs)
+    .map(([kind, s]) => [kind, s.count, s.rows, s.totalMs.toFixed(0), s.meanMs.toFixed(2), s.p50Ms.toFixed(2), s.p95Ms.toFixed(2), s.maxMs.toFixed(2), s.firstTenthMeanMs.toFixed(2), s.lastTenthMeanMs.toFixed(2)].map(String));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)].join('\n');
+}
