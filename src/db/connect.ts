@@ -28,9 +28,11 @@ export function createPool(options: PoolOptions): pg.Pool {
     max: options.max ?? 10,
     types: typeParsers,
   });
-  // An idle client's error (server restart, terminated backend) must not crash
-  // the process; the next query on the pool reports it where it matters.
+  // A client's error (server restart, terminated backend) must not crash the
+  // process, idle or checked out between two queries of a transaction; the
+  // next query on that client reports it where it matters.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -35,7 +35,7 @@ export interface WorkflowRunsTable {
   mode: RunMode;
   subject_id: number | null;
   resumes_run_id: number | null;
-  lock_key: string;
+  lock_key: number;
   status: RunStatus;
   action: RunAction;
   requested_by: string;

@@ -169,7 +169,7 @@ export class Engine extends EventEmitter {
    * Force (DESIGN.md §3.5): ask the holder to stop, give it the grace period,
    * then terminate its backends and take the lock. Returns the run taken over.
    */
-  private async takeOver(lock: RunLock, lockKey: string, holder: RunRow | undefined, by: string): Promise<RunRow | undefined> {
+  private async takeOver(lock: RunLock, lockKey: number, holder: RunRow | undefined, by: string): Promise<RunRow | undefined> {
     if (holder) {
       await runs.requestStop(this.db, holder.id, by);
       await notify(this.db, CONTROL_CHANNEL, { type: 'stop', runId: holder.id, by });
@@ -188,7 +188,7 @@ export class Engine extends EventEmitter {
   private async begin(
     request: RunRequest,
     lock: RunLock,
-    lockKey: string,
+    lockKey: number,
     scopeSubject: number | null,
     resumed: RunRow | undefined,
     forced: RunRow | undefined,
@@ -236,7 +236,7 @@ export class Engine extends EventEmitter {
       const done = (async (): Promise<RunSummary> => {
         try {
           const execution = await runner.execute();
-          return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution);
+          return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution, lock);
         } finally {
           this.active.delete(fence.runId);
           await lock.close();
@@ -271,8 +271,16 @@ export class Engine extends EventEmitter {
     fence: runs.Fence,
     stateBefore: Metrics,
     execution: Awaited<ReturnType<Runner['execute']>>,
+    lock: RunLock,
   ): Promise<RunSummary> {
-    const { cause, progress, unfinished } = execution;
+    const { progress, unfinished } = execution;
+    let { cause } = execution;
+    // A connection error can reach the runner before the lock connection's own
+    // error event does (a process resumed after SIGSTOP sees all its sockets
+    // fail at once): ask the lock connection itself before the last writes.
+    if (cause?.kind !== 'fenced' && cause?.kind !== 'lock-lost' && !(await lock.verify())) {
+      cause = { kind: 'lock-lost', error: 'the lock connection no longer answers' };
+    }
     const completed = Object.values(progress).reduce((n, p) => n + p.done, 0);
     const failed = Object.values(progress).reduce((n, p) => n + p.failed, 0);
     const base = { stateBefore, progress };

@@ -18,7 +18,7 @@ export class RunLock {
   private closed = false;
   private lostListeners: ((error: Error) => void)[] = [];
   private controlListeners: ((message: ControlMessage) => void)[] = [];
-  private heldKey: string | null = null;
+  private heldKey: number | null = null;
 
   private constructor(client: pg.Client) {
     this.client = client;
@@ -54,16 +54,27 @@ export class RunLock {
     return this.lost;
   }
 
-  async tryAcquire(key: string): Promise<boolean> {
+  async tryAcquire(key: number): Promise<boolean> {
     const ok = await tryAdvisoryLock(this.client, key);
     if (ok) this.heldKey = key;
     return ok;
   }
 
-  async waitAcquire(key: string, timeoutMs: number): Promise<boolean> {
+  async waitAcquire(key: number, timeoutMs: number): Promise<boolean> {
     const ok = await waitAdvisoryLock(this.client, key, timeoutMs);
     if (ok) this.heldKey = key;
     return ok;
+  }
+
+  /** Whether the lock is still ours: the connection answers. Checked before a run's last writes. */
+  async verify(): Promise<boolean> {
+    if (this.lost || this.closed) return false;
+    try {
+      await this.client.query('SELECT 1');
+      return !this.lost;
+    } catch {
+      return false;
+    }
   }
 
   async listen(): Promise<void> {

@@ -1,22 +1,25 @@
 import { sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 
-// Advisory lock keys. One bigint per (workflow) for batch runs and per
-// (workflow, subject) for single-subject runs, hashed under our own namespace so
-// they do not collide with other applications' advisory locks on the same
-// database. Computed in SQL so every process derives the same key.
+// Advisory lock keys. One per (workflow) for batch runs and per (workflow,
+// subject) for single-subject runs, hashed under our own namespace so they do
+// not collide with other applications' advisory locks on the same database.
+// Computed in SQL so every process derives the same key, and masked to 53
+// bits so the key survives a round trip through a JavaScript number.
+const SAFE_INTEGER_MASK = '9007199254740991';
+
 export function lockKeySql(workflowId: number, subjectId: number | null) {
   const name = subjectId === null ? `workflow-chatops:${workflowId}` : `workflow-chatops:${workflowId}:${subjectId}`;
-  return sql<string>`hashtextextended(${name}, 0)`;
+  return sql<number>`(hashtextextended(${name}, 0) & ${SAFE_INTEGER_MASK}::bigint)`;
 }
 
-export async function computeLockKey(db: Kysely<any>, workflowId: number, subjectId: number | null): Promise<string> {
-  const { rows } = await sql<{ key: string }>`SELECT ${lockKeySql(workflowId, subjectId)}::text AS key`.execute(db);
+export async function computeLockKey(db: Kysely<any>, workflowId: number, subjectId: number | null): Promise<number> {
+  const { rows } = await sql<{ key: number }>`SELECT ${lockKeySql(workflowId, subjectId)} AS key`.execute(db);
   return rows[0]!.key;
 }
 
 /** Session-level: held until released or the connection ends. */
-export async function tryAdvisoryLock(client: pg.ClientBase, key: string): Promise<boolean> {
+export async function tryAdvisoryLock(client: pg.ClientBase, key: number): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key]);
   return rows[0]!.ok;
 }
@@ -25,7 +28,7 @@ export async function tryAdvisoryLock(client: pg.ClientBase, key: string): Promi
  * Waits for the lock at most `timeoutMs` (lock_timeout), without polling.
  * Returns false on timeout.
  */
-export async function waitAdvisoryLock(client: pg.ClientBase, key: string, timeoutMs: number): Promise<boolean> {
+export async function waitAdvisoryLock(client: pg.ClientBase, key: number, timeoutMs: number): Promise<boolean> {
   await client.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
   try {
     await client.query('SELECT pg_advisory_lock($1::bigint)', [key]);
@@ -38,12 +41,12 @@ export async function waitAdvisoryLock(client: pg.ClientBase, key: string, timeo
   }
 }
 
-export async function advisoryUnlock(client: pg.ClientBase, key: string): Promise<void> {
+export async function advisoryUnlock(client: pg.ClientBase, key: number): Promise<void> {
   await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
 }
 
 /** The backend pid holding the lock, if any. A bigint key shows in pg_locks split in two int4 halves. */
-export async function lockHolderPid(db: Kysely<any>, key: string): Promise<number | null> {
+export async function lockHolderPid(db: Kysely<any>, key: number): Promise<number | null> {
   const { rows } = await sql<{ pid: number }>`
     SELECT pid FROM pg_locks
      WHERE locktype = 'advisory' AND granted AND objsubid = 1

@@ -18,7 +18,7 @@ export interface NewRunValues {
   mode: RunMode;
   subjectId: number | null;
   resumesRunId: number | null;
-  lockKey: string;
+  lockKey: number;
   action: RunAction;
   requestedBy: string;
   source: string;
@@ -79,7 +79,7 @@ export async function takeQueuedRun(db: Db, instance: string): Promise<RunRow | 
 }
 
 /** A queued run becomes this process's running run. */
-export async function startQueuedRun(db: Db, runId: number, lockKey: string, owner: { token: string; instance: string }): Promise<RunRow | undefined> {
+export async function startQueuedRun(db: Db, runId: number, lockKey: number, owner: { token: string; instance: string }): Promise<RunRow | undefined> {
   return db
     .updateTable('workflow_runs')
     .set({
@@ -229,7 +229,7 @@ export async function getRun(db: Db, runId: number): Promise<RunRow | undefined>
   return db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirst();
 }
 
-export async function runningRunWithLockKey(db: Db, lockKey: string): Promise<RunRow | undefined> {
+export async function runningRunWithLockKey(db: Db, lockKey: number): Promise<RunRow | undefined> {
   return db
     .selectFrom('workflow_runs')
     .selectAll()
