@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
-import { completeInteractions, failInteractions, type Completion, type Failure } from '../db/queries/complete-interactions.ts';
-import { lockOwnedRun, type Fence } from '../db/queries/runs.ts';
+import { recordResults, type Completion, type Failure } from '../db/queries/complete-interactions.ts';
+import type { Fence } from '../db/queries/runs.ts';
 import type { AnyStep } from '../workflows/define.ts';
 
 export class FencedError extends Error {
@@ -22,8 +22,8 @@ export interface CompleterEvents {
 }
 
 /**
- * Batches results per step and commits each batch in one transaction:
- * fence, the step's `save`, then the interactions' completion (DESIGN.md §2).
+ * Batches results per step and commits each batch in one transaction: the
+ * fenced completion of its interactions, then the step's `save` (DESIGN.md §2).
  *
  * While a step's flushes are in flight new results accumulate, so batches
  * grow with load on their own (a few items when handlers are slow, up to
@@ -138,12 +138,11 @@ export class Completer {
     const failed = batch.filter((r): r is Failed => r.kind === 'failed');
     const definition = this.steps.get(step)!;
     await this.db.transaction().execute(async (tx) => {
-      if (!(await lockOwnedRun(tx, this.fence))) throw new FencedError();
+      const recorded = await recordResults(tx, this.fence, done, failed);
+      if (!recorded.owned) throw new FencedError();
       if (done.length > 0) {
         await definition.save(tx, done.map((d) => ({ subjectId: d.subjectId, interactionId: d.interactionId, output: d.output })));
-        await completeInteractions(tx, this.fence.runId, done);
       }
-      await failInteractions(tx, this.fence.runId, failed);
     });
     this.events.committed(step, done.length, failed.length);
   }

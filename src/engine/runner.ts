@@ -50,6 +50,8 @@ export class Runner {
   private readonly queue: PQueue;
   private readonly completer: Completer;
   private outstanding = 0;
+  /** Cancels every handler call in flight; see attempt(). */
+  private readonly cancels = new Set<(reason: unknown) => void>();
 
   constructor(private readonly options: RunnerOptions) {
     const { workflow } = options;
@@ -86,7 +88,9 @@ export class Runner {
     this.options.log.info({ runId: this.options.fence.runId, cause }, 'run stopping');
     this.queue.clear();
     if (cause.kind === 'fenced' || cause.kind === 'lock-lost') this.completer.abandon();
-    this.controller.abort(new Error(`run stopped: ${cause.kind}`));
+    const reason = new Error(`run stopped: ${cause.kind}`);
+    this.controller.abort(reason);
+    for (const cancel of [...this.cancels]) cancel(reason);
   }
 
   progress(): RunProgress {
@@ -150,36 +154,84 @@ export class Runner {
   }
 
   private async process(step: AnyStep<any>, item: ClaimedItem): Promise<void> {
-    const { workflow, log } = this.options;
+    const { workflow } = this.options;
     const counter = this.counters.get(step.name)!;
     counter.running++;
     try {
       for (let attempt = 1; !this.signal.aborted; attempt++) {
-        const itemSignal = AbortSignal.any([this.signal, AbortSignal.timeout(workflow.timeoutMs)]);
         let error: string;
         try {
-          const raw = await untilAborted(
-            step.handle(item.input, { signal: itemSignal, subjectId: item.subjectId, attempt, log }),
-            itemSignal,
-          );
+          const raw = await this.attempt(step, item, attempt);
           const output = step.output ? parseOutput(step, raw) : raw;
           await this.completer.complete(step.name, item.subjectId, item.interactionId, output);
           return;
         } catch (caught) {
           if (this.signal.aborted) return; // unfinished: released to pending at the end
-          error = itemSignal.aborted ? `timed out after ${workflow.timeoutMs} ms` : describe(caught);
+          error = describe(caught);
         }
         if (attempt > workflow.retries) {
           this.failedSubjects.get(step.name)!.push(item.subjectId);
           await this.completer.fail(step.name, item.subjectId, item.interactionId, error, attempt - 1);
           return;
         }
-        log.debug({ step: step.name, subjectId: item.subjectId, attempt, error }, 'retrying');
+        this.options.log.debug({ step: step.name, subjectId: item.subjectId, attempt, error }, 'retrying');
         await delay(workflow.retryBackoffMs * 2 ** (attempt - 1), this.signal);
       }
     } finally {
       counter.running--;
     }
+  }
+
+  /**
+   * One call of a handler, settled by the first of: its result, its timeout,
+   * or the run's abort. A handler that ignores its signal does not hold the
+   * run. The handler's AbortSignal is made only if the handler reads
+   * `ctx.signal`: a signal per item (AbortSignal.any of the run's and a
+   * timeout) cost more CPU than everything else a no-op item does.
+   */
+  private attempt(step: AnyStep<any>, item: ClaimedItem, attempt: number): Promise<unknown> {
+    const { workflow, log } = this.options;
+    return new Promise((resolve, reject) => {
+      let controller: AbortController | undefined;
+      const settle = () => {
+        clearTimeout(timer);
+        this.cancels.delete(cancel);
+      };
+      const cancel = (reason: unknown) => {
+        settle();
+        controller?.abort(reason);
+        reject(reason);
+      };
+      const timer = setTimeout(() => cancel(new Error(`timed out after ${workflow.timeoutMs} ms`)), workflow.timeoutMs);
+      this.cancels.add(cancel);
+      const runSignal = this.signal;
+      const ctx = {
+        get signal(): AbortSignal {
+          controller ??= new AbortController();
+          if (runSignal.aborted) controller.abort(runSignal.reason);
+          return controller.signal;
+        },
+        subjectId: item.subjectId,
+        attempt,
+        log,
+      };
+      let result: Promise<unknown>;
+      try {
+        result = step.handle(item.input, ctx);
+      } catch (error) {
+        result = Promise.reject(error);
+      }
+      result.then(
+        (value) => {
+          settle();
+          resolve(value);
+        },
+        (error) => {
+          settle();
+          reject(error);
+        },
+      );
+    });
   }
 
   private async heartbeat(): Promise<void> {
@@ -203,25 +255,6 @@ function parseOutput(step: AnyStep<any>, raw: unknown): unknown {
 function describe(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   return String(error);
-}
-
-/** A handler that ignores its signal must not hold the run: stop waiting for it when the signal fires. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

@@ -46,9 +46,10 @@ export interface ClaimResult {
  *   is the claim: a subject live in another run (running) is skipped, so no
  *   (step, subject) is ever handed to two workers; one left `pending` by a
  *   stopped or abandoned run is adopted by this run, attempts carried on.
- * - The `fence` CTE locks our run row FOR SHARE: a force or recovery that
- *   marks the run ended waits for this statement's transaction, and once it
- *   has, this statement claims nothing (EvalPlanQual re-checks the row).
+ * - The `fence` CTE locks our run row FOR KEY SHARE (see lockOwnedRun): a
+ *   force or recovery that ends the run waits for this statement's
+ *   transaction, and once it has, this statement claims nothing
+ *   (EvalPlanQual re-checks the row).
  * - Candidates LEFT JOIN claimed returns the cursor even when every candidate
  *   was skipped.
  * - A second statement, in the same transaction but with a fresh snapshot,
@@ -73,7 +74,7 @@ export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promi
     WITH fence AS (
       SELECT id FROM workflow_runs
        WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
-       FOR SHARE
+       FOR KEY SHARE
     ), candidates AS (
       SELECT p.subject_id::bigint AS subject_id, to_jsonb(p) - 'subject_id' AS input
         FROM (${page.pending}) AS p

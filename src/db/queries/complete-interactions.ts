@@ -1,30 +1,9 @@
 import { sql, type Transaction } from 'kysely';
+import type { Fence } from './runs.ts';
 
 export interface Completion {
   interactionId: number;
   output: unknown;
-}
-
-/**
- * Marks a batch completed in one statement. It runs inside the transaction
- * that also ran the step's `save` for the same items, after the run's fence,
- * so a result and its interaction's completion commit together or not at all.
- *
- * unnest of two parallel arrays instead of a VALUES list: one parameter per
- * column whatever the batch size, and a plan PostgreSQL can cache.
- * `status = 'running' AND run_id = …` keeps a batch from completing rows a
- * recovery has since handed back.
- */
-export async function completeInteractions(tx: Transaction<any>, runId: number, items: Completion[]): Promise<number> {
-  if (items.length === 0) return 0;
-  const ids = items.map((item) => item.interactionId);
-  const outputs = items.map((item) => JSON.stringify(item.output ?? null));
-  const result = await sql`
-    UPDATE interactions AS i
-       SET status = 'completed', output = v.output, error = NULL, finished_at = now()
-      FROM unnest(${ids}::bigint[], ${outputs}::jsonb[]) AS v(id, output)
-     WHERE i.id = v.id AND i.status = 'running' AND i.run_id = ${runId}`.execute(tx);
-  return Number(result.numAffectedRows ?? 0);
 }
 
 export interface Failure {
@@ -34,16 +13,53 @@ export interface Failure {
   extraAttempts: number;
 }
 
-/** Failed after its retries. Fenced like completion: the caller's transaction holds the run's fence. */
-export async function failInteractions(tx: Transaction<any>, runId: number, items: Failure[]): Promise<number> {
-  if (items.length === 0) return 0;
-  const result = await sql`
-    UPDATE interactions AS i
-       SET status = 'failed', error = v.error, attempts = i.attempts + v.extra, finished_at = now()
-      FROM unnest(${items.map((f) => f.interactionId)}::bigint[], ${items.map((f) => f.error)}::text[],
-                  ${items.map((f) => f.extraAttempts)}::int[]) AS v(id, error, extra)
-     WHERE i.id = v.id AND i.status = 'running' AND i.run_id = ${runId}`.execute(tx);
-  return Number(result.numAffectedRows ?? 0);
+/**
+ * Records a batch of results in one statement: completions and failures,
+ * behind the run's fence. The caller runs the step's `save` for the completed
+ * items in the same transaction, so a result and its interaction's completion
+ * commit together or not at all.
+ *
+ * Why this shape:
+ * - The fence is a CTE of the same statement (one round trip fewer than a
+ *   separate SELECT … FOR KEY SHARE); `owned` false means nothing was written
+ *   and the caller must roll back.
+ * - unnest of parallel arrays instead of a VALUES list: one parameter per
+ *   column whatever the batch size, and a plan PostgreSQL can cache.
+ * - Rows are found by primary key only. `run_id = …` would be redundant (the
+ *   fence proves the run is ours, and only its owner or a recovery that first
+ *   ends the run moves its rows) and harmful: the planner, which has not seen
+ *   this run's rows in its statistics, answers it with a bitmap scan of the
+ *   whole run so far, which grows with every batch.
+ */
+export async function recordResults(
+  tx: Transaction<any>,
+  fence: Fence,
+  completed: Completion[],
+  failed: Failure[],
+): Promise<{ owned: boolean; completed: number; failed: number }> {
+  const { rows } = await sql<{ owned: boolean; completed: number; failed: number }>`
+    WITH fence AS (
+      SELECT id FROM workflow_runs
+       WHERE id = ${fence.runId} AND owner_token = ${fence.ownerToken} AND status = 'running'
+       FOR KEY SHARE
+    ), completed AS (
+      UPDATE interactions AS i
+         SET status = 'completed', output = v.output, error = NULL, finished_at = now()
+        FROM unnest(${completed.map((c) => c.interactionId)}::bigint[], ${completed.map((c) => JSON.stringify(c.output ?? null))}::jsonb[]) AS v(id, output), fence
+       WHERE i.id = v.id AND i.status = 'running'
+      RETURNING i.id
+    ), failed AS (
+      UPDATE interactions AS i
+         SET status = 'failed', error = v.error, attempts = i.attempts + v.extra, finished_at = now()
+        FROM unnest(${failed.map((f) => f.interactionId)}::bigint[], ${failed.map((f) => f.error)}::text[],
+                    ${failed.map((f) => f.extraAttempts)}::int[]) AS v(id, error, extra), fence
+       WHERE i.id = v.id AND i.status = 'running'
+      RETURNING i.id
+    )
+    SELECT EXISTS (SELECT 1 FROM fence) AS owned,
+           (SELECT count(*) FROM completed)::int AS completed,
+           (SELECT count(*) FROM failed)::int AS failed`.execute(tx);
+  return rows[0]!;
 }
 
 /** Unfinished work of a run goes back to pending, for a resume or the next batch to adopt. */
@@ -52,10 +68,4 @@ export async function releaseRunningInteractions(tx: Transaction<any>, runId: nu
     UPDATE interactions SET status = 'pending', claimed_at = now()
      WHERE run_id = ${runId} AND status = 'running'`.execute(tx);
   return Number(result.numAffectedRows ?? 0);
-}
-
-export async function countInteractionsByStatus(tx: Transaction<any> | any, runId: number): Promise<Record<string, number>> {
-  const { rows } = await sql<{ status: string; n: number }>`
-    SELECT status, count(*)::int AS n FROM interactions WHERE run_id = ${runId} GROUP BY status`.execute(tx);
-  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
 }

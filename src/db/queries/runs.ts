@@ -173,7 +173,13 @@ export async function endRun(tx: Transaction<EngineTables>, fence: Fence, ending
     .executeTakeFirst();
 }
 
-/** Locks the run row while its owner still owns it: the fence at the head of every write transaction. */
+/**
+ * The fence at the head of an owner's write transaction: locks the run row
+ * while the run is still ours. FOR KEY SHARE, the weakest row lock, because
+ * it must not queue the heartbeat's and stop request's UPDATEs behind every
+ * batch; it conflicts only with the FOR UPDATE that recovery and force take
+ * before ending a run (endRunWithoutOwner), which is the one it must order.
+ */
 export async function lockOwnedRun(tx: Transaction<EngineTables>, fence: Fence): Promise<boolean> {
   const row = await tx
     .selectFrom('workflow_runs')
@@ -181,7 +187,7 @@ export async function lockOwnedRun(tx: Transaction<EngineTables>, fence: Fence):
     .where('id', '=', fence.runId)
     .where('owner_token', '=', fence.ownerToken)
     .where('status', '=', 'running')
-    .forShare()
+    .forKeyShare()
     .executeTakeFirst();
   return row !== undefined;
 }
@@ -215,7 +221,9 @@ export async function endRunWithoutOwner(
       taken_over_by_run_id: ending.takenOverByRunId ?? null,
       ended_at: sql`now()`,
     })
-    .where('id', '=', runId)
+    // FOR UPDATE first: waits for the owner's fenced transactions (FOR KEY
+    // SHARE) in flight, and makes every later one find the run ended.
+    .where('id', '=', (eb) => eb.selectFrom('workflow_runs').select('id').where('id', '=', runId).where('status', '=', 'running').forUpdate())
     .where('status', '=', 'running')
     .returningAll()
     .executeTakeFirst();
