@@ -60,9 +60,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_value' && 'values' in issue) return `one of ${issue.values.join(', ')}`;
-  if (issue.code === 'too_small' || issue.code === 'too_big' || issue.code === 'invalid_type') {
-    return `${issue.message.replace(/^Invalid input: /, '').replace(/^expected /, '')}`;
+  switch (issue.code) {
+    case 'invalid_value':
+      return `one of ${issue.values.join(', ')}`;
+    case 'too_small':
+      return `a number ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
+    case 'too_big':
+      return `a number ${issue.inclusive ? '<=' : '<'} ${issue.maximum}`;
+    case 'invalid_type':
+      return issue.expected === 'number' ? 'a number' : issue.expected;
+    default:
+      return issue.message;
   }
-  return issue.message;
 }

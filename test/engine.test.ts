@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { loadConfig } from '../src/config.ts';
 import { renderSummary } from '../src/cli/render.ts';
-import type { CommandResult } from '../src/commands/results.ts';
+import { exitCode, type CommandResult } from '../src/commands/results.ts';
 import postingsWorkflow from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { createItems, itemsWorkflow } from './fixtures/items-workflow.ts';
@@ -88,6 +88,17 @@ describe('workflow 3001 global_batch', () => {
     assert.equal((row.output as any).delta.postings_with_ihl, 300);
     assert.equal((row.output as any).state_after.postings_with_ihl, 300);
     assert.equal(typeof (row.output as any).duration_seconds, 'number');
+  });
+
+  test('stopping a run that has ended is refused (exit 3) and audited', async () => {
+    const first = await t.db.selectFrom('workflow_runs').select('id').orderBy('id').executeTakeFirstOrThrow();
+    const { result } = await t.service.handle(`stop ${first.id}`, actor, 'chat');
+    assert.equal(result.kind, 'stop');
+    assert.ok(result.kind === 'stop' && result.outcome === 'not_running');
+    assert.match(result.message, /is not running \(it is completed\)/);
+    assert.equal(exitCode(result), 3);
+    const entry = await t.db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').executeTakeFirstOrThrow();
+    assert.deepEqual([entry.action, entry.outcome, entry.run_id], ['stop', 'refused', first.id]);
   });
 
   test('the audit log is append-only', async () => {

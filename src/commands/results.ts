@@ -73,6 +73,8 @@ export function exitCode(result: CommandResult | RunFinished): number {
       return 2;
     case 'refused':
       return 3;
+    case 'stop':
+      return result.outcome === 'not_running' ? 3 : 0;
     case 'run_finished':
       return result.summary.outcome === 'completed' || result.summary.outcome === 'stopped' ? 0 : 1;
     default:
