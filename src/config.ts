@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { accessSchema, DEFAULT_ACCESS } from './commands/access.ts';
 
 // Every setting comes from the environment through this one schema, so a bad
 // value stops start-up with the variable's name instead of failing later.
@@ -37,6 +38,21 @@ const configSchema = z.object({
   OLLAMA_URL: httpUrl,
   OLLAMA_MODEL: z.string().trim().min(1).default('llama3.2'),
   OLLAMA_TIMEOUT_MS: positiveInt(60_000),
+  /** Roles for chat users, as JSON: [{"role":"admin","to":["U123","S456"],"channels":["C789"]}, …]. */
+  WORKFLOW_ACCESS: z
+    .string()
+    .trim()
+    .optional()
+    .transform((text, ctx) => {
+      if (!text) return DEFAULT_ACCESS;
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'JSON: a list of {"role": "viewer|operator|admin", "to": [ids], "channels"?: [ids]}' });
+        return z.NEVER;
+      }
+    })
+    .pipe(accessSchema),
   /** How often a running run proves it is alive. */
   WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
   /** How long `force` lets the current owner stop on its own before terminating it. */
@@ -53,8 +69,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const result = configSchema.safeParse(env);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    const variable = issue.path.join('.');
-    return `${variable}: expected ${describeIssue(issue)} (got ${JSON.stringify(env[variable] ?? '')})`;
+    const variable = String(issue.path[0] ?? '');
+    const where = issue.path.length > 1 ? ` at ${issue.path.slice(1).join('.')}` : '';
+    return `${variable}: expected ${describeIssue(issue)}${where} (got ${JSON.stringify((env[variable] ?? '').slice(0, 200))})`;
   });
   throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
 }

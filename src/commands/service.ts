@@ -1,4 +1,6 @@
+import { EventEmitter } from 'node:events';
 import { appendAudit } from '../db/queries/audit.ts';
+import * as chat from '../db/queries/chat.ts';
 import * as runs from '../db/queries/runs.ts';
 import { computeLockKey } from '../db/queries/locks.ts';
 import type { RunRow } from '../db/schema.ts';
@@ -6,6 +8,7 @@ import { enqueueRun, servingInstances } from '../engine/dispatcher.ts';
 import type { Engine, Refusal } from '../engine/engine.ts';
 import { expectedWork } from '../engine/snapshot.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
 import { toRunView, type CommandResult, type RunView } from './results.ts';
 
@@ -13,6 +16,25 @@ import { toRunView, type CommandResult, type RunView } from './results.ts';
 export interface Actor {
   id: string;
   source: string;
+  /** The roles the surface resolved for this user; absent = unrestricted (the local CLI). */
+  roles?: ReadonlySet<Role>;
+  /** The chat channel the request came from: its run reports there. */
+  channel?: string;
+}
+
+/** What a button asks for. Buttons name the run they act on, so a stale one cannot hit a newer run. */
+export type ButtonAction =
+  | { type: 'stop'; runId: number }
+  /** Force restart over a running run (the duplicate refusal's button). */
+  | { type: 'force'; runId: number }
+  /** Force a start the rate limit refused (no run to take over). */
+  | { type: 'force_start'; workflowId: number };
+
+/** Lifecycle of runs anywhere on the database, as views. */
+export interface RunWatch extends EventEmitter {
+  on(event: 'run', listener: (type: 'run_started' | 'run_ended', run: RunView) => void): this;
+  on(event: 'reconnected', listener: () => void): this;
+  close(): Promise<void>;
 }
 
 export interface WorkflowLookup {
@@ -45,6 +67,8 @@ export class CommandService {
   }
 
   async execute(command: Command, actor: Actor, surface: Surface = 'chat'): Promise<CommandResult> {
+    const needed = requiredRole(command);
+    if (actor.roles && !actor.roles.has(needed)) return this.forbidden(command, needed, actor);
     switch (command.verb) {
       case 'run':
         return this.run(command, actor);
@@ -117,6 +141,7 @@ export class CommandService {
       force: command.force,
       requestedBy: actor.id,
       source: actor.source,
+      notifyChannel: actor.channel,
     };
     const details = { mode: command.mode, subject_id: command.subjectId ?? null, resume_run_id: command.runId ?? null, force: command.force };
 
@@ -159,6 +184,7 @@ export class CommandService {
       source: actor.source,
       forcedBy: null,
       forcedRunId: null,
+      notifyChannel: request.notifyChannel ?? null,
     });
     await this.audit(actor, action, 'accepted', { workflowId: workflow.id, runId: queued.id, details: { ...details, detached: true } });
     return { kind: 'run_queued', view: this.view(queued) };
@@ -198,6 +224,86 @@ export class CommandService {
       running: refusal.reason === 'duplicate' ? this.view(refusal.running) : undefined,
       nextAllowedAt: refusal.reason === 'rate_limited' ? refusal.nextAllowedAt.toISOString() : undefined,
     };
+  }
+
+  /**
+   * A button click. `key` identifies the click (Slack's action_ts, say): a
+   * double click, a retried delivery or a second instance acting on the same
+   * click acts at most once. A button on a stale message (its run already
+   * ended) does nothing and says what happened instead.
+   */
+  async press(action: ButtonAction, actor: Actor, key: string): Promise<CommandResult> {
+    if (action.type === 'force_start') {
+      const command: Command = { verb: 'run', workflow: String(action.workflowId), mode: 'global_batch', force: true, detach: false };
+      if (actor.roles && !actor.roles.has('admin')) return this.forbidden(command, 'admin', actor);
+      if (!(await chat.claimAction(this.engine.db, key, actor.id))) return { kind: 'done', message: 'that click was already handled' };
+      return this.execute(command, actor);
+    }
+    const run = await runs.getRun(this.engine.db, action.runId);
+    if (!run) return this.notFound(action.runId, actor, `button:${action.type}`);
+    const command: Command =
+      action.type === 'stop'
+        ? { verb: 'stop', runId: run.id }
+        : { verb: 'run', workflow: String(run.workflow_id), mode: run.mode === 'single_run' ? 'global_batch' : run.mode, subjectId: run.subject_id ?? undefined, force: true, detach: false };
+    const needed = requiredRole(command);
+    if (actor.roles && !actor.roles.has(needed)) return this.forbidden(command, needed, actor);
+    if (!(await chat.claimAction(this.engine.db, key, actor.id))) {
+      return { kind: 'done', message: `that click on run #${run.id} was already handled` };
+    }
+    if (run.status !== 'running') {
+      const by = run.stopped_by ? ` by ${run.stopped_by}` : '';
+      const message = `run #${run.id} has already ended (${run.status}${by}${run.taken_over_by_run_id ? `, taken over by run #${run.taken_over_by_run_id}` : ''}); nothing to ${action.type}`;
+      await this.audit(actor, `button:${action.type}`, 'refused', { workflowId: run.workflow_id, runId: run.id, reason: message });
+      return { kind: 'stop', outcome: 'not_running', run: this.view(run), message };
+    }
+    return this.execute(command, actor);
+  }
+
+  /** Starts following run events across every process; close() stops. */
+  async watchRuns(): Promise<RunWatch> {
+    const listener = await this.engine.listenForRunEvents();
+    const watch = new EventEmitter() as RunWatch;
+    listener.on('event', (event: { type: 'run_started' | 'run_ended'; runId: number }) => {
+      void runs.getRun(this.engine.db, event.runId).then(
+        (run) => run && watch.emit('run', event.type, this.view(run)),
+        () => {},
+      );
+    });
+    listener.on('reconnected', () => watch.emit('reconnected'));
+    watch.close = () => listener.close();
+    return watch;
+  }
+
+  async runView(runId: number): Promise<RunView | undefined> {
+    const run = await runs.getRun(this.engine.db, runId);
+    return run && this.view(run);
+  }
+
+  /** The channel a run reports to: where it was requested, else the fallback (the notify channel). */
+  async runChannel(runId: number, fallback: string | undefined): Promise<string | undefined> {
+    const run = await runs.getRun(this.engine.db, runId);
+    return run?.notify_channel ?? fallback;
+  }
+
+  /** True for exactly one instance: the one that posts this run's message in this channel. */
+  claimRunMessage(runId: number, channel: string): Promise<boolean> {
+    return chat.claimRunMessage(this.engine.db, runId, channel, this.engine.instanceId);
+  }
+
+  setRunMessageTs(runId: number, channel: string, ts: string): Promise<void> {
+    return chat.setRunMessageTs(this.engine.db, runId, channel, ts);
+  }
+
+  runMessages(runId: number) {
+    return chat.runMessages(this.engine.db, runId);
+  }
+
+  private async forbidden(command: Command, needed: Role, actor: Actor): Promise<CommandResult> {
+    const has = actor.roles && actor.roles.size > 0 ? [...actor.roles].join(', ') : 'no role';
+    const what = command.verb === 'run' && command.force ? 'force' : command.verb;
+    const message = `\`${what}\` needs the ${needed} role; you have ${has}. Ask an admin to grant it (WORKFLOW_ACCESS).`;
+    await this.audit(actor, what, 'refused', { reason: message, details: { needed, refusal: 'permission' } });
+    return { kind: 'refused', reason: 'permission', message };
   }
 
   /** An unknown run id is bad input: audited like any other. */

@@ -61,6 +61,8 @@ export interface WorkflowRunsTable {
   started_at: Timestamp | null;
   heartbeat_at: Timestamp | null;
   ended_at: Timestamp | null;
+  /** The channel a run reports to; null = the configured notify channel. */
+  notify_channel: Generated<string | null>;
 }
 
 export interface InteractionsTable {

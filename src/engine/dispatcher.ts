@@ -88,6 +88,7 @@ export class Dispatcher {
       requestedBy: queued.requested_by,
       source: queued.source,
       queuedRunId: queued.id,
+      notifyChannel: queued.notify_channel ?? undefined,
     });
     if (!outcome.started) await refuse(outcome.refusal.message);
   }

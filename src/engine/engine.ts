@@ -9,6 +9,7 @@ import { computeLockKey, lockHolderPid, terminateBackends } from '../db/queries/
 import * as runs from '../db/queries/runs.ts';
 import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { publishRunEvent, RunEventListener } from './events.ts';
 import { recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
 import { Runner, type StopCause } from './runner.ts';
@@ -37,6 +38,8 @@ export interface RunRequest {
   source: string;
   /** A run queued by `run --detach`, picked up by this serving instance. */
   queuedRunId?: number;
+  /** The chat channel the run reports to (where it was requested); none = the configured notify channel. */
+  notifyChannel?: string;
 }
 
 export type Refusal =
@@ -72,6 +75,8 @@ export interface ActiveRun {
 }
 
 const RUN_POOL_SIZE = 4;
+/** How long a contending request looks for the lock holder's run row. */
+const HOLDER_WAIT_MS = 3_000;
 
 export class Engine extends EventEmitter {
   readonly instanceId: string;
@@ -124,8 +129,9 @@ export class Engine extends EventEmitter {
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-lock:${this.instanceId}`);
     try {
       let forced: RunRow | undefined;
-      if (!(await lock.tryAcquire(lockKey))) {
-        const holder = await runs.runningRunWithLockKey(this.db, lockKey);
+      const contention = await this.acquireOrFindHolder(lock, lockKey);
+      if (contention) {
+        const holder = contention.holder;
         if (!request.force) {
           await lock.close();
           if (!holder) return { started: false, refusal: { reason: 'busy', message: `workflow ${workflow.id} is starting or ending a run; try again in a moment` } };
@@ -158,6 +164,22 @@ export class Engine extends EventEmitter {
     } catch (error) {
       await lock.close();
       throw error;
+    }
+  }
+
+  /**
+   * Takes the lock, or finds the run holding it. A holder may have the lock
+   * but not yet its run row (two requests at the same moment), or may give
+   * the lock up at once (refused by the rate limit): so look for its row, and
+   * try the lock again, for a short while before calling it busy.
+   */
+  private async acquireOrFindHolder(lock: RunLock, lockKey: number): Promise<{ holder: RunRow | undefined } | null> {
+    const deadline = Date.now() + HOLDER_WAIT_MS;
+    for (;;) {
+      if (await lock.tryAcquire(lockKey)) return null;
+      const holder = await runs.runningRunWithLockKey(this.db, lockKey);
+      if (holder || Date.now() > deadline) return { holder };
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
@@ -206,6 +228,7 @@ export class Engine extends EventEmitter {
       source: request.source,
       forcedBy: forced ? request.requestedBy : null,
       forcedRunId: forced?.id ?? null,
+      notifyChannel: request.notifyChannel ?? null,
     };
     let row: RunRow | undefined;
     if (request.queuedRunId !== undefined) {
@@ -256,6 +279,7 @@ export class Engine extends EventEmitter {
       };
       this.active.set(row.id, active);
       this.emit('run-started', active);
+      await publishRunEvent(this.db, { type: 'run_started', runId: row.id, workflowId: workflow.id });
       void done.then((summary) => this.emit('run-ended', summary), () => {});
       return active;
     } catch (error) {
@@ -320,6 +344,7 @@ export class Engine extends EventEmitter {
         reason: endedReason,
         details: { status, completed, failed, delta: change },
       }).catch(() => {});
+      await publishRunEvent(this.db, { type: 'run_ended', runId: ended.id, workflowId: workflow.id });
       return { ...base, run: ended, outcome: status, stateAfter, delta: change };
     } catch (error) {
       // The database went away while ending: the run stays `running` with its
@@ -348,6 +373,13 @@ export class Engine extends EventEmitter {
     await notify(this.db, CONTROL_CHANNEL, { type: 'stop', runId, by });
     this.active.get(runId)?.stop({ kind: 'stop', by });
     return { kind: 'requested', run: requested };
+  }
+
+  /** Run lifecycle events from every process on this database (see events.ts). */
+  async listenForRunEvents(): Promise<RunEventListener> {
+    const listener = new RunEventListener(this.options.connectionString, `workflow-events:${this.instanceId}`);
+    await listener.start();
+    return listener;
   }
 
   /** Waits (polling with a deadline) until the run has left `running`. */

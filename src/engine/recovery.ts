@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { appendAudit } from '../db/queries/audit.ts';
 import { releaseRunningInteractions } from '../db/queries/complete-interactions.ts';
+import { publishRunEvent } from './events.ts';
 import { endRunWithoutOwner } from '../db/queries/runs.ts';
 import type { EngineTables, RunRow } from '../db/schema.ts';
 
@@ -37,5 +38,6 @@ export async function recoverRun(
     reason: ended.row.ended_reason,
     details: { interactions_released: ended.released },
   });
+  await publishRunEvent(db, { type: 'run_ended', runId, workflowId: ended.row.workflow_id });
   return ended.row;
 }

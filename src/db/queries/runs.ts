@@ -24,6 +24,7 @@ export interface NewRunValues {
   source: string;
   forcedBy: string | null;
   forcedRunId: number | null;
+  notifyChannel: string | null;
 }
 
 function newRunRow(values: NewRunValues) {
@@ -38,6 +39,7 @@ function newRunRow(values: NewRunValues) {
     source: values.source,
     forced_by: values.forcedBy,
     forced_run_id: values.forcedRunId,
+    notify_channel: values.notifyChannel,
   };
 }
 
