@@ -30,8 +30,8 @@ const configSchema = z.object({
   WORKFLOW_MODULES: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  SLACK_BOT_TOKEN: optionalString,
-  SLACK_APP_TOKEN: optionalString,
+  SLACK_BOT_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xoxb-'), 'a bot token (xoxb-…)'),
+  SLACK_APP_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xapp-'), 'an app-level token (xapp-…)'),
   SLACK_SIGNING_SECRET: optionalString,
   SLACK_API_URL: httpUrl,
   SLACK_NOTIFY_CHANNEL: optionalString,
@@ -57,6 +57,10 @@ const configSchema = z.object({
   WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
   /** How long `force` lets the current owner stop on its own before terminating it. */
   WORKFLOW_FORCE_GRACE_MS: positiveInt(5_000),
+}).superRefine((config, ctx) => {
+  if ((config.SLACK_APP_TOKEN || config.SLACK_SIGNING_SECRET) && !config.SLACK_BOT_TOKEN) {
+    ctx.addIssue({ code: 'custom', path: ['SLACK_BOT_TOKEN'], message: 'a bot token (xoxb-…): required when SLACK_APP_TOKEN or SLACK_SIGNING_SECRET is set' });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -71,9 +75,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems = result.error.issues.map((issue) => {
     const variable = String(issue.path[0] ?? '');
     const where = issue.path.length > 1 ? ` at ${issue.path.slice(1).join('.')}` : '';
-    return `${variable}: expected ${describeIssue(issue)}${where} (got ${JSON.stringify((env[variable] ?? '').slice(0, 200))})`;
+    return `${variable}: expected ${describeIssue(issue)}${where} (got ${shown(variable, env[variable])})`;
   });
   throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+}
+
+// Secrets never reach logs or terminals, not even in an error about them.
+const SECRET_VARIABLES = new Set(['SLACK_BOT_TOKEN', 'SLACK_APP_TOKEN', 'SLACK_SIGNING_SECRET']);
+const URL_VARIABLES = new Set(['DATABASE_URL', 'DATABASE_LOCK_URL']);
+
+function shown(variable: string, value: string | undefined): string {
+  if (value === undefined || value === '') return 'nothing';
+  if (SECRET_VARIABLES.has(variable)) return `a value of ${value.length} characters, not shown`;
+  const text = URL_VARIABLES.has(variable) ? value.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:[redacted]@') : value;
+  return JSON.stringify(text.slice(0, 200));
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
