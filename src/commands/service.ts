@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { appendAudit } from '../db/queries/audit.ts';
 import * as chat from '../db/queries/chat.ts';
 import * as runs from '../db/queries/runs.ts';
+import * as stats from '../db/queries/stats.ts';
 import { computeLockKey } from '../db/queries/locks.ts';
 import type { RunRow } from '../db/schema.ts';
 import { enqueueRun, servingInstances } from '../engine/dispatcher.ts';
@@ -331,6 +332,23 @@ export class CommandService {
 
   view(run: RunRow): RunView {
     return toRunView(run, this.engine.workflow(run.workflow_id)?.name ?? null);
+  }
+
+  /**
+   * /healthz: does the database answer? The HTTP server's health check needs
+   * the database, and the chat layer holds no SQL, so it asks here.
+   */
+  ping(): Promise<void> {
+    return stats.ping(this.engine.db);
+  }
+
+  /**
+   * /metrics: runs and interactions by status, lock waits, and the runs that
+   * ended since `endedSince` (see src/db/queries/stats.ts). Here for the same
+   * reason as ping(): the metrics route lives in the chat layer, the SQL below it.
+   */
+  observabilityStats(endedSince: Date | null): Promise<stats.ObservabilityStats> {
+    return stats.observabilityStats(this.engine.db, endedSince);
   }
 }
 

@@ -1,0 +1,204 @@
+// GET /healthz and GET /metrics for the Slack app's HTTP server (Bolt custom
+// routes; in Socket Mode the app still serves them on PORT).
+//
+// Every figure here comes from the database through the command service
+// (CommandService.ping / observabilityStats), so each instance serving the same
+// database reports the same numbers: aggregate across instances with max(),
+// not sum(). The chat layer holds no SQL (src/db/queries/stats.ts has it).
+import type { ServerResponse } from 'node:http';
+import type { CustomRoute } from '@slack/bolt';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CommandService } from '../../commands/service.ts';
+
+type Service = Pick<CommandService, 'ping' | 'observabilityStats'>;
+
+export interface ObservabilityOptions {
+  service: Service;
+  /** Is the runner alive? (The serving loop: dispatcher, run events.) Absent = only the database is checked. */
+  engineAlive?: () => boolean;
+  /** How long /healthz waits for the database before calling it unreachable. Default 2 s. */
+  healthTimeoutMs?: number;
+  /** Process metrics (CPU, memory, event-loop lag, GC) from prom-client. Default true. */
+  processMetrics?: boolean;
+}
+
+export interface Observability {
+  healthRoute: CustomRoute;
+  metricsRoute: CustomRoute;
+  routes: CustomRoute[];
+  /** The app's own Prometheus registry (never prom-client's global one). */
+  registry: Registry;
+  /** 'ok', or why not (the /healthz answer). */
+  health(): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** The /metrics body, after refreshing the database figures. */
+  metrics(): Promise<string>;
+}
+
+const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'stopped', 'abandoned'] as const;
+const INTERACTION_STATUSES = ['pending', 'running', 'completed', 'failed'] as const;
+/** Run durations range from a no-op second to hours of model calls. */
+const DURATION_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600];
+
+export function createObservability(options: ObservabilityOptions): Observability {
+  const { service } = options;
+  const healthTimeoutMs = options.healthTimeoutMs ?? 2_000;
+  const registry = new Registry();
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  const runs = new Gauge({
+    name: 'workflow_runs',
+    help: 'Runs recorded in the database, by workflow and status.',
+    labelNames: ['workflow_id', 'status'] as const,
+    registers: [registry],
+  });
+  const interactions = new Gauge({
+    name: 'workflow_interactions',
+    help: 'Interactions (one per run, step and subject) in the database, by workflow, step and status.',
+    labelNames: ['workflow_id', 'step', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'workflow_run_duration_seconds',
+    help: 'Wall time of ended runs (started to ended), by workflow and final status. Observed from the database: every ended run, once per process.',
+    labelNames: ['workflow_id', 'status'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const lockWaits = new Counter({
+    name: 'workflow_lock_waits_total',
+    help: "Run requests refused because the workflow's advisory lock was held by a running run (reason=duplicate) or was being taken or released (reason=busy); from the audit log.",
+    labelNames: ['workflow_id', 'reason'] as const,
+    registers: [registry],
+  });
+  const databaseUp = new Gauge({
+    name: 'workflow_database_up',
+    help: 'Whether the last scrape could read the database (1) or not (0); the workflow_* figures are absent when 0.',
+    registers: [registry],
+  });
+  const scrapeSeconds = new Gauge({
+    name: 'workflow_metrics_query_seconds',
+    help: 'How long the last scrape took to read the database figures.',
+    registers: [registry],
+  });
+
+  // Ended runs are observed once each: a watermark on ended_at, plus the ids
+  // seen inside the overlap window the query looks back over.
+  let newestEndedMs: number | null = null;
+  const seen = new Map<number, number>();
+  const OVERLAP_MS = 5 * 60_000;
+
+  // One refresh at a time: concurrent scrapes share it.
+  let refreshing: Promise<void> | null = null;
+  const refresh = () => (refreshing ??= refreshOnce().finally(() => (refreshing = null)));
+
+  async function refreshOnce(): Promise<void> {
+    const started = performance.now();
+    let stats: Awaited<ReturnType<Service['observabilityStats']>>;
+    try {
+      stats = await withTimeout(service.observabilityStats(newestEndedMs === null ? null : new Date(newestEndedMs)), healthTimeoutMs * 2, 'reading the figures');
+    } catch {
+      databaseUp.set(0);
+      runs.reset();
+      interactions.reset();
+      return;
+    }
+    databaseUp.set(1);
+
+    runs.reset();
+    for (const workflowId of new Set(stats.runs.map((r) => r.workflow_id))) {
+      for (const status of RUN_STATUSES) runs.set({ workflow_id: String(workflowId), status }, 0);
+    }
+    for (const r of stats.runs) runs.set({ workflow_id: String(r.workflow_id), status: r.status }, r.count);
+
+    interactions.reset();
+    const steps = new Map(stats.interactions.map((i) => [`${i.workflow_id}\u0000${i.step}`, i]));
+    for (const i of steps.values()) {
+      for (const status of INTERACTION_STATUSES) interactions.set({ workflow_id: String(i.workflow_id), step: i.step, status }, 0);
+    }
+    for (const i of stats.interactions) interactions.set({ workflow_id: String(i.workflow_id), step: i.step, status: i.status }, i.count);
+
+    // The audit log is append-only, so these totals only grow: a counter.
+    lockWaits.reset();
+    for (const w of stats.lockWaits) lockWaits.inc({ workflow_id: String(w.workflow_id), reason: w.reason }, w.count);
+
+    for (const e of stats.ended) {
+      if (seen.has(e.id)) continue;
+      seen.set(e.id, e.ended_at_ms);
+      duration.observe({ workflow_id: String(e.workflow_id), status: e.status }, Math.max(0, e.duration_seconds));
+      if (newestEndedMs === null || e.ended_at_ms > newestEndedMs) newestEndedMs = e.ended_at_ms;
+    }
+    if (newestEndedMs !== null) {
+      for (const [id, endedMs] of seen) if (endedMs < newestEndedMs - OVERLAP_MS - 60_000) seen.delete(id);
+    }
+    scrapeSeconds.set((performance.now() - started) / 1000);
+  }
+
+  async function health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      await withTimeout(service.ping(), healthTimeoutMs, 'SELECT 1');
+    } catch (error) {
+      return { ok: false, reason: `database unreachable: ${describe(error)}` };
+    }
+    if (options.engineAlive && !options.engineAlive()) return { ok: false, reason: 'runner not alive' };
+    return { ok: true };
+  }
+
+  async function metrics(): Promise<string> {
+    await refresh();
+    return registry.metrics();
+  }
+
+  const healthRoute: CustomRoute = {
+    path: '/healthz',
+    method: ['GET'],
+    handler: (_req, res) => {
+      void health().then(
+        (result) => json(res, result.ok ? 200 : 503, result.ok ? { status: 'ok' } : { status: 'unavailable', reason: result.reason }),
+        (error: unknown) => json(res, 503, { status: 'unavailable', reason: describe(error) }),
+      );
+    },
+  };
+
+  const metricsRoute: CustomRoute = {
+    path: '/metrics',
+    method: ['GET'],
+    handler: (_req, res) => {
+      void metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+          res.end(body);
+        },
+        (error: unknown) => {
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end(`# metrics failed: ${describe(error)}\n`);
+        },
+      );
+    },
+  };
+
+  return { healthRoute, metricsRoute, routes: [healthRoute, metricsRoute], registry, health, metrics };
+}
+
+function json(res: ServerResponse, status: number, body: object): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+function describe(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) return describe(error.errors[0]);
+  if (error instanceof Error) {
+    const code = (error as { code?: string }).code;
+    // Never a connection string: pg's messages name the host and port at most.
+    return (error.message || code || error.name).slice(0, 300);
+  }
+  return String(error).slice(0, 300);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,69 @@
+import { sql, type Kysely } from 'kysely';
+import type { EngineTables, RunStatus } from '../schema.ts';
+
+// Read-only statements for the HTTP server's /healthz and /metrics
+// (src/chat/slack/metrics.ts). The chat layer holds no SQL, so they live here
+// and reach it through CommandService.ping() and CommandService.observabilityStats().
+
+type Db = Kysely<EngineTables>;
+
+/** Health: the database answers a trivial statement. */
+export async function ping(db: Db): Promise<void> {
+  await sql`SELECT 1`.execute(db);
+}
+
+export interface ObservabilityStats {
+  /** Runs per workflow and status (every run ever recorded; queued included). */
+  runs: { workflow_id: number; status: RunStatus; count: number }[];
+  /** Interactions per workflow, step and status. */
+  interactions: { workflow_id: number; step: string; status: string; count: number }[];
+  /**
+   * Run requests refused because the workflow's advisory lock was held
+   * (`duplicate`: another run holds it) or being taken or released (`busy`),
+   * from the append-only audit log, so the count is the same on every
+   * instance and survives restarts.
+   */
+  lockWaits: { workflow_id: number; reason: 'duplicate' | 'busy'; count: number }[];
+  /** Runs that ended at or after `endedSince` (minus the overlap), with their durations. */
+  ended: { id: number; workflow_id: number; status: RunStatus; duration_seconds: number; ended_at_ms: number }[];
+}
+
+/**
+ * How far before the newest end already seen to look again: a run's ended_at
+ * is its ending transaction's start, so a slow commit can make a run visible
+ * after a later-stamped one. The caller de-duplicates by run id.
+ */
+export const ENDED_OVERLAP_SECONDS = 300;
+
+/**
+ * Everything /metrics shows from the database, in one statement (one round
+ * trip, one pooled connection, one snapshot). Costs: workflow_runs and the
+ * audit log's refusals are small; the interactions count reads the whole
+ * table (about 10 ms per 100,000 rows), which is acceptable at a scrape every
+ * 15 s or more but worth knowing for very large histories.
+ */
+export async function observabilityStats(db: Db, endedSince: Date | null): Promise<ObservabilityStats> {
+  const since = endedSince ?? new Date(0);
+  const { rows } = await sql<ObservabilityStats>`
+    SELECT
+      (SELECT coalesce(json_agg(r), '[]') FROM (
+         SELECT workflow_id, status, count(*)::int AS count
+           FROM workflow_runs GROUP BY workflow_id, status) r) AS runs,
+      (SELECT coalesce(json_agg(i), '[]') FROM (
+         SELECT workflow_id, step, status, count(*)::int AS count
+           FROM interactions GROUP BY workflow_id, step, status) i) AS interactions,
+      (SELECT coalesce(json_agg(w), '[]') FROM (
+         SELECT workflow_id, details->>'refusal' AS reason, count(*)::int AS count
+           FROM audit_log
+          WHERE outcome = 'refused' AND details->>'refusal' IN ('duplicate', 'busy') AND workflow_id IS NOT NULL
+          GROUP BY workflow_id, details->>'refusal') w) AS "lockWaits",
+      (SELECT coalesce(json_agg(e), '[]') FROM (
+         SELECT id, workflow_id, status,
+                extract(epoch FROM ended_at - coalesce(started_at, created_at))::float8 AS duration_seconds,
+                (extract(epoch FROM ended_at) * 1000)::float8 AS ended_at_ms
+           FROM workflow_runs
+          WHERE ended_at IS NOT NULL
+            AND status IN ('completed', 'failed', 'stopped', 'abandoned')
+            AND ended_at >= ${since}::timestamptz - make_interval(secs => ${ENDED_OVERLAP_SECONDS})) e) AS ended`.execute(db);
+  return rows[0]!;
+}
