@@ -1,7 +1,7 @@
 // Runs every benchmark case as its own child process (so peak RSS is per
 // system) against one PostgreSQL server, and prints one Markdown table.
 //
-//   npm run bench -- [--subjects 100000] [--only engine|graphile-worker|graphile-worker-B,…]
+//   npm run bench -- [--subjects 100000] [--requests 2000] [--only engine|graphile-worker|graphile-worker-B|slack-ack,…]
 //
 // Server: DATABASE_URL when set, otherwise the embedded PostgreSQL (started in
 // the OS temp directory and stopped at the end). Every case creates and drops
@@ -21,6 +21,8 @@ interface Case {
   script: string;
   args: (items: number) => string[];
   items: (subjects: number) => number;
+  /** throughput (default): items/s in the first table; latency: the Slack ack table. */
+  kind?: 'throughput' | 'latency';
 }
 
 const CASES: Case[] = [
@@ -33,10 +35,13 @@ const CASES: Case[] = [
     args: (n) => ['--config', 'C', '--jobs', String(n)],
     items: (n) => Math.min(n, DEFAULTS_CASE_MAX_ITEMS),
   },
+  // Slash-command ack latency (HTTP mode), idle and beside a run; its size is --requests, not --subjects.
+  { name: 'slack-ack', script: 'bench/slack-ack.ts', args: (n) => ['--requests', String(n)], items: () => requests, kind: 'latency' },
 ];
 
 const flags = parseFlags(process.argv.slice(2));
 const subjects = intFlag(flags, 'subjects', 100_000);
+const requests = intFlag(flags, 'requests', 2_000);
 const only = flags.get('only');
 const wanted = typeof only === 'string' ? only.split(',').map((s) => s.trim()).filter(Boolean) : [];
 const cases = wanted.length === 0 ? CASES : CASES.filter((c) => wanted.some((w) => c.name === w || c.name.startsWith(`${w}-`)));
@@ -61,7 +66,7 @@ try {
   await server.release();
 }
 
-process.stdout.write(`\n${environment()}\n\n${table()}\n`);
+process.stdout.write(`\n${environment()}\n\n${[table(), latencyTable()].filter(Boolean).join('\n\n')}\n`);
 const failed = outcomes.filter((o) => o.error);
 for (const o of failed) process.stdout.write(`\n${o.name} failed: ${o.error}\n`);
 process.exit(failed.length > 0 ? 1 : 0);
@@ -123,10 +128,16 @@ function codeVersion(): string {
   }
 }
 
+function isLatency(name: string): boolean {
+  return CASES.find((c) => c.name === name)?.kind === 'latency';
+}
+
 function table(): string {
   const engine = outcomes.find((o) => o.name === 'engine')?.result;
   const header = ['system', 'config', 'items', 'seconds', 'items/s', 'vs engine', 'peak RSS MB', 'node CPU s'];
-  const rows = outcomes.map(({ name, result, error }) => {
+  const throughput = outcomes.filter((o) => !isLatency(o.name));
+  if (throughput.length === 0) return '';
+  const rows = throughput.map(({ name, result, error }) => {
     if (!result) return [name, `failed: ${error}`, '', '', '', '', '', ''];
     return [
       result.system,
@@ -137,6 +148,34 @@ function table(): string {
       engine ? `${(result.itemsPerSecond / engine.itemsPerSecond).toFixed(2)}×` : '–',
       result.peakRssMb.toFixed(0),
       result.cpuSeconds.toFixed(1),
+    ];
+  });
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map((_, i) => (i >= 2 ? '---:' : '---'))), ...rows.map(line)].join('\n');
+}
+
+/** Slack acknowledgement latency (bench/slack-ack.ts): ms from request to response, idle and beside a run. */
+function latencyTable(): string {
+  const latency = outcomes.filter((o) => isLatency(o.name));
+  if (latency.length === 0) return '';
+  type Stats = { p50: number; p99: number; max: number };
+  const header = ['system', 'config', 'requests', 'idle p50 ms', 'idle p99 ms', 'run p50 ms', 'run p99 ms', 'run max ms', 'run items/s meanwhile', 'p99 < 50 ms', 'peak RSS MB'];
+  const rows = latency.map(({ name, result, error }) => {
+    if (!result) return [name, `failed: ${error}`, ...header.slice(2).map(() => '')];
+    const details = result.details as { latencyMs: { idle: Stats; loaded: Stats }; runItemsPerSecondDuringLoaded: number; meetsTarget: boolean };
+    const { idle, loaded } = details.latencyMs;
+    return [
+      result.system,
+      result.config,
+      String(result.items),
+      idle.p50.toFixed(1),
+      idle.p99.toFixed(1),
+      loaded.p50.toFixed(1),
+      loaded.p99.toFixed(1),
+      loaded.max.toFixed(1),
+      details.runItemsPerSecondDuringLoaded.toFixed(0),
+      details.meetsTarget ? 'yes' : 'no',
+      result.peakRssMb.toFixed(0),
     ];
   });
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
