@@ -247,7 +247,9 @@ describe('console chat: duplicate, force restart, stop', () => {
 
   test('exit closes the console', async () => {
     transcript.send('exit');
-    await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('start() did not resolve after exit')), DEADLINE_MS))]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('start() did not resolve after exit')), DEADLINE_MS)));
+    await Promise.race([started, deadline]).finally(() => clearTimeout(timer));
     await chat.close(); // closing twice is harmless
   });
 });

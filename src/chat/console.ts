@@ -86,6 +86,8 @@ export class ConsoleChat {
     const rl = readline.createInterface({ input: this.options.input, output: this.output, prompt: this.options.prompt ?? 'workflow> ', terminal: isTTY });
     this.rl = rl;
     const inputEnded = new Promise<void>((resolve) => rl.once('close', resolve));
+    // Without a listener, Ctrl-C on a terminal would only pause the input.
+    rl.on('SIGINT', () => rl.close());
     rl.on('line', (line) => {
       this.queue = this.queue.then(() => this.onLine(line)).catch((error) => this.print(`error: ${(error as Error).message}`));
     });
@@ -93,6 +95,7 @@ export class ConsoleChat {
       try {
         this.watch = await this.service.watchRuns();
         this.watch.on('run', (type, view) => (type === 'run_started' ? this.announce(view) : this.finish(view)));
+        this.watch.on('reconnected', () => void this.catchUp());
         this.timer = setInterval(() => void this.poll(), this.pollMs);
         this.timer.unref();
         this.print('workflow console: type /workflow help (or just help). Numbers choose the [n] buttons; exit to quit.');
@@ -190,6 +193,16 @@ export class ConsoleChat {
     this.ended.add(view.id);
     this.live.delete(view.id);
     this.printMessage(runMessage(view));
+  }
+
+  /** Runs that started while the event connection was down are announced late rather than never. */
+  private async catchUp(): Promise<void> {
+    try {
+      const result = await this.service.execute({ verb: 'list' }, this.actor);
+      if (result.kind === 'runs') for (const run of result.runs) this.announce(run);
+    } catch {
+      // The next reconnection tries again.
+    }
   }
 
   /** Progress from the database, as Slack's message updates: only when changed, at most every progressIntervalMs. */
