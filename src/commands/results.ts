@@ -52,7 +52,7 @@ export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'bu
 export type CommandResult =
   | { kind: 'run_started'; run: ActiveRun; view: RunView }
   | { kind: 'run_queued'; view: RunView }
-  | { kind: 'refused'; reason: RefusalReason; message: string; running?: RunView; nextAllowedAt?: string }
+  | { kind: 'refused'; reason: RefusalReason; message: string; workflowId?: number; running?: RunView; nextAllowedAt?: string }
   | { kind: 'invalid'; message: string; usage: string }
   | { kind: 'not_found'; message: string }
   | { kind: 'runs'; runs: RunView[] }

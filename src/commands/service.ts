@@ -222,6 +222,7 @@ export class CommandService {
       kind: 'refused',
       reason: refusal.reason,
       message: refusal.message,
+      workflowId,
       running: refusal.reason === 'duplicate' ? this.view(refusal.running) : undefined,
       nextAllowedAt: refusal.reason === 'rate_limited' ? refusal.nextAllowedAt.toISOString() : undefined,
     };

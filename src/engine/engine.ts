@@ -237,7 +237,11 @@ export class Engine extends EventEmitter {
     } else {
       row = await runs.insertRunningRun(this.db, values, owner);
     }
-    if (forced) await runs.setTakenOverBy(this.db, forced.id, row.id);
+    if (forced) {
+      await runs.setTakenOverBy(this.db, forced.id, row.id);
+      // Its end was announced before this run existed; announce it again, now naming its successor.
+      await publishRunEvent(this.db, { type: 'run_ended', runId: forced.id, workflowId: forced.workflow_id });
+    }
     const fence = { runId: row.id, ownerToken: owner.token };
     const runPool = createPool({ connectionString: this.options.connectionString, applicationName: runApplicationName(row.id), max: RUN_POOL_SIZE });
     const runDb = createKysely(runPool);
