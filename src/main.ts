@@ -7,12 +7,12 @@ import * as runs from './db/queries/runs.ts';
 import { parseCommand, usage, type Command } from './commands/grammar.ts';
 import { exitCode, toRunView, type CommandResult, type RunFinished } from './commands/results.ts';
 import type { Actor } from './commands/service.ts';
-import { Dispatcher } from './engine/dispatcher.ts';
 import type { ActiveRun } from './engine/engine.ts';
 import { createLogger } from './log.ts';
 import { renderResult } from './cli/render.ts';
 import { showProgress } from './cli/progress.ts';
-import { countPostings, replaceDemoPostings } from './workflows/postings/demo.ts';
+import { replaceDemoPostings } from './workflows/postings/demo.ts';
+import { serve } from './cli/serve.ts';
 import { POSTINGS_WORKFLOW_ID } from './workflows/postings/index.ts';
 
 /** CLI entry: argv → command → service → render. Returns the exit code. */
@@ -111,32 +111,6 @@ async function demo(app: App, postings: number): Promise<number> {
   const started = Date.now();
   const count = await replaceDemoPostings(app.db, postings);
   return print(`loaded ${count} demo postings in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-}
-
-/** `serve` / `npm start`: the runner up, waiting for commands, until SIGINT or SIGTERM. */
-async function serve(app: App): Promise<number> {
-  if (app.registry.find(POSTINGS_WORKFLOW_ID) && (await countPostings(app.db)) === 0) {
-    const count = await replaceDemoPostings(app.db, 1_000);
-    app.log.info({ count }, 'loaded demo postings into the empty postings table');
-  }
-  const recovered = await app.engine.recoverAbandoned();
-  if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
-  const dispatcher = new Dispatcher(app.engine, app.connectionString);
-  await dispatcher.start();
-  app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
-  app.engine.on('run-ended', (summary) => app.log.info({ runId: summary.run.id, outcome: summary.outcome }, 'run ended'));
-  process.stderr.write(
-    `workflow-chatops serving (${app.embedded ? `embedded PostgreSQL in ${embeddedDataDir(app.config)}` : 'DATABASE_URL'}); ` +
-      `workflows: ${app.registry.all().map((w) => `${w.id} ${w.name}`).join(', ')}\n` +
-      `try: npx workflow run ${app.registry.all()[0]?.id ?? '<workflow>'}   ·   Ctrl-C to stop\n`,
-  );
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  process.stderr.write('shutting down…\n');
-  await dispatcher.close();
-  return 0;
 }
 
 async function stopDatabase(config: Config): Promise<number> {

@@ -33,6 +33,7 @@ export class Dispatcher {
   private timer: NodeJS.Timeout | null = null;
   private draining: Promise<void> | null = null;
   private closed = false;
+  private listening = false;
 
   constructor(
     private readonly engine: Engine,
@@ -41,12 +42,21 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     this.client = createClient({ connectionString: this.connectionString, applicationName: `${SERVE_APP_PREFIX}${this.engine.instanceId}` });
-    this.client.on('error', (error) => this.engine.log.warn({ err: error }, 'dispatcher connection lost'));
+    this.client.on('error', (error) => {
+      this.listening = false;
+      this.engine.log.warn({ err: error }, 'dispatcher connection lost');
+    });
     this.client.on('notification', () => void this.poke());
     await this.client.connect();
     await this.client.query(`LISTEN ${QUEUE_CHANNEL}`);
+    this.listening = true;
     this.timer = setInterval(() => void this.poke(), POLL_MS);
     await this.poke();
+  }
+
+  /** Whether this instance is serving: listening for queued runs. */
+  get alive(): boolean {
+    return this.listening && !this.closed;
   }
 
   /** Drains the queue; concurrent pokes share one pass. */

@@ -1,0 +1,65 @@
+import type { App } from '../app.ts';
+import { embeddedDataDir } from '../app.ts';
+import { ConsoleChat } from '../chat/console.ts';
+import { createSlackApp, slackMode } from '../chat/slack/app.ts';
+import { createObservability } from '../chat/slack/metrics.ts';
+import { Dispatcher } from '../engine/dispatcher.ts';
+import type { ActiveRun, RunSummary } from '../engine/engine.ts';
+import { countPostings, replaceDemoPostings } from '../workflows/postings/demo.ts';
+import { POSTINGS_WORKFLOW_ID } from '../workflows/postings/index.ts';
+
+/**
+ * `serve` / `npm start`: the runner up and a surface to drive it — the Slack
+ * app when Slack is configured (Socket Mode or HTTP, with /healthz and
+ * /metrics), else the console chat — until SIGINT or SIGTERM, or `quit` in
+ * the console.
+ */
+export async function serve(app: App): Promise<number> {
+  if (app.registry.find(POSTINGS_WORKFLOW_ID) && (await countPostings(app.db)) === 0) {
+    const count = await replaceDemoPostings(app.db, 1_000);
+    app.log.info({ count }, 'loaded demo postings into the empty postings table');
+  }
+  const recovered = await app.engine.recoverAbandoned();
+  if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
+  const dispatcher = new Dispatcher(app.engine, app.connectionString);
+  await dispatcher.start();
+  app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
+  app.engine.on('run-ended', (summary: RunSummary) => app.log.info({ runId: summary.run.id, outcome: summary.outcome }, 'run ended'));
+
+  let quit: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    quit = resolve;
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+
+  const where = app.embedded ? `embedded PostgreSQL in ${embeddedDataDir(app.config)}` : 'DATABASE_URL';
+  const workflows = app.registry.all().map((w) => `${w.id} ${w.name}`).join(', ');
+  let closeSurface: () => Promise<void>;
+  const mode = slackMode(app.config);
+  if (mode) {
+    const observability = createObservability({ service: app.service, engineAlive: () => dispatcher.alive });
+    const slack = createSlackApp({ config: app.config, service: app.service, log: app.log, routes: observability.routes });
+    const { port } = await slack.start(app.config.PORT);
+    process.stderr.write(`workflow-chatops serving Slack (${mode === 'socket' ? 'Socket Mode' : `HTTP on port ${port}, POST /slack/events`}; /healthz and /metrics on port ${port}) on ${where}; workflows: ${workflows}\n`);
+    closeSurface = () => slack.stop();
+  } else {
+    process.stderr.write(
+      `workflow-chatops serving on ${where}; workflows: ${workflows}\n` +
+        `console chat: type /workflow help (or run 3001); quit or Ctrl-C to stop. Also: npx workflow run 3001 in another terminal.\n`,
+    );
+    const chat = new ConsoleChat({ service: app.service, input: process.stdin, output: process.stdout });
+    // On a terminal, leaving the chat (quit, Ctrl-C, Ctrl-D) stops serving; with no terminal
+    // (a process manager, stdin closed) the chat ends at once and the service goes on.
+    void chat.start().then(() => {
+      if (process.stdin.isTTY) quit();
+    });
+    closeSurface = () => chat.close();
+  }
+
+  await stopped;
+  process.stderr.write('shutting down…\n');
+  await closeSurface();
+  await dispatcher.close();
+  return 0;
+}
