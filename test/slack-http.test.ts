@@ -6,6 +6,7 @@
 // slow Ollama stand-in, and a workflow whose handlers wait on a gate the
 // tests open, so a run is still running when a test needs it to be.
 import assert from 'node:assert/strict';
+import { eventually } from './helpers/cli.ts';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { createSlackApp, type SlackApp } from '../src/chat/slack/app.ts';
@@ -151,14 +152,8 @@ describe('Slack app over HTTP', () => {
     return stub.waitFor('chat.postEphemeral', (c) => c.body.user === user && (!match || match.test(messageText(c))), { since, what: what ?? `an ephemeral reply to ${user}` });
   }
 
-  async function waitUntil<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 15_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+  function waitUntil<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 15_000): Promise<T> {
+    return eventually(probe, what, timeoutMs);
   }
 
   const getRun = (id: number) => t.db.selectFrom('workflow_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow();

@@ -5,6 +5,7 @@ import { claimInteractions, type ClaimedItem } from '../db/queries/claim-interac
 import { heartbeat, type Fence } from '../db/queries/runs.ts';
 import type { RunProgress, StepProgress } from '../db/schema.ts';
 import type { AnyStep, ResolvedWorkflow } from '../workflows/define.ts';
+import { sleep } from '../lib/sleep.ts';
 import { Completer, FencedError } from './completer.ts';
 
 /** Why a run stopped before running out of work. */
@@ -175,7 +176,7 @@ export class Runner {
           return;
         }
         this.options.log.debug({ step: step.name, subjectId: item.subjectId, attempt, error }, 'retrying');
-        await delay(workflow.retryBackoffMs * 2 ** (attempt - 1), this.signal);
+        await sleep(workflow.retryBackoffMs * 2 ** (attempt - 1), this.signal);
       }
     } finally {
       counter.running--;
@@ -255,17 +256,4 @@ function parseOutput(step: AnyStep<any>, raw: unknown): unknown {
 function describe(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   return String(error);
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

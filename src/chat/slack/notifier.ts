@@ -1,6 +1,7 @@
 import type { RunView } from '../../commands/results.ts';
 import type { Actor, CommandService, RunWatch } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
+import { sleep } from '../../lib/sleep.ts';
 import { runMessage } from '../blocks.ts';
 
 // Run messages in Slack: when a run starts (from Slack, the CLI, --detach or
@@ -201,15 +202,3 @@ export function createNotifier(options: NotifierOptions): Notifier {
   };
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
