@@ -49,6 +49,8 @@ export function requiredRole(command: Command): Role {
     case 'run':
       return command.force ? 'admin' : 'operator';
     case 'stop':
+    case 'pause':
+    case 'resume':
       return 'operator';
     default:
       return 'viewer';

@@ -18,6 +18,9 @@ export type Command =
   | { verb: 'status'; runId: number }
   | { verb: 'history'; workflow?: string; limit: number }
   | { verb: 'workflows' }
+  | { verb: 'health' }
+  | { verb: 'pause'; workflow: string }
+  | { verb: 'resume'; workflow: string }
   | { verb: 'help'; topic?: string }
   | { verb: 'serve' }
   | { verb: 'migrate' }
@@ -95,7 +98,7 @@ interface VerbSpec {
   cliNotes?: readonly string[];
 }
 
-type VerbWord = 'run' | 'force' | 'list' | 'stop' | 'status' | 'history' | 'workflows' | 'help' | 'serve' | 'migrate' | 'demo' | 'db';
+type VerbWord = 'run' | 'force' | 'list' | 'stop' | 'status' | 'history' | 'workflows' | 'health' | 'pause' | 'resume' | 'help' | 'serve' | 'migrate' | 'demo' | 'db';
 
 /** Reports a whole-command problem (already a full sentence) from inside a transform. */
 function reject(ctx: z.core.$RefinementCtx, message: string): never {
@@ -207,6 +210,30 @@ const VERBS: Readonly<Record<VerbWord, VerbSpec>> = {
     schema: z.object({}).transform((): Command => ({ verb: 'workflows' })),
     synopsis: 'workflows',
     summary: 'defined workflows and their pending work',
+  },
+
+  health: {
+    positionals: [],
+    options: {},
+    schema: z.object({}).transform((): Command => ({ verb: 'health' })),
+    synopsis: 'health',
+    summary: "the health monitor's findings: stuck runs, overdue work, external services",
+  },
+
+  pause: {
+    positionals: [{ key: 'workflow', label: '<workflow>' }],
+    options: {},
+    schema: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'pause', workflow: o.workflow })),
+    synopsis: 'pause <workflow>',
+    summary: 'stop starting a continuous workflow when new work arrives',
+  },
+
+  resume: {
+    positionals: [{ key: 'workflow', label: '<workflow>' }],
+    options: {},
+    schema: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
+    synopsis: 'resume <workflow>',
+    summary: 'start a paused continuous workflow again when new work arrives',
   },
 
   help: {

@@ -114,6 +114,11 @@ export class CommandService {
         }
         return { kind: 'workflows', workflows: views };
       }
+      case 'health':
+        return this.health();
+      case 'pause':
+      case 'resume':
+        return this.setPaused(command.workflow, command.verb === 'pause', actor);
       case 'help':
         return { kind: 'help', text: usage(command.topic, surface) };
       default:
@@ -306,6 +311,18 @@ export class CommandService {
     const message = `\`${what}\` needs the ${needed} role; you have ${has}. Ask an admin to grant it (WORKFLOW_ACCESS).`;
     await this.audit(actor, what, 'refused', { reason: message, details: { needed, refusal: 'permission' } });
     return { kind: 'refused', reason: 'permission', message };
+  }
+
+  /** The health monitor's findings (issue: health monitor). */
+  private async health(): Promise<CommandResult> {
+    return { kind: 'done', message: 'health monitor: not built yet' };
+  }
+
+  /** pause/resume a continuous workflow, audited (issue: continuous workflows). */
+  private async setPaused(ref: string, paused: boolean, actor: Actor): Promise<CommandResult> {
+    const workflow = this.workflows.find(ref);
+    if (!workflow) return this.unknownWorkflow(ref, actor, paused ? 'pause' : 'resume');
+    return { kind: 'done', message: `${paused ? 'pause' : 'resume'}: not built yet` };
   }
 
   /** An unknown run id is bad input: audited like any other. */

@@ -57,6 +57,29 @@ export interface StepDefinition<DB, Input extends object, Output> {
 
 export type AnyStep<DB> = StepDefinition<DB, any, any>;
 
+/** An external service a workflow depends on (a model server, an API), probed by the health monitor. */
+export interface ExternalService {
+  name: string;
+  /** Resolves when the service answers; rejects (or outlasts the signal) when it is down. */
+  probe: (signal: AbortSignal) => Promise<void>;
+}
+
+/**
+ * A continuous workflow is started by the service when new work arrives:
+ * a trigger on `table` sends NOTIFY on insert or update, bursts are
+ * coalesced for `debounceMs`, and a periodic pending-work check every
+ * `checkIntervalMs` catches a missed notification. Runs still follow every
+ * rule (lock, rate limit, audit, notifications).
+ */
+export interface ContinuousOptions {
+  /** The subject table whose changes mean new work, e.g. "postings". */
+  table: string;
+  /** Default 2 s. */
+  debounceMs?: number;
+  /** Default 60 s. */
+  checkIntervalMs?: number;
+}
+
 export interface WorkflowDefinition<DB = any> {
   /** The number people type: `/workflow run 3001`. */
   id: number;
@@ -84,6 +107,10 @@ export interface WorkflowDefinition<DB = any> {
   retryBackoffMs?: number;
   /** Subjects claimed, and results committed, per statement. Default 500. */
   batchSize?: number;
+  /** Start runs when new work arrives (see ContinuousOptions). */
+  continuous?: ContinuousOptions;
+  /** External services to probe for the health monitor. */
+  services?: ExternalService[];
 }
 
 /** Everything a workflow module may need from the process that loads it. */
@@ -108,7 +135,11 @@ export function defineStep<DB, Input extends object, Output>(
 }
 
 /** A definition with every default filled in, as the engine uses it. */
-export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description'>> & { description: string };
+export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services'>> & {
+  description: string;
+  continuous: ContinuousOptions | undefined;
+  services: ExternalService[];
+};
 
 export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): ResolvedWorkflow<DB> {
   return {
@@ -119,6 +150,8 @@ export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): Resolve
     retries: 2,
     retryBackoffMs: 1_000,
     batchSize: 500,
+    continuous: undefined,
+    services: [],
     ...definition,
   };
 }

@@ -160,6 +160,14 @@ const workflowSchema = z.strictObject({
   retries: z.number().int().min(0).optional(),
   retryBackoffMs: positiveInt.optional(),
   batchSize: positiveInt.optional(),
+  continuous: z
+    .strictObject({
+      table: z.string().regex(/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/, 'must be a plain table name (optionally schema.table)'),
+      debounceMs: positiveInt.optional(),
+      checkIntervalMs: positiveInt.optional(),
+    })
+    .optional(),
+  services: z.array(z.strictObject({ name: z.string().trim().min(1), probe: fn('probe') })).optional(),
 });
 
 /** Every problem with a value as a workflow definition, one per field; empty when valid. */
