@@ -74,7 +74,8 @@ export interface ActiveRun {
   done: Promise<RunSummary>;
 }
 
-const RUN_POOL_SIZE = 4;
+/** Two claim feeders per step, two flushes per step, the heartbeat. */
+const RUN_POOL_SIZE = 8;
 /** How long a contending request looks for the lock holder's run row. */
 const HOLDER_WAIT_MS = 3_000;
 

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { claimInteractions, type ClaimedItem } from '../db/queries/claim-interactions.ts';
+import { claimInteractions, pendingRange, type ClaimedItem } from '../db/queries/claim-interactions.ts';
 import { heartbeat, type Fence } from '../db/queries/runs.ts';
 import type { RunProgress, StepProgress } from '../db/schema.ts';
 import type { AnyStep, ResolvedWorkflow } from '../workflows/define.ts';
@@ -36,6 +36,19 @@ export interface RunnerOptions {
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
+/** Measured with bench/noop-engine.ts: 2 feeders keep the queue full where 1 could not; see bench/RESULTS.md. */
+const FEEDERS_PER_STEP = 2;
+
+/** (after, upTo] bounds that cover [min, max] in `parts` contiguous slices. */
+export function splitRange(min: number, max: number, parts: number): [number, number | null][] {
+  const size = Math.max(1, Math.ceil((max - min + 1) / parts));
+  const bounds: [number, number | null][] = [];
+  for (let start = min; start <= max; start += size) {
+    const end = start + size - 1;
+    bounds.push([start - 1, end >= max ? null : end]);
+  }
+  return bounds;
+}
 
 /**
  * Executes one run in waves (DESIGN.md §2). Each wave walks every step's
@@ -120,13 +133,28 @@ export class Runner {
     return { cause: this.cause, progress: this.progress(), unfinished: this.outstanding };
   }
 
-  /** One step's share of a wave: claim page after page, as fast as the queue takes them. */
+  /**
+   * One step's share of a wave. A claim page is a transaction of two
+   * statements and one feeder waits for each in turn, so a single feeder
+   * bounds a fast workflow; the step's pending id range is split among
+   * FEEDERS_PER_STEP feeders that claim side by side.
+   */
   private async feed(step: AnyStep<any>, index: number): Promise<number> {
+    const { db, subjectId } = this.options;
+    if (subjectId !== null) return this.feedRange(step, index, NO_CURSOR, null);
+    const range = await pendingRange(db, step.pending(db));
+    if (!range) return 0;
+    const bounds = splitRange(range.min, range.max, FEEDERS_PER_STEP);
+    const claimed = await Promise.all(bounds.map(([after, upTo]) => this.feedRange(step, index, after, upTo)));
+    return claimed.reduce((a, b) => a + b, 0);
+  }
+
+  /** Claims page after page of subjects in (after, upTo], as fast as the queue takes them. */
+  private async feedRange(step: AnyStep<any>, index: number, after: number, upTo: number | null): Promise<number> {
     const { db, workflow, fence, subjectId } = this.options;
-    let after = NO_CURSOR;
     let claimedTotal = 0;
     while (!this.signal.aborted) {
-      // Backpressure: keep about one page waiting per step, no more.
+      // Backpressure: keep about one page waiting per feeder, no more.
       await this.queue.onSizeLessThan(workflow.batchSize);
       if (this.signal.aborted) break;
       const page = await claimInteractions(db, {
@@ -136,6 +164,7 @@ export class Runner {
         previousStep: index === 0 ? null : workflow.steps[index - 1]!.name,
         pending: step.pending(db),
         after,
+        upTo,
         limit: workflow.batchSize,
         subjectId,
         exclude: this.failedSubjects.get(step.name)!,

@@ -11,6 +11,8 @@ export interface ClaimPage {
   pending: SelectQueryBuilder<any, any, any>;
   /** Keyset cursor: only subjects above it. */
   after: number;
+  /** Only subjects up to this one (a feeder's slice of the range); null = no bound. */
+  upTo: number | null;
   limit: number;
   /** single_subject scope. */
   subjectId: number | null;
@@ -52,15 +54,21 @@ export interface ClaimResult {
  *   (EvalPlanQual re-checks the row).
  * - Candidates LEFT JOIN claimed returns the cursor even when every candidate
  *   was skipped.
- * - A second statement, in the same transaction but with a fresh snapshot,
- *   drops claims whose subject stopped being pending meanwhile: the candidate
- *   list comes from the first statement's snapshot, so a subject another run
- *   completed just after it (its interaction no longer live, so no conflict)
- *   would otherwise be processed twice. Our claims are live and uncommitted
- *   by then, so nobody can complete one of them in between.
+ * - A second statement, with a fresh snapshot, drops claims whose subject
+ *   stopped being pending meanwhile: the candidate list comes from the first
+ *   statement's snapshot, so a subject another run completed just after it
+ *   (its interaction no longer live, so no conflict) would otherwise be
+ *   processed twice. Our claims are live by then (running, ours), so nobody
+ *   else can complete one of them in between; the handlers only start after
+ *   the re-check.
+ * - No explicit transaction: each statement commits on its own (two round
+ *   trips, not four; on this class of machine a round trip's syscalls cost
+ *   more than the statement). A crash between the two leaves live claims of
+ *   a run that will be recovered like any other; the re-check is fenced.
  */
 export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promise<ClaimResult> {
   const scope = page.subjectId === null ? sql`` : sql`AND p.subject_id = ${page.subjectId}`;
+  const bound = page.upTo === null ? sql`` : sql`AND p.subject_id <= ${page.upTo}`;
   const exclude = page.exclude.length === 0 ? sql`` : sql`AND p.subject_id <> ALL(${page.exclude}::bigint[])`;
   const parent =
     page.previousStep === null
@@ -69,7 +77,7 @@ export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promi
                WHERE u.workflow_id = ${page.workflowId} AND u.subject_id = c.subject_id
                  AND u.step = ${page.previousStep} AND u.status = 'completed')`;
 
-  return db.transaction().execute(async (tx) => {
+  const tx = db;
   const { rows } = await sql<{ subject_id: number; id: number | null; attempts: number | null; input: Record<string, unknown>; owned: boolean; adopted: boolean | null }>`
     WITH fence AS (
       SELECT id FROM workflow_runs
@@ -78,7 +86,7 @@ export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promi
     ), candidates AS (
       SELECT p.subject_id::bigint AS subject_id, to_jsonb(p) - 'subject_id' AS input
         FROM (${page.pending}) AS p
-       WHERE p.subject_id > ${page.after} ${scope} ${exclude}
+       WHERE p.subject_id > ${page.after} ${bound} ${scope} ${exclude}
        ORDER BY p.subject_id
        LIMIT ${page.limit}
     ), claimed AS (
@@ -107,7 +115,6 @@ export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promi
     if (!stale.has(row.id!)) claimed.push({ interactionId: row.id!, subjectId: row.subject_id, attempts: row.attempts ?? 1, input: row.input });
   }
   return { cursor: rows[rows.length - 1]!.subject_id, seen: rows.length, claimed, fenced: false };
-  });
 }
 
 /**
@@ -124,14 +131,30 @@ async function dropStaleClaims(
   const adopted = claimed.filter((row) => row.adopted).map((row) => row.id!);
   const notPending = sql`NOT EXISTS (SELECT 1 FROM (${page.pending}) AS p WHERE p.subject_id = i.subject_id)`;
   const { rows } = await sql<{ id: number }>`
-    WITH dropped AS (
-      DELETE FROM interactions i WHERE i.id = ANY(${fresh}::bigint[]) AND ${notPending} RETURNING i.id
+    WITH fence AS (
+      SELECT id FROM workflow_runs
+       WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
+       FOR KEY SHARE
+    ), dropped AS (
+      DELETE FROM interactions i USING fence
+       WHERE i.id = ANY(${fresh}::bigint[]) AND i.run_id = fence.id AND i.status = 'running' AND ${notPending}
+      RETURNING i.id
     ), closed AS (
       UPDATE interactions i SET status = 'failed', error = 'no longer pending when claimed', finished_at = now()
-       WHERE i.id = ANY(${adopted}::bigint[]) AND ${notPending} RETURNING i.id
+        FROM fence
+       WHERE i.id = ANY(${adopted}::bigint[]) AND i.run_id = fence.id AND i.status = 'running' AND ${notPending}
+      RETURNING i.id
     )
     SELECT id FROM dropped UNION ALL SELECT id FROM closed`.execute(tx);
   return new Set(rows.map((row) => row.id));
+}
+
+/** The lowest and highest pending subject of a step, to split among feeders; undefined when none is pending. */
+export async function pendingRange(db: Kysely<any>, pending: SelectQueryBuilder<any, any, any>): Promise<{ min: number; max: number } | undefined> {
+  const { rows } = await sql<{ min: number | null; max: number | null }>`
+    SELECT min(p.subject_id)::bigint AS min, max(p.subject_id)::bigint AS max FROM (${pending}) AS p`.execute(db);
+  const row = rows[0];
+  return row && row.min !== null && row.max !== null ? { min: row.min, max: row.max } : undefined;
 }
 
 /** Pending subjects of a step at a run's start (the expected work). */
