@@ -57,6 +57,17 @@ const configSchema = z.object({
   WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
   /** How long `force` lets the current owner stop on its own before terminating it. */
   WORKFLOW_FORCE_GRACE_MS: positiveInt(5_000),
+  /**
+   * Workflow ids to run continuously (comma-separated), for workflows whose
+   * module reads it: the built-in example 3001 becomes continuous on the
+   * postings table only when listed (a `demo` load would otherwise start runs).
+   */
+  WORKFLOW_CONTINUOUS: z
+    .string()
+    .trim()
+    .optional()
+    .refine((text) => !text || text.split(',').every((id) => /^\s*[1-9]\d*\s*$/.test(id)), 'a comma-separated list of workflow ids, e.g. 3001')
+    .transform((text) => (text ? [...new Set(text.split(',').map((id) => Number(id.trim())))] : [])),
 }).superRefine((config, ctx) => {
   if ((config.SLACK_APP_TOKEN || config.SLACK_SIGNING_SECRET) && !config.SLACK_BOT_TOKEN) {
     ctx.addIssue({ code: 'custom', path: ['SLACK_BOT_TOKEN'], message: 'a bot token (xoxb-…): required when SLACK_APP_TOKEN or SLACK_SIGNING_SECRET is set' });

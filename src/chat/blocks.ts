@@ -324,7 +324,8 @@ function workflowsMessage(workflows: WorkflowView[]): Message {
   if (workflows.length === 0) return message('No workflows are defined', [section('No workflows are defined.')]);
   const lines = workflows.map((w) => {
     const running = w.running.length ? `\n      running: ${w.running.slice(0, 20).map((id) => `#${id}`).join(', ')}${w.running.length > 20 ? ` …and ${w.running.length - 20} more` : ''}` : '';
-    return `*${w.id}* ${code(w.name, 80)} (${esc(truncate(w.subject, 40))}s): ${esc(truncate(w.steps.join(' → '), 300))}\n      pending: ${esc(truncate(formatWork(w.pending), 300))}${running}`;
+    const mode = w.continuous ? (w.paused ? ` · continuous, *paused*${w.paused.by ? ` by ${esc(truncate(w.paused.by, 40))}` : ''}` : ' · continuous') : '';
+    return `*${w.id}* ${code(w.name, 80)} (${esc(truncate(w.subject, 40))}s): ${esc(truncate(w.steps.join(' → '), 300))}${mode}\n      pending: ${esc(truncate(formatWork(w.pending), 300))}${running}`;
   });
   return message(`${workflows.length} workflow${workflows.length === 1 ? '' : 's'}`, [header('Workflows'), ...linesBlocks(lines, L.messageBlocks - 1, 'workflows')]);
 }

@@ -1,6 +1,6 @@
 import type { Metrics } from '../db/schema.ts';
 import { summariseProgress } from '../engine/engine.ts';
-import type { CommandResult, RunFinished, RunView } from '../commands/results.ts';
+import type { CommandResult, RunFinished, RunView, WorkflowView } from '../commands/results.ts';
 
 // Results as terminal text. Plain functions of data, so tests read them
 // directly and the console chat can reuse them.
@@ -33,9 +33,15 @@ export function renderResult(result: CommandResult | RunFinished): string {
       return result.message;
     case 'workflows':
       return result.workflows
-        .map((w) => `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}\n  pending: ${formatWork(w.pending)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`)
+        .map((w) => `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}${continuousNote(w)}\n  pending: ${formatWork(w.pending)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`)
         .join('\n');
   }
+}
+
+/** `workflows`: whether new work starts runs by itself (continuous), and whether an operator paused that. */
+export function continuousNote(w: WorkflowView): string {
+  if (!w.continuous) return '';
+  return w.paused ? ` [continuous, paused${w.paused.by ? ` by ${w.paused.by}` : ''}${w.paused.at ? ` at ${w.paused.at}` : ''}]` : ' [continuous]';
 }
 
 export function describeRun(run: RunView): string {

@@ -3,6 +3,7 @@ import { embeddedDataDir } from '../app.ts';
 import { ConsoleChat } from '../chat/console.ts';
 import { createSlackApp, slackMode } from '../chat/slack/app.ts';
 import { createObservability } from '../chat/slack/metrics.ts';
+import { ContinuousStarter } from '../engine/continuous.ts';
 import { Dispatcher } from '../engine/dispatcher.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
 import { countPostings, replaceDemoPostings } from '../workflows/postings/demo.ts';
@@ -23,6 +24,11 @@ export async function serve(app: App): Promise<number> {
   if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
   const dispatcher = new Dispatcher(app.engine, app.connectionString);
   await dispatcher.start();
+  const continuous = new ContinuousStarter({ engine: app.engine, connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString, workflows: app.registry.all(), log: app.log });
+  for (const id of app.config.WORKFLOW_CONTINUOUS) {
+    if (!app.registry.find(id)?.continuous) app.log.warn({ workflowId: id }, 'WORKFLOW_CONTINUOUS lists a workflow that is not continuous here (not loaded, or its module ignores the setting)');
+  }
+  await continuous.start();
   app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
   app.engine.on('run-ended', (summary: RunSummary) => app.log.info({ runId: summary.run.id, outcome: summary.outcome }, 'run ended'));
 
@@ -58,6 +64,7 @@ export async function serve(app: App): Promise<number> {
   }
 
   await stopped;
+  await continuous.close();
   process.stderr.write('shutting down…\n');
   await closeSurface();
   await dispatcher.close();

@@ -45,9 +45,13 @@ export interface WorkflowView {
   rateLimitSeconds: number;
   concurrency: number;
   running: number[];
+  /** Started by serving instances when new work arrives (src/engine/continuous.ts). */
+  continuous?: boolean;
+  /** A continuous workflow an operator paused: `by` and `at` say who and when. */
+  paused?: { by: string | null; at: string | null } | null;
 }
 
-export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'busy' | 'no_server' | 'permission';
+export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'busy' | 'no_server' | 'permission' | 'not_continuous';
 
 export type CommandResult =
   | { kind: 'run_started'; run: ActiveRun; view: RunView }

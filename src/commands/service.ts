@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { appendAudit } from '../db/queries/audit.ts';
 import * as chat from '../db/queries/chat.ts';
+import * as continuous from '../db/queries/continuous.ts';
 import * as runs from '../db/queries/runs.ts';
 import * as stats from '../db/queries/stats.ts';
 import { computeLockKey } from '../db/queries/locks.ts';
@@ -98,6 +99,7 @@ export class CommandService {
       }
       case 'workflows': {
         const active = await runs.activeRuns(this.engine.db);
+        const pauses = await continuous.pauseStates(this.engine.db);
         const views = [];
         for (const w of this.workflows.all()) {
           views.push({
@@ -110,6 +112,8 @@ export class CommandService {
             rateLimitSeconds: w.rateLimitSeconds,
             concurrency: w.concurrency,
             running: active.filter((r) => r.workflow_id === w.id).map((r) => r.id),
+            continuous: w.continuous !== undefined,
+            paused: pausedView(pauses.get(w.id)),
           });
         }
         return { kind: 'workflows', workflows: views };
@@ -318,11 +322,31 @@ export class CommandService {
     return { kind: 'done', message: 'health monitor: not built yet' };
   }
 
-  /** pause/resume a continuous workflow, audited (issue: continuous workflows). */
+  /**
+   * pause/resume a continuous workflow (src/engine/continuous.ts): a switch in
+   * the database, so every serving instance sees it. Pause keeps new work from
+   * starting runs; a run already going is not stopped (that is `stop`).
+   * Resume announces work, so the serving leader looks at once. Audited,
+   * accepted or refused.
+   */
   private async setPaused(ref: string, paused: boolean, actor: Actor): Promise<CommandResult> {
+    const action = paused ? 'pause' : 'resume';
     const workflow = this.workflows.find(ref);
-    if (!workflow) return this.unknownWorkflow(ref, actor, paused ? 'pause' : 'resume');
-    return { kind: 'done', message: `${paused ? 'pause' : 'resume'}: not built yet` };
+    if (!workflow) return this.unknownWorkflow(ref, actor, action);
+    if (!workflow.continuous) {
+      const message = `workflow ${workflow.id} (${workflow.name}) is not continuous: it runs only when asked (\`run ${workflow.id}\`), so there is nothing to ${action}`;
+      await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: message, details: { refusal: 'not_continuous' } });
+      return { kind: 'refused', reason: 'not_continuous', message, workflowId: workflow.id };
+    }
+    const before = await continuous.setPaused(this.engine.db, workflow.id, paused, actor.id);
+    if (!before) return this.unknownWorkflow(ref, actor, action);
+    await this.audit(actor, action, 'accepted', { workflowId: workflow.id, details: { was_paused: before.paused } });
+    if (!paused) await continuous.notifyWork(this.engine.db, workflow.id);
+    const name = `workflow ${workflow.id} (${workflow.name})`;
+    const message = paused
+      ? `${before.paused ? `${name} was already paused; it stays paused` : `${name} paused`}: new work starts no run until \`resume ${workflow.id}\`${(await runs.activeRuns(this.engine.db)).some((r) => r.workflow_id === workflow.id) ? ' (the run going now goes on; `stop` it to end it)' : ''}`
+      : `${before.paused ? `${name} resumed` : `${name} was not paused`}: new work starts runs again (pending work now, once the rate limit allows)`;
+    return { kind: 'done', message };
   }
 
   /** An unknown run id is bad input: audited like any other. */
@@ -371,3 +395,8 @@ export class CommandService {
 }
 
 const STOP_WAIT_MS = 15_000;
+
+function pausedView(state: continuous.PauseState | undefined): { by: string | null; at: string | null } | null {
+  if (!state?.paused) return null;
+  return { by: state.pausedBy, at: state.pausedAt ? new Date(state.pausedAt).toISOString() : null };
+}

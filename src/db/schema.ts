@@ -27,6 +27,10 @@ export interface WorkflowsTable {
   description: Generated<string>;
   definition: Json;
   synced_at: Generated<Date>;
+  /** Continuous workflows only: an operator switched it off (migrations/0004_continuous.ts). */
+  paused: Generated<boolean>;
+  paused_by: string | null;
+  paused_at: Timestamp | null;
 }
 
 export interface WorkflowRunsTable {

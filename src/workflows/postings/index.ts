@@ -53,5 +53,8 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
     // with a bare abort.
     timeoutMs: ollama ? Math.max(30_000, config.OLLAMA_TIMEOUT_MS + 5_000) : 30_000,
     retries: 2,
+    // Continuous only when asked: started by serving instances when postings
+    // are inserted or updated (WORKFLOW_CONTINUOUS=3001).
+    continuous: config.WORKFLOW_CONTINUOUS.includes(POSTINGS_WORKFLOW_ID) ? { table: 'postings' } : undefined,
   });
 }
