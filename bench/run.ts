@@ -1,13 +1,17 @@
 // Runs every benchmark case as its own child process (so peak RSS is per
-// system) against one PostgreSQL server, and prints one Markdown table.
+// system) against one PostgreSQL server, prints one table of figures against
+// the performance issue's targets plus the per-system no-op throughput table
+// (and the Slack ack table), and records them in bench/RESULTS.md.
 //
-//   npm run bench -- [--subjects 100000] [--requests 2000] [--only engine|graphile-worker|graphile-worker-B|slack-ack,…]
+//   npm run bench -- [--quick | --full] [--only engine,pg-boss,scale,…] [--subjects 100000]
+//                    [--scale-subjects N] [--requests 2000] [--no-record]
 //
 // Server: DATABASE_URL when set, otherwise the embedded PostgreSQL (started in
 // the OS temp directory and stopped at the end). Every case creates and drops
 // its own database on it.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { redactUrl } from '../src/log.ts';
@@ -15,60 +19,90 @@ import { intFlag, openServer, parseFlags, REPO_ROOT, RESULT_PREFIX, serverFacts,
 
 /** graphile-worker's defaults run one job at a time; more than this many would take minutes. */
 const DEFAULTS_CASE_MAX_ITEMS = 10_000;
+/** One pg-boss worker takes at most 500 jobs per 0.5 s polling interval (1,000/s). */
+const PGBOSS_ONE_WORKER_MAX_ITEMS = 20_000;
+
+type Kind = 'throughput' | 'latency' | 'figures';
 
 interface Case {
   name: string;
   script: string;
-  args: (items: number) => string[];
-  items: (subjects: number) => number;
-  /** throughput (default): items/s in the first table; latency: the Slack ack table. */
-  kind?: 'throughput' | 'latency';
+  args: () => string[];
+  /** throughput (default): the no-op table; latency: the Slack ack table; figures: the figures table only. */
+  kind?: Kind;
+  /** Left out by --quick. */
+  slow?: boolean;
+  /** Written by someone else and may not exist yet: its absence is reported, not a failure. */
+  optional?: boolean;
 }
 
+const flags = parseFlags(process.argv.slice(2));
+const quick = flags.has('quick');
+const full = flags.has('full');
+const subjects = intFlag(flags, 'subjects', quick ? 20_000 : 100_000);
+const scaleSubjects = intFlag(flags, 'scale-subjects', full ? 1_000_000 : quick ? 20_000 : 100_000);
+const requests = intFlag(flags, 'requests', quick ? 500 : 2_000);
+const ioSubjects = intFlag(flags, 'io-subjects', quick ? 5_000 : 20_000);
+const record = !flags.has('no-record');
+
 const CASES: Case[] = [
-  { name: 'engine', script: 'bench/noop-engine.ts', args: (n) => ['--subjects', String(n)], items: (n) => n },
-  { name: 'graphile-worker-A', script: 'bench/peers/graphile-worker.ts', args: (n) => ['--config', 'A', '--jobs', String(n)], items: (n) => n },
-  { name: 'graphile-worker-B', script: 'bench/peers/graphile-worker.ts', args: (n) => ['--config', 'B', '--jobs', String(n)], items: (n) => n },
+  { name: 'engine', script: 'bench/noop-engine.ts', args: () => ['--subjects', String(subjects)] },
+  { name: 'graphile-worker-A', script: 'bench/peers/graphile-worker.ts', args: () => ['--config', 'A', '--jobs', String(subjects)], slow: true },
+  { name: 'graphile-worker-B', script: 'bench/peers/graphile-worker.ts', args: () => ['--config', 'B', '--jobs', String(subjects)] },
   {
     name: 'graphile-worker-C',
     script: 'bench/peers/graphile-worker.ts',
-    args: (n) => ['--config', 'C', '--jobs', String(n)],
-    items: (n) => Math.min(n, DEFAULTS_CASE_MAX_ITEMS),
+    args: () => ['--config', 'C', '--jobs', String(Math.min(subjects, DEFAULTS_CASE_MAX_ITEMS))],
+    slow: true,
   },
+  { name: 'pg-boss-A', script: 'bench/peers/pg-boss.ts', args: () => ['--config', 'A', '--jobs', String(Math.min(subjects, PGBOSS_ONE_WORKER_MAX_ITEMS))], slow: true },
+  { name: 'pg-boss-B', script: 'bench/peers/pg-boss.ts', args: () => ['--config', 'B', '--jobs', String(subjects)] },
+  { name: 'scale', script: 'bench/scale.ts', args: () => ['--subjects', String(scaleSubjects)], kind: 'figures' },
+  { name: 'io-bound', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects)], kind: 'figures' },
   // Slash-command ack latency (HTTP mode), idle and beside a run; its size is --requests, not --subjects.
-  { name: 'slack-ack', script: 'bench/slack-ack.ts', args: (n) => ['--requests', String(n)], items: () => requests, kind: 'latency' },
+  { name: 'slack-ack', script: 'bench/slack-ack.ts', args: () => ['--requests', String(requests)], kind: 'latency' },
+  { name: 'stop-latency', script: 'bench/stop-latency.ts', args: () => [], kind: 'figures', optional: true },
+  { name: 'kill-restart', script: 'bench/kill-restart.ts', args: () => [], kind: 'figures', optional: true },
 ];
 
-const flags = parseFlags(process.argv.slice(2));
-const subjects = intFlag(flags, 'subjects', 100_000);
-const requests = intFlag(flags, 'requests', 2_000);
 const only = flags.get('only');
 const wanted = typeof only === 'string' ? only.split(',').map((s) => s.trim()).filter(Boolean) : [];
-const cases = wanted.length === 0 ? CASES : CASES.filter((c) => wanted.some((w) => c.name === w || c.name.startsWith(`${w}-`)));
+const cases =
+  wanted.length === 0
+    ? CASES.filter((c) => !(quick && c.slow))
+    : CASES.filter((c) => wanted.some((w) => c.name === w || c.name.startsWith(`${w}-`)));
 if (cases.length === 0) {
   process.stderr.write(`--only ${String(only)} matches no case; cases: ${CASES.map((c) => c.name).join(', ')}\n`);
   process.exit(2);
 }
 
 const loadBefore = os.loadavg();
+const suiteStarted = performance.now();
 const server = await openServer();
-const outcomes: { name: string; result?: CaseResult; error?: string }[] = [];
+const outcomes: { name: string; result?: CaseResult; error?: string; absent?: boolean }[] = [];
 let facts: Record<string, string> = {};
 try {
   facts = await serverFacts(server.url);
   process.stderr.write(`server: ${server.kind} PostgreSQL ${facts.server_version}\n`);
   for (const c of cases) {
-    const items = c.items(subjects);
-    process.stderr.write(`\n== ${c.name} (${items} items)\n`);
-    outcomes.push({ name: c.name, ...(await runCase(c.script, c.args(items), server.url)) });
+    if (!existsSync(path.join(REPO_ROOT, c.script))) {
+      process.stderr.write(`\n== ${c.name}: ${c.script} does not exist (yet); skipped\n`);
+      outcomes.push({ name: c.name, absent: true, error: `${c.script} does not exist yet` });
+      continue;
+    }
+    process.stderr.write(`\n== ${c.name} (${c.script} ${c.args().join(' ')})\n`);
+    outcomes.push({ name: c.name, ...(await runCase(c.script, c.args(), server.url)) });
   }
 } finally {
   await server.release();
 }
+const suiteSeconds = (performance.now() - suiteStarted) / 1000;
 
-process.stdout.write(`\n${environment()}\n\n${[table(), latencyTable()].filter(Boolean).join('\n\n')}\n`);
-const failed = outcomes.filter((o) => o.error);
+const report = [environment(), figuresTable(), table(), latencyTable()].filter(Boolean).join('\n\n');
+process.stdout.write(`\n${report}\n`);
+const failed = outcomes.filter((o) => o.error && !o.absent);
 for (const o of failed) process.stdout.write(`\n${o.name} failed: ${o.error}\n`);
+if (record) recordResults(report);
 process.exit(failed.length > 0 ? 1 : 0);
 
 function runCase(script: string, args: string[], databaseUrl: string): Promise<{ result?: CaseResult; error?: string }> {
@@ -89,7 +123,11 @@ function runCase(script: string, args: string[], databaseUrl: string): Promise<{
         buffered = buffered.slice(newline + 1);
         if (line.startsWith(RESULT_PREFIX)) {
           result = JSON.parse(line.slice(RESULT_PREFIX.length)) as CaseResult;
-          process.stderr.write(`   ${result.items} items in ${result.seconds.toFixed(2)} s = ${result.itemsPerSecond.toFixed(0)}/s, peak RSS ${result.peakRssMb.toFixed(0)} MB\n`);
+          if (typeof result.seconds === 'number' && typeof result.itemsPerSecond === 'number') {
+            process.stderr.write(`   ${result.items} items in ${result.seconds.toFixed(2)} s = ${result.itemsPerSecond.toFixed(0)}/s, peak RSS ${Number(result.peakRssMb).toFixed(0)} MB\n`);
+          } else {
+            process.stderr.write(`   result: ${line.slice(RESULT_PREFIX.length, RESULT_PREFIX.length + 300)}\n`);
+          }
         } else {
           process.stderr.write(`${line}\n`);
         }
@@ -113,6 +151,7 @@ function environment(): string {
     `- node ${process.version}, ${pg}`,
     `- engine code: ${codeVersion()}`,
     `- load average (1/5/15 min) before: ${load(loadBefore)}, after: ${load(os.loadavg())}`,
+    `- whole suite: ${suiteSeconds.toFixed(0)} s`,
     `- command: ${process.env.DATABASE_URL ? `DATABASE_URL=${redactUrl(process.env.DATABASE_URL)} ` : ''}npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   ].join('\n');
 }
@@ -128,14 +167,14 @@ function codeVersion(): string {
   }
 }
 
-function isLatency(name: string): boolean {
-  return CASES.find((c) => c.name === name)?.kind === 'latency';
+function kindOf(name: string): Kind {
+  return CASES.find((c) => c.name === name)?.kind ?? 'throughput';
 }
 
 function table(): string {
   const engine = outcomes.find((o) => o.name === 'engine')?.result;
   const header = ['system', 'config', 'items', 'seconds', 'items/s', 'vs engine', 'peak RSS MB', 'node CPU s'];
-  const throughput = outcomes.filter((o) => !isLatency(o.name));
+  const throughput = outcomes.filter((o) => kindOf(o.name) === 'throughput');
   if (throughput.length === 0) return '';
   const rows = throughput.map(({ name, result, error }) => {
     if (!result) return [name, `failed: ${error}`, '', '', '', '', '', ''];
@@ -156,7 +195,7 @@ function table(): string {
 
 /** Slack acknowledgement latency (bench/slack-ack.ts): ms from request to response, idle and beside a run. */
 function latencyTable(): string {
-  const latency = outcomes.filter((o) => isLatency(o.name));
+  const latency = outcomes.filter((o) => kindOf(o.name) === 'latency');
   if (latency.length === 0) return '';
   type Stats = { p50: number; p99: number; max: number };
   const header = ['system', 'config', 'requests', 'idle p50 ms', 'idle p99 ms', 'run p50 ms', 'run p99 ms', 'run max ms', 'run items/s meanwhile', 'p99 < 50 ms', 'peak RSS MB'];
@@ -180,4 +219,151 @@ function latencyTable(): string {
   });
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map((_, i) => (i >= 2 ? '---:' : '---'))), ...rows.map(line)].join('\n');
+}
+
+type Row = [figure: string, value: string, target: string, met: string];
+
+/** Every figure of the suite against the performance issue's targets, in one table. */
+function figuresTable(): string {
+  const get = (name: string) => outcomes.find((o) => o.name === name);
+  const rows: Row[] = [];
+  const missing = (name: string): string => {
+    const o = get(name);
+    if (!o) return 'not run';
+    return o.absent ? 'not yet written' : `failed: ${o.error ?? '?'}`;
+  };
+  const yes = (ok: boolean) => (ok ? 'yes' : '**no**');
+  const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+
+  // No-op throughput against the peers, same run.
+  const engine = get('engine')?.result;
+  if (get('engine')) {
+    rows.push(['no-op items/s, engine (1 step, keeps every interaction row)', engine ? `${engine.itemsPerSecond.toFixed(0)}/s (${engine.items} items, ${engine.peakRssMb.toFixed(0)} MB peak RSS)` : missing('engine'), '–', '']);
+  }
+  const ratioRow = (label: string, names: string[], target: number) => {
+    const ran = names.map(get).filter((o) => o !== undefined);
+    if (ran.length === 0) return;
+    const results = ran.map((o) => o!.result).filter((r): r is CaseResult => r !== undefined);
+    if (!engine || results.length === 0) {
+      rows.push([label, engine ? missing(names[0]!) : missing('engine'), `≥ ${target.toFixed(1)}×`, '']);
+      return;
+    }
+    const best = results.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
+    const ratio = engine.itemsPerSecond / best.itemsPerSecond;
+    rows.push([label, `${ratio.toFixed(2)}× (${best.itemsPerSecond.toFixed(0)}/s, ${best.config.split(':')[0]})`, `≥ ${target.toFixed(1)}×`, yes(ratio >= target)]);
+  };
+  ratioRow('engine ÷ graphile-worker, best single-process (B)', ['graphile-worker-B'], 1.0);
+  ratioRow('engine ÷ pg-boss, batch fetch 500 (best config run)', ['pg-boss-A', 'pg-boss-B'], 2.0);
+
+  // Scale.
+  const scale = get('scale');
+  if (scale) {
+    const r = scale.result;
+    if (!r) rows.push(['scale run (workflow 3001, 3 steps)', missing('scale'), '', '']);
+    else {
+      const d = r.details as {
+        subjects: number;
+        snapshot: { before: { metricsMs: number; expectedWorkMs: number }; after: { metricsMs: number; expectedWorkMs: number }; maxMetricsMs: number; inRun: { maxMs: number } | null };
+        heartbeat: { count: number; p50Ms: number; maxMs: number } | null;
+        heartbeatPlan: string;
+      };
+      const at = d.subjects === 1_000_000 ? '' : ` (at ${d.subjects.toLocaleString('en')} subjects; --full for 1M)`;
+      const partial = d.subjects < 1_000_000 ? ' (not at 1M)' : '';
+      rows.push([`scale: ${d.subjects.toLocaleString('en')} postings × 3 steps, wall time`, `${r.seconds.toFixed(1)} s, ${r.itemsPerSecond.toFixed(0)} interactions/s`, '–', '']);
+      rows.push([`scale: peak RSS${at}`, `${r.peakRssMb.toFixed(0)} MB`, '< 250 MB', yes(r.peakRssMb < 250) + partial]);
+      const s = d.snapshot;
+      rows.push([`scale: state snapshot, metrics query${at}`, `${ms(s.before.metricsMs)} ms before, ${ms(s.after.metricsMs)} ms after, ${s.inRun ? ms(s.inRun.maxMs) : '?'} ms max in the run`, '< 300 ms', yes(s.maxMetricsMs < 300) + partial]);
+      rows.push([`scale: expected-work counts (3 steps)${at}`, `${ms(s.before.expectedWorkMs)} ms before, ${ms(s.after.expectedWorkMs)} ms after`, '–', '']);
+      const scansDomain = /postings/i.test(d.heartbeatPlan);
+      rows.push([
+        'scale: progress update (heartbeat UPDATE of workflow_runs with the runner\'s counters)',
+        d.heartbeat ? `p50 ${ms(d.heartbeat.p50Ms)} ms, max ${ms(d.heartbeat.maxMs)} ms over ${d.heartbeat.count}; plan: workflow_runs_pkey only` : 'no heartbeat in the run',
+        'no domain-table scan',
+        yes(!scansDomain),
+      ]);
+    }
+  }
+
+  // I/O-bound.
+  const io = get('io-bound');
+  if (io) {
+    const r = io.result;
+    if (!r) rows.push(['I/O-bound throughput', missing('io-bound'), '≥ 90% of 2,500/s', '']);
+    else {
+      const d = r.details as { idealPerSecond: number; shareOfIdeal: number; steadyShareOfIdeal: number; eventLoopDelayMs: { p99: number; max: number } };
+      rows.push([`I/O-bound: ${r.items.toLocaleString('en')} items × 200 ms HTTP, concurrency 500`, `${r.itemsPerSecond.toFixed(0)}/s = ${(d.shareOfIdeal * 100).toFixed(0)}% of ${d.idealPerSecond}/s (steady part ${(d.steadyShareOfIdeal * 100).toFixed(0)}%)`, '≥ 90%', yes(d.shareOfIdeal >= 0.9)]);
+      rows.push(['I/O-bound: event-loop delay p99 during the run', `${ms(d.eventLoopDelayMs.p99)} ms (max ${ms(d.eventLoopDelayMs.max)})`, '< 20 ms', yes(d.eventLoopDelayMs.p99 < 20)]);
+    }
+  }
+
+  // Slack ack.
+  const ack = get('slack-ack');
+  if (ack) {
+    const r = ack.result;
+    if (!r) rows.push(['slash-command ack p99', missing('slack-ack'), '< 50 ms', '']);
+    else {
+      const d = r.details as { latencyMs: { idle: { p99: number }; loaded: { p99: number } } };
+      rows.push(['slash-command ack p99, idle', `${ms(d.latencyMs.idle.p99)} ms`, '< 50 ms', yes(d.latencyMs.idle.p99 < 50)]);
+      rows.push(['slash-command ack p99, during a concurrency-16 run', `${ms(d.latencyMs.loaded.p99)} ms`, '< 50 ms', yes(d.latencyMs.loaded.p99 < 50)]);
+    }
+  }
+
+  // Stop latency and kill-to-restart: scripts by the operations work; their
+  // figures come from `figures` when they print them, else from known fields.
+  for (const [name, label, target, limitMs] of [
+    ['stop-latency', 'stop latency p99 (16 in flight)', '< 500 ms', 500],
+    ['kill-restart', 'SIGKILL of the owner → a new run can start', '< 2 s', 2000],
+  ] as const) {
+    const o = get(name);
+    if (!o) continue;
+    if (!o.result) {
+      rows.push([label, missing(name), target, '']);
+      continue;
+    }
+    const own = figuresOf(o.result);
+    if (own.length > 0) rows.push(...own);
+    else {
+      const value = findMs(o.result, name === 'stop-latency' ? ['p99Ms', 'p99', 'stopP99Ms'] : ['restartMs', 'ms', 'p99Ms', 'maxMs', 'p99']);
+      rows.push([label, value === undefined ? JSON.stringify(o.result).slice(0, 120) : `${ms(value)} ms`, target, value === undefined ? '?' : yes(value < limitMs)]);
+    }
+  }
+
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(['figure', 'value', 'target', 'met?']), line(['---', '---', '---', '---']), ...rows.map(line)].join('\n');
+}
+
+/** A case may print its own rows: `figures: [{ figure, value, target, met }]` at the top level or in details. */
+function figuresOf(result: CaseResult): Row[] {
+  const raw = (result as unknown as { figures?: unknown }).figures ?? result.details?.figures;
+  if (!Array.isArray(raw)) return [];
+  return raw.map((f: { figure?: unknown; value?: unknown; target?: unknown; met?: unknown }) => [
+    String(f.figure ?? '?'),
+    String(f.value ?? ''),
+    String(f.target ?? ''),
+    f.met === true ? 'yes' : f.met === false ? '**no**' : String(f.met ?? ''),
+  ]);
+}
+
+/** The first numeric field with one of these names, searched depth-first. */
+function findMs(value: unknown, names: readonly string[]): number | undefined {
+  if (!value || typeof value !== 'object') return undefined;
+  const record = value as Record<string, unknown>;
+  for (const n of names) if (typeof record[n] === 'number') return record[n] as number;
+  for (const v of Object.values(record)) {
+    const found = findMs(v, names);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** Puts this run's report at the top of bench/RESULTS.md (newest first), below its header. */
+function recordResults(report: string): void {
+  const file = path.join(REPO_ROOT, 'bench/RESULTS.md');
+  const current = readFileSync(file, 'utf8');
+  const title = `## ${new Date().toISOString().slice(0, 10)}: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`, ${server.kind} PostgreSQL ${String(facts.server_version ?? '?').split(' ')[0]}`;
+  const section = `${title}\n\n${report}\n${failed.length ? `\nFailed: ${failed.map((o) => `${o.name} (${o.error})`).join('; ')}\n` : ''}\n`;
+  const at = current.indexOf('\n## ');
+  const next = at < 0 ? `${current.trimEnd()}\n\n${section}` : `${current.slice(0, at + 1)}${section}${current.slice(at + 1)}`;
+  writeFileSync(file, next);
+  process.stderr.write(`recorded in bench/RESULTS.md\n`);
 }

@@ -1,0 +1,144 @@
+// I/O-bound work: one step whose handler asks an Ollama stand-in over HTTP
+// (test/helpers/ollama-stub.ts in a child process, answering after 200 ms),
+// concurrency 500, 20,000 subjects. The handler is what workflow 3001 does
+// with OLLAMA_URL set: src/workflows/ollama.ts's client, i.e. the global
+// fetch (undici's default agent: keep-alive, no connection limit),
+// AbortSignal.any of the item's signal and a timeout, JSON in and out.
+//
+//   node --import tsx bench/io-bound.ts [--subjects 20000] [--concurrency 500] [--delay-ms 200]
+//
+// Ideal: concurrency / delay = 2,500 items/s. Reported: items/s as a share of
+// the ideal (over the whole run, start request → done, and over the steady
+// middle: from the 10th to the 90th percentile of completions), and the
+// event-loop delay of this process (monitorEventLoopDelay) during the run.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { sql } from 'kysely';
+import { createKysely, createPool } from '../src/db/connect.ts';
+import { migrateToLatest } from '../src/db/migrate.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { createLogger } from '../src/log.ts';
+import { defineStep, defineWorkflow, resolveDefaults } from '../src/workflows/define.ts';
+import { createOllamaClient } from '../src/workflows/ollama.ts';
+import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, REPO_ROOT, sampleRss, watchdog } from './lib.ts';
+
+const WORKFLOW_ID = 9003;
+
+interface BenchTables {
+  subjects: { id: number; done: boolean; answer: string | null };
+}
+
+const flags = parseFlags(process.argv.slice(2));
+const subjects = intFlag(flags, 'subjects', 20_000);
+const concurrency = intFlag(flags, 'concurrency', 500);
+const delayMs = intFlag(flags, 'delay-ms', 200);
+const ideal = (concurrency * 1000) / delayMs;
+
+watchdog();
+const server = await openServer();
+const database = await freshDatabase(server.url, `wfbench_io_${process.pid}`);
+const log = createLogger(process.env.LOG_LEVEL ?? 'warn');
+const stubProcess = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/io-server.ts'), '--delay-ms', String(delayMs)], {
+  cwd: REPO_ROOT,
+  stdio: ['pipe', 'pipe', 'inherit'],
+});
+try {
+  const stubUrl = await new Promise<string>((resolve, reject) => {
+    stubProcess.on('error', reject);
+    stubProcess.on('close', (code) => reject(new Error(`stand-in server exited ${code}`)));
+    createInterface({ input: stubProcess.stdout! }).on('line', (line) => {
+      if (line.startsWith('LISTENING ')) resolve(line.slice('LISTENING '.length));
+    });
+  });
+
+  // --- setup (not timed) ---------------------------------------------------
+  const db = createKysely<BenchTables>(createPool({ connectionString: database.url, applicationName: 'bench-setup', max: 2 }));
+  await migrateToLatest(db);
+  await sql`CREATE TABLE subjects (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false, answer text)`.execute(db);
+  await sql`CREATE INDEX subjects_pending ON subjects (id) WHERE NOT done`.execute(db);
+  await sql`INSERT INTO subjects (id) SELECT g FROM generate_series(1, ${subjects}::int) g`.execute(db);
+  await sql`VACUUM ANALYZE subjects`.execute(db);
+  await db.insertInto('workflows').values({ id: WORKFLOW_ID, name: 'bench-io', definition: '{}' }).execute();
+
+  const ollama = createOllamaClient({ url: stubUrl, model: 'llama3.2', timeoutMs: 30_000 });
+  const completions: number[] = [];
+  const workflow = resolveDefaults(
+    defineWorkflow<BenchTables>({
+      id: WORKFLOW_ID,
+      name: 'bench-io',
+      subject: 'subject',
+      concurrency,
+      batchSize: 500,
+      timeoutMs: 35_000,
+      retries: 0,
+      metrics: (d) => d.selectFrom('subjects').select([sql<number>`count(*)`.as('total'), sql<number>`count(*) FILTER (WHERE done)`.as('done')]),
+      steps: [
+        defineStep<BenchTables, object, { answer: string }>({
+          name: 'ask',
+          pending: (d) => d.selectFrom('subjects').select('id as subject_id').where('done', '=', false),
+          handle: async (_input, ctx) => {
+            const answer = await ollama.generate(`Summarise posting ${ctx.subjectId}`, ctx.signal);
+            completions.push(performance.now());
+            return { answer };
+          },
+          save: async (tx, items) => {
+            await sql`
+              UPDATE subjects AS s SET done = true, answer = v.answer
+                FROM unnest(${items.map((i) => i.subjectId)}::bigint[], ${items.map((i) => i.output.answer)}::text[]) AS v (id, answer)
+               WHERE s.id = v.id`.execute(tx);
+          },
+        }),
+      ],
+    }),
+  );
+  const engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: 2_000, forceGraceMs: 2_000 });
+
+  // --- timed: start request → done ---------------------------------------------
+  const rss = sampleRss();
+  const usage = measureProcess();
+  const started = performance.now();
+  const outcome = await engine.startRun({ workflow, mode: 'global_batch', force: false, requestedBy: 'bench', source: 'bench' });
+  if (!outcome.started) throw new Error(`run refused: ${outcome.refusal.message}`);
+  const summary = await outcome.run.done;
+  const seconds = (performance.now() - started) / 1000;
+  const sampledPeak = rss.stop();
+  const used = usage.stop();
+  await engine.close();
+
+  // --- checks ------------------------------------------------------------------
+  assert(summary.outcome === 'completed', `run outcome ${summary.outcome}`);
+  assert(summary.progress.ask?.done === subjects, `progress ${JSON.stringify(summary.progress)}, expected ${subjects} done`);
+  const left = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM subjects WHERE NOT done OR answer IS NULL`.execute(db)).rows[0]!.n;
+  assert(left === 0, `${left} subjects without an answer`);
+  const version = (await sql<{ v: string }>`SELECT current_setting('server_version') AS v`.execute(db)).rows[0]!.v;
+  await db.destroy();
+
+  const itemsPerSecond = subjects / seconds;
+  const lo = completions[Math.floor(completions.length * 0.1)]!;
+  const hi = completions[Math.floor(completions.length * 0.9)]!;
+  const steadyPerSecond = (Math.floor(completions.length * 0.9) - Math.floor(completions.length * 0.1)) / ((hi - lo) / 1000);
+  printResult({
+    system: 'workflow-chatops engine',
+    config: `HTTP stand-in answering after ${delayMs} ms (child process), global fetch, concurrency ${concurrency}, batch 500`,
+    items: subjects,
+    seconds,
+    itemsPerSecond,
+    peakRssMb: peakRssMb(),
+    sampledPeakRssMb: sampledPeak,
+    cpuSeconds: used.cpuSeconds,
+    details: {
+      idealPerSecond: ideal,
+      shareOfIdeal: itemsPerSecond / ideal,
+      steadyPerSecond,
+      steadyShareOfIdeal: steadyPerSecond / ideal,
+      eventLoopDelayMs: used.eventLoopDelayMs,
+      serverVersion: version,
+    },
+  });
+} finally {
+  stubProcess.stdin?.end();
+  stubProcess.kill('SIGTERM');
+  await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));
+  await server.release();
+}

@@ -1,0 +1,189 @@
+// Scale: workflow 3001 as it ships (src/workflows/postings, local handlers:
+// no OLLAMA_URL, so summary/skills/ihl are the pure functions in local.ts)
+// over N synthetic postings from replaceDemoPostings, one global_batch run
+// carrying every posting through its three steps (3N interactions).
+//
+//   node --import tsx bench/scale.ts [--subjects 1000000] [--keep]
+//
+// Measured:
+// - wall time and interactions/s of the run (start request → done);
+// - peak RSS of this process (the postings are loaded by a child process, so
+//   generating them does not count);
+// - the state snapshot at N postings: the workflow's `metrics` query, and the
+//   expected-work counts (one count per step), each timed on its own, before
+//   the run (nothing done) and after it (everything done), plus EXPLAIN
+//   (ANALYZE, BUFFERS) of the metrics query;
+// - what a progress update costs: the heartbeat (UPDATE workflow_runs SET
+//   progress = <the runner's counters>) timed as a client round trip every
+//   time the engine sends it during the run, and its plan afterwards (it
+//   touches workflow_runs by primary key only, no domain table).
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { loadConfig } from '../src/config.ts';
+import { createKysely, createPool } from '../src/db/connect.ts';
+import { migrateToLatest } from '../src/db/migrate.ts';
+import { countPending } from '../src/db/queries/claim-interactions.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { takeSnapshot } from '../src/engine/snapshot.ts';
+import { createLogger } from '../src/log.ts';
+import { resolveDefaults } from '../src/workflows/define.ts';
+import postingsWorkflow, { POSTINGS_WORKFLOW_ID, POSTINGS_WORKFLOW_NAME } from '../src/workflows/postings/index.ts';
+import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
+import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, REPO_ROOT, sampleRss, watchdog } from './lib.ts';
+import { formatStats, traceSql } from './sql-trace.ts';
+
+const flags = parseFlags(process.argv.slice(2));
+const subjects = intFlag(flags, 'subjects', 1_000_000);
+const log = createLogger(process.env.LOG_LEVEL ?? 'warn');
+
+// --- child mode: load the postings and exit ------------------------------------
+const loadInto = flags.get('load-into');
+if (typeof loadInto === 'string') {
+  const db = createKysely(createPool({ connectionString: loadInto, applicationName: 'bench-load', max: 2 }));
+  await migrateToLatest(db);
+  const started = performance.now();
+  const n = await replaceDemoPostings(db, subjects);
+  await sql`VACUUM ANALYZE postings`.execute(db);
+  await sql`CHECKPOINT`.execute(db);
+  process.stderr.write(`   loaded ${n} postings in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  await db.destroy();
+  process.exit(0);
+}
+
+const keep = flags.has('keep');
+const HEARTBEAT_MS = 2_000; // WORKFLOW_HEARTBEAT_MS's default
+watchdog(Number(process.env.BENCH_TIMEOUT_SECONDS ?? 1800));
+const server = await openServer();
+const database = await freshDatabase(server.url, `wfbench_scale_${process.pid}`);
+try {
+  // --- setup (not timed): postings loaded by a child process ----------------------
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/scale.ts'), '--subjects', String(subjects), '--load-into', database.url], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`loading postings exited ${code}`))));
+  });
+
+  const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'bench-measure', max: 2 }));
+  await db.insertInto('workflows').values({ id: POSTINGS_WORKFLOW_ID, name: POSTINGS_WORKFLOW_NAME, definition: '{}' }).execute();
+  // 3001 as shipped; with no OLLAMA_URL its summary and skills are local.
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: database.url };
+  delete env.OLLAMA_URL;
+  const workflow = resolveDefaults(postingsWorkflow({ config: loadConfig(env), log }));
+
+  /** The state snapshot's two parts, each timed on its own (ms). */
+  const timeSnapshot = async () => {
+    const t0 = performance.now();
+    const metrics = await takeSnapshot(db, workflow);
+    const metricsMs = performance.now() - t0;
+    const expectedMs: Record<string, number> = {};
+    const expected: Record<string, number> = {};
+    for (const step of workflow.steps) {
+      const t = performance.now();
+      expected[step.name] = await countPending(db, step.pending(db), null);
+      expectedMs[step.name] = performance.now() - t;
+    }
+    return { metricsMs, expectedWorkMs: Object.values(expectedMs).reduce((a, b) => a + b, 0), expectedMsByStep: expectedMs, metrics, expected };
+  };
+  const explainMetrics = async () => {
+    const compiled = workflow.metrics(db).compile();
+    const { rows } = await sql.raw<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${compiled.sql}`).execute(db);
+    return rows.map((r) => r['QUERY PLAN']).join('\n');
+  };
+  await timeSnapshot(); // warm the cache once, as a running server would be
+  const before = await timeSnapshot();
+  const metricsPlan = await explainMetrics();
+
+  // --- timed: start request → done -------------------------------------------------
+  const trace = traceSql([
+    { name: 'heartbeat (UPDATE workflow_runs SET progress)', test: (s) => /^update "workflow_runs" set "heartbeat_at"/i.test(s) },
+    { name: 'metrics snapshot', test: (s) => s.includes('"postings_total"') },
+    { name: 'expected work (count pending)', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
+    { name: 'claim page', test: (s) => s.includes('WITH fence AS') },
+    { name: 'claim re-check', test: (s) => s.includes('WITH dropped AS') },
+    { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
+    { name: 'complete (UPDATE interactions)', test: (s) => /update\s+interactions/i.test(s) },
+    { name: 'begin/commit', test: (s) => s === 'begin' || s === 'commit' },
+  ]);
+  const engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: HEARTBEAT_MS, forceGraceMs: 2_000 });
+  const rss = sampleRss(200);
+  const usage = measureProcess();
+  const started = performance.now();
+  const outcome = await engine.startRun({ workflow, mode: 'global_batch', force: false, requestedBy: 'bench', source: 'bench' });
+  if (!outcome.started) throw new Error(`run refused: ${outcome.refusal.message}`);
+  const summary = await outcome.run.done;
+  const seconds = (performance.now() - started) / 1000;
+  const sampledPeak = rss.stop();
+  const used = usage.stop();
+  trace.restore();
+  await engine.close();
+  const statements = trace.stats();
+  process.stderr.write(`\nstatement timings (client round trip, ms) over ${seconds.toFixed(1)} s:\n${formatStats(statements)}\n`);
+
+  // --- after: snapshot again, heartbeat plan, checks ------------------------------------
+  const after = await timeSnapshot();
+  const heartbeatPlan = (
+    await sql<{ 'QUERY PLAN': string }>`
+      EXPLAIN (ANALYZE, BUFFERS)
+      UPDATE workflow_runs SET heartbeat_at = now(), progress = ${JSON.stringify(summary.progress)}
+       WHERE id = ${summary.run.id} AND owner_token = ${summary.run.owner_token ?? ''}
+       RETURNING stop_requested_by`.execute(db)
+  ).rows.map((r) => r['QUERY PLAN']).join('\n');
+  // EXPLAIN ANALYZE ran the UPDATE; it matched the run's row or none, and wrote only heartbeat_at/progress of an ended run.
+  assert(summary.outcome === 'completed', `run outcome ${summary.outcome}`);
+  const expectedInteractions = 3 * subjects;
+  const done = Object.values(summary.progress).reduce((n, p) => n + p.done, 0);
+  assert(done === expectedInteractions, `progress says ${done} done, expected ${expectedInteractions}`);
+  assert(after.metrics.postings_with_ihl === subjects, `${after.metrics.postings_with_ihl} postings scored, expected ${subjects}`);
+  const counts = (
+    await sql<{ total: number; completed: number }>`
+      SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS completed FROM interactions WHERE run_id = ${summary.run.id}`.execute(db)
+  ).rows[0]!;
+  assert(counts.total === expectedInteractions && counts.completed === expectedInteractions, `interactions ${JSON.stringify(counts)}, expected ${expectedInteractions}`);
+  const sizes = (
+    await sql<{ postings_mb: number; interactions_mb: number }>`
+      SELECT round(pg_total_relation_size('postings') / 1048576.0)::float8 AS postings_mb,
+             round(pg_total_relation_size('interactions') / 1048576.0)::float8 AS interactions_mb`.execute(db)
+  ).rows[0]!;
+  const version = (await sql<{ v: string }>`SELECT current_setting('server_version') AS v`.execute(db)).rows[0]!.v;
+  await db.destroy();
+
+  const heartbeat = statements['heartbeat (UPDATE workflow_runs SET progress)'];
+  const inRunSnapshot = statements['metrics snapshot'];
+  process.stderr.write(`\nEXPLAIN (ANALYZE, BUFFERS) of the metrics query at ${subjects} postings (before the run):\n${metricsPlan}\n`);
+  process.stderr.write(`\nEXPLAIN (ANALYZE, BUFFERS) of the heartbeat UPDATE:\n${heartbeatPlan}\n`);
+  printResult({
+    system: 'workflow-chatops engine',
+    config: `workflow 3001 (local handlers), concurrency ${workflow.concurrency}, batch ${workflow.batchSize}`,
+    items: expectedInteractions,
+    seconds,
+    itemsPerSecond: expectedInteractions / seconds,
+    peakRssMb: peakRssMb(),
+    sampledPeakRssMb: sampledPeak,
+    cpuSeconds: used.cpuSeconds,
+    details: {
+      subjects,
+      interactionsPerSecond: expectedInteractions / seconds,
+      snapshot: {
+        before: { metricsMs: before.metricsMs, expectedWorkMs: before.expectedWorkMs, byStep: before.expectedMsByStep },
+        after: { metricsMs: after.metricsMs, expectedWorkMs: after.expectedWorkMs, byStep: after.expectedMsByStep },
+        inRun: inRunSnapshot ? { count: inRunSnapshot.count, maxMs: inRunSnapshot.maxMs, meanMs: inRunSnapshot.meanMs } : null,
+        maxMetricsMs: Math.max(before.metricsMs, after.metricsMs, inRunSnapshot?.maxMs ?? 0),
+      },
+      heartbeat: heartbeat ? { count: heartbeat.count, p50Ms: heartbeat.p50Ms, p95Ms: heartbeat.p95Ms, maxMs: heartbeat.maxMs, meanMs: heartbeat.meanMs } : null,
+      heartbeatPlan,
+      metricsPlan,
+      statements,
+      tableMb: sizes,
+      eventLoopDelayMs: used.eventLoopDelayMs,
+      serverVersion: version,
+    },
+  });
+} finally {
+  if (keep) process.stderr.write(`kept database ${database.url}\n`);
+  else await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));
+  await server.release();
+}
