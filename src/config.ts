@@ -68,6 +68,8 @@ const configSchema = z.object({
     .optional()
     .refine((text) => !text || text.split(',').every((id) => /^\s*[1-9]\d*\s*$/.test(id)), 'a comma-separated list of workflow ids, e.g. 3001')
     .transform((text) => (text ? [...new Set(text.split(',').map((id) => Number(id.trim())))] : [])),
+  /** On SIGTERM/SIGINT, how long in-flight handlers may finish before they are aborted (the run ends `stopped`, reason `shutdown`). */
+  WORKFLOW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
 }).superRefine((config, ctx) => {
   if ((config.SLACK_APP_TOKEN || config.SLACK_SIGNING_SECRET) && !config.SLACK_BOT_TOKEN) {
     ctx.addIssue({ code: 'custom', path: ['SLACK_BOT_TOKEN'], message: 'a bot token (xoxb-…): required when SLACK_APP_TOKEN or SLACK_SIGNING_SECRET is set' });

@@ -80,8 +80,18 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
     process.stderr.write(`\nstopping run #${run.id}…\n`);
     run.stop({ kind: 'stop', by: `${os.userInfo().username} (Ctrl-C)` });
   };
+  // SIGTERM (a process manager, a deploy): graceful shutdown, as in `serve`.
+  const onTerminate = () => {
+    const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
+    process.stderr.write(`\nshutting down: run #${run.id} gets up to ${grace} ms to finish in-flight work…\n`);
+    let timer: NodeJS.Timeout | undefined;
+    void Promise.race([run.quiesce(), new Promise<void>((resolve) => (timer = setTimeout(resolve, grace)))]).then(() => {
+      clearTimeout(timer);
+      run.stop({ kind: 'shutdown' });
+    });
+  };
   process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.once('SIGTERM', onTerminate);
   try {
     const summary = await run.done;
     stopProgress();
@@ -101,7 +111,7 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
     return exitCode(finished);
   } finally {
     process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    process.off('SIGTERM', onTerminate);
   }
 }
 

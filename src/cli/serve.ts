@@ -65,8 +65,42 @@ export async function serve(app: App): Promise<number> {
 
   await stopped;
   await continuous.close();
-  process.stderr.write('shutting down…\n');
-  await closeSurface();
-  await dispatcher.close();
-  return 0;
+  return shutDown(app, dispatcher, closeSurface);
+}
+
+/**
+ * Graceful shutdown (SIGTERM/SIGINT): take no more queued runs; let in-flight
+ * handlers finish for WORKFLOW_SHUTDOWN_GRACE_MS, abort the rest (their
+ * interactions go back to pending) and end the runs `stopped` with reason
+ * `shutdown` (the run events tell Slack, which is still up); then close Slack
+ * and the database. A second signal cuts the grace period short; a watchdog
+ * exits if something hangs.
+ */
+async function shutDown(app: App, dispatcher: Dispatcher, closeSurface: () => Promise<void>): Promise<number> {
+  const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
+  const running = app.engine.activeRuns().map((r) => r.id);
+  process.stderr.write(`shutting down…${running.length ? ` giving run${running.length > 1 ? 's' : ''} #${running.join(', #')} up to ${grace} ms to finish in-flight work` : ''}\n`);
+  let ended = false;
+  const watchdog = setTimeout(() => {
+    process.stderr.write('shutdown did not finish in time; exiting\n');
+    process.exit(ended ? 0 : 1);
+  }, grace + 900);
+  watchdog.unref();
+  const now = () => {
+    process.stderr.write('second signal: aborting in-flight work now\n');
+    for (const run of app.engine.activeRuns()) run.stop({ kind: 'shutdown' });
+  };
+  process.once('SIGINT', now);
+  process.once('SIGTERM', now);
+  try {
+    await dispatcher.close();
+    const summaries = await app.engine.shutdown(grace);
+    ended = true;
+    for (const s of summaries) app.log.info({ runId: s.run.id, status: s.run.status, reason: s.run.ended_reason }, 'run ended by shutdown');
+    await closeSurface().catch((error: unknown) => app.log.warn({ err: error }, 'closing the chat surface failed'));
+    return 0;
+  } finally {
+    process.off('SIGINT', now);
+    process.off('SIGTERM', now);
+  }
 }

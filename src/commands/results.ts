@@ -51,7 +51,8 @@ export interface WorkflowView {
   paused?: { by: string | null; at: string | null } | null;
 }
 
-export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'busy' | 'no_server' | 'permission' | 'not_continuous';
+/** `unavailable`: the database could not be reached (an outage); nothing was done. */
+export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'busy' | 'no_server' | 'permission' | 'not_continuous' | 'unavailable';
 
 export type CommandResult =
   | { kind: 'run_started'; run: ActiveRun; view: RunView }

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { DATABASE_UNAVAILABLE, isConnectionError } from '../db/errors.ts';
 import { appendAudit } from '../db/queries/audit.ts';
 import * as chat from '../db/queries/chat.ts';
 import * as continuous from '../db/queries/continuous.ts';
@@ -59,6 +60,15 @@ export class CommandService {
 
   /** Text or argv in, result out. `json` is the CLI's --json flag. */
   async handle(input: string | string[], actor: Actor, surface: Surface): Promise<{ result: CommandResult; json: boolean; command?: Command }> {
+    try {
+      return await this.handleParsed(input, actor, surface);
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      return { result: unavailable(error), json: false };
+    }
+  }
+
+  private async handleParsed(input: string | string[], actor: Actor, surface: Surface): Promise<{ result: CommandResult; json: boolean; command?: Command }> {
     const parsed = parseCommand(input, { surface });
     if (!parsed.ok) {
       const text = Array.isArray(input) ? input.join(' ') : input;
@@ -244,6 +254,15 @@ export class CommandService {
    * ended) does nothing and says what happened instead.
    */
   async press(action: ButtonAction, actor: Actor, key: string): Promise<CommandResult> {
+    try {
+      return await this.pressUnguarded(action, actor, key);
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      return unavailable(error);
+    }
+  }
+
+  private async pressUnguarded(action: ButtonAction, actor: Actor, key: string): Promise<CommandResult> {
     if (action.type === 'force_start') {
       const command: Command = { verb: 'run', workflow: String(action.workflowId), mode: 'global_batch', force: true, detach: false };
       if (actor.roles && !actor.roles.has('admin')) return this.forbidden(command, 'admin', actor);
@@ -395,6 +414,20 @@ export class CommandService {
 }
 
 const STOP_WAIT_MS = 15_000;
+
+/**
+ * The database could not be reached (an outage, a restart): say so at once
+ * instead of failing or timing out; the pools reconnect by themselves. The
+ * request cannot be audited (the audit log is in that database).
+ */
+function unavailable(error: unknown): CommandResult {
+  return { kind: 'refused', reason: 'unavailable', message: `${DATABASE_UNAVAILABLE} (${describeError(error)})` };
+}
+
+function describeError(error: unknown): string {
+  const e = error as { code?: string; message?: string };
+  return (e?.code ?? e?.message ?? String(error)).slice(0, 120);
+}
 
 function pausedView(state: continuous.PauseState | undefined): { by: string | null; at: string | null } | null {
   if (!state?.paused) return null;

@@ -41,17 +41,55 @@ export class Dispatcher {
   ) {}
 
   async start(): Promise<void> {
-    this.client = createClient({ connectionString: this.connectionString, applicationName: `${SERVE_APP_PREFIX}${this.engine.instanceId}` });
-    this.client.on('error', (error) => {
-      this.listening = false;
-      this.engine.log.warn({ err: error }, 'dispatcher connection lost');
-    });
-    this.client.on('notification', () => void this.poke());
-    await this.client.connect();
-    await this.client.query(`LISTEN ${QUEUE_CHANNEL}`);
-    this.listening = true;
+    await this.listen();
     this.timer = setInterval(() => void this.poke(), POLL_MS);
     await this.poke();
+  }
+
+  private async listen(): Promise<void> {
+    const client = createClient({ connectionString: this.connectionString, applicationName: `${SERVE_APP_PREFIX}${this.engine.instanceId}` });
+    this.client = client;
+    let lost = false;
+    let connected = false;
+    const onLost = (error?: Error) => {
+      // Before LISTEN succeeded, the failure is the caller's (listen() rejects).
+      if (lost || !connected) return;
+      lost = true;
+      this.listening = false;
+      if (this.closed) return;
+      this.engine.log.warn({ err: error }, 'dispatcher connection lost; reconnecting');
+      void client.end().catch(() => {});
+      this.reconnect();
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost());
+    client.on('notification', () => void this.poke());
+    await client.connect();
+    try {
+      await client.query(`LISTEN ${QUEUE_CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
+    connected = true;
+    this.listening = true;
+  }
+
+  /** Database outage: listen again with backoff (0.25 s doubling to 5 s), then catch up. */
+  private reconnect(attempt = 0): void {
+    if (this.closed) return;
+    const wait = Math.min(5_000, 250 * 2 ** attempt);
+    const timer = setTimeout(() => {
+      if (this.closed) return;
+      this.listen().then(
+        () => {
+          this.engine.log.info('dispatcher reconnected');
+          void this.poke();
+        },
+        () => this.reconnect(attempt + 1),
+      );
+    }, wait);
+    timer.unref();
   }
 
   /** Whether this instance is serving: listening for queued runs. */

@@ -71,6 +71,8 @@ export interface ActiveRun {
   estimatedInteractions: number;
   progress(): RunProgress;
   stop(cause: StopCause): void;
+  /** Starts no more handlers; resolves when none is in flight (graceful shutdown). */
+  quiesce(): Promise<void>;
   done: Promise<RunSummary>;
 }
 
@@ -85,6 +87,7 @@ export class Engine extends EventEmitter {
   private readonly pool: pg.Pool;
   private readonly active = new Map<number, ActiveRun>();
   private readonly workflowsById: Map<number, ResolvedWorkflow>;
+  private closing = false;
 
   constructor(private readonly options: EngineOptions) {
     super();
@@ -112,6 +115,7 @@ export class Engine extends EventEmitter {
    */
   async startRun(request: RunRequest): Promise<StartOutcome> {
     const { workflow } = request;
+    if (this.closing) return { started: false, refusal: { reason: 'busy', message: 'this instance is shutting down; try again in a moment' } };
     let scopeSubject: number | null = request.subjectId ?? null;
     let resumed: RunRow | undefined;
     if (request.mode === 'single_run') {
@@ -127,6 +131,14 @@ export class Engine extends EventEmitter {
       scopeSubject = resumed!.subject_id;
     }
     const lockKey = await computeLockKey(this.db, workflow.id, scopeSubject);
+    if (!request.force) {
+      // A plain duplicate is refused without a connection of its own: a burst of
+      // requests (many instances, many users) must not use up max_connections.
+      const holder = await runs.runningRunWithLockKey(this.db, lockKey);
+      if (holder && (await lockHolderPid(this.db, lockKey)) !== null) {
+        return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder), running: holder } };
+      }
+    }
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-lock:${this.instanceId}`);
     try {
       let forced: RunRow | undefined;
@@ -280,6 +292,7 @@ export class Engine extends EventEmitter {
         estimatedInteractions: estimatedInteractions(work, workflow.steps.map((s) => s.name)),
         progress: () => runner.progress(),
         stop: (cause) => runner.abort(cause),
+        quiesce: () => runner.quiesce(),
         done,
       };
       this.active.set(row.id, active);
@@ -423,11 +436,37 @@ export class Engine extends EventEmitter {
     }
   }
 
-  /** Ends every run this process owns (graceful shutdown) and closes the pool. */
-  async close(): Promise<void> {
+  /**
+   * Graceful shutdown of this process's runs: refuse new runs, start no more
+   * handlers, give those in flight `graceMs` to finish (their results are
+   * committed), abort the rest (their interactions go back to pending), and
+   * end each run `stopped` with reason `shutdown`, releasing its lock.
+   * Resolves when every run has ended. Safe to call more than once.
+   */
+  async shutdown(graceMs = 0): Promise<RunSummary[]> {
+    this.closing = true;
     const active = [...this.active.values()];
-    for (const run of active) run.stop({ kind: 'shutdown' });
-    await Promise.allSettled(active.map((run) => run.done));
+    if (active.length === 0) return [];
+    this.log.info({ runs: active.map((r) => r.id), graceMs }, 'shutdown: letting in-flight work finish');
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    try {
+      await Promise.all(
+        active.map(async (run) => {
+          await Promise.race([run.quiesce(), grace]);
+          run.stop({ kind: 'shutdown' });
+        }),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    const settled = await Promise.allSettled(active.map((run) => run.done));
+    return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  }
+
+  /** Ends every run this process owns (graceful shutdown, see shutdown()) and closes the pool. */
+  async close(graceMs = 0): Promise<void> {
+    await this.shutdown(graceMs);
     await this.db.destroy();
   }
 }

@@ -107,6 +107,16 @@ export class Runner {
     for (const cancel of [...this.cancels]) cancel(reason);
   }
 
+  // ── Graceful shutdown hook (engine.shutdown): start no more handlers, let
+  // those in flight finish. A paused queue also stops the claiming (feed waits
+  // for room in the queue). abort() afterwards ends the run as usual; results
+  // that came in meanwhile are committed by execute()'s last drain.
+  /** Starts no more handlers; resolves when none is in flight. */
+  async quiesce(): Promise<void> {
+    this.queue.pause();
+    await this.queue.onPendingZero();
+  }
+
   progress(): RunProgress {
     const progress: RunProgress = {};
     for (const [step, counter] of this.counters) progress[step] = { ...counter };

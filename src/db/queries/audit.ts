@@ -18,18 +18,26 @@ export async function appendAudit(db: Kysely<EngineTables>, entry: AuditEntry): 
   const row = await db
     .insertInto('audit_log')
     .values({
-      actor: entry.actor,
-      source: entry.source,
-      action: entry.action,
+      actor: storable(entry.actor),
+      source: storable(entry.source),
+      action: storable(entry.action),
       outcome: entry.outcome,
       workflow_id: entry.workflowId ?? null,
       run_id: entry.runId ?? null,
-      reason: entry.reason ?? null,
-      details: JSON.stringify(entry.details ?? {}),
+      reason: entry.reason == null ? null : storable(entry.reason),
+      details: JSON.stringify(entry.details ?? {}, (_key, value: unknown) => (typeof value === 'string' ? storable(value) : value)),
     })
     .returning('id')
     .executeTakeFirstOrThrow();
   return row.id;
+}
+
+/**
+ * What PostgreSQL text and jsonb can hold: no NUL, no lone UTF-16 surrogate
+ * (both come in through chat input; the audit entry must still be written).
+ */
+function storable(text: string): string {
+  return text.replace(/\u0000/g, '\uFFFD').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 export async function recentAudit(db: Kysely<EngineTables>, limit = 50) {
