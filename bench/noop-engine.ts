@@ -73,8 +73,9 @@ try {
   if (tracing) {
     trace = traceSql(
       [
-        { name: 'claim (INSERT … ON CONFLICT, page)', test: (s) => s.includes('WITH fence AS') },
+        // Order matters: the claim, its re-check and the completion all start with the fence CTE.
         { name: 'claim re-check (DELETE stale)', test: (s) => s.includes('WITH dropped AS') },
+        { name: 'claim (INSERT … ON CONFLICT, page)', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
         { name: 'fence (SELECT … FOR SHARE)', test: (s) => /^select "id" from "workflow_runs".*for share/is.test(s.trim()) },
         { name: 'save (UPDATE subjects)', test: (s) => s.trimStart().startsWith('UPDATE subjects') },
         { name: 'complete (UPDATE interactions)', test: (s) => /UPDATE interactions AS i\s+SET status = 'completed'/.test(s) },

@@ -102,10 +102,11 @@ try {
     { name: 'heartbeat (UPDATE workflow_runs SET progress)', test: (s) => /^update "workflow_runs" set "heartbeat_at"/i.test(s) },
     { name: 'metrics snapshot', test: (s) => s.includes('"postings_total"') },
     { name: 'expected work (count pending)', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
-    { name: 'claim page', test: (s) => s.includes('WITH fence AS') },
-    { name: 'claim re-check', test: (s) => s.includes('WITH dropped AS') },
     { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
-    { name: 'complete (UPDATE interactions)', test: (s) => /update\s+interactions/i.test(s) },
+    // Order matters: the claim, its re-check and the completion all start with the fence CTE.
+    { name: 'claim re-check', test: (s) => s.includes('WITH dropped AS') },
+    { name: 'complete (UPDATE interactions)', test: (s) => /UPDATE interactions AS i\s+SET status = 'completed'/.test(s) },
+    { name: 'claim page', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
     { name: 'begin/commit', test: (s) => s === 'begin' || s === 'commit' },
   ]);
   const engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: HEARTBEAT_MS, forceGraceMs: 2_000 });
