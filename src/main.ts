@@ -2,6 +2,7 @@ import os from 'node:os';
 import { openApp, embeddedDataDir, type App } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { stopEmbeddedServer } from './db/embedded.ts';
+import { DATABASE_UNAVAILABLE, isConnectionError } from './db/errors.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import * as runs from './db/queries/runs.ts';
 import { parseCommand, usage, type Command } from './commands/grammar.ts';
@@ -37,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     app = await openApp(config, log);
   } catch (error) {
     if (!parsed.ok) return invalid(parsed.error, parsed.usage);
+    if (isConnectionError(error)) return fail(`${DATABASE_UNAVAILABLE} (${(error as Error).message})`, 1);
     return fail((error as Error).message, 2);
   }
   try {
