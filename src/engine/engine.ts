@@ -461,7 +461,10 @@ export class Engine extends EventEmitter {
       clearTimeout(timer);
     }
     const settled = await Promise.allSettled(active.map((run) => run.done));
-    return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const ended = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    // A start already past the `closing` check when shutdown began: end it too, without grace.
+    if (this.active.size > 0) ended.push(...(await this.shutdown(0)));
+    return ended;
   }
 
   /** Ends every run this process owns (graceful shutdown, see shutdown()) and closes the pool. */
