@@ -5,7 +5,11 @@
 // fetch (undici's default agent: keep-alive, no connection limit),
 // AbortSignal.any of the item's signal and a timeout, JSON in and out.
 //
-//   node --import tsx bench/io-bound.ts [--subjects 20000] [--concurrency 500] [--delay-ms 200] [--client fetch|http]
+//   node --import tsx bench/io-bound.ts [--subjects 20000] [--concurrency 500] [--delay-ms 200] [--client fetch|http] [--no-engine]
+//
+// --no-engine makes the same calls with the same client from `concurrency`
+// plain async loops, without the engine or the database: the ceiling this
+// process reaches with that HTTP client alone.
 //
 // --client http replaces the global fetch by node:http with a keep-alive
 // Agent (same request and answer, same AbortSignal handling): what the engine
@@ -44,6 +48,11 @@ const ideal = (concurrency * 1000) / delayMs;
 const client = String(flags.get('client') ?? 'fetch');
 if (client !== 'fetch' && client !== 'http') throw new Error('--client must be fetch or http');
 
+if (flags.has('no-engine')) {
+  await ceiling();
+  process.exit(0);
+}
+
 watchdog();
 const server = await openServer();
 const database = await freshDatabase(server.url, `wfbench_io_${process.pid}`);
@@ -70,7 +79,7 @@ try {
   await sql`VACUUM ANALYZE subjects`.execute(db);
   await db.insertInto('workflows').values({ id: WORKFLOW_ID, name: 'bench-io', definition: '{}' }).execute();
 
-  const ollama = client === 'fetch' ? createOllamaClient({ url: stubUrl, model: 'llama3.2', timeoutMs: 30_000 }) : httpClient(stubUrl, 30_000);
+  const ollama = makeClient(stubUrl);
   const completions: number[] = [];
   const workflow = resolveDefaults(
     defineWorkflow<BenchTables>({
@@ -182,4 +191,62 @@ function httpClient(base: string, timeoutMs: number): { generate(prompt: string,
         request.end(body);
       }),
   };
+}
+
+function makeClient(stubUrl: string): { generate(prompt: string, signal: AbortSignal): Promise<string> } {
+  return client === 'fetch' ? createOllamaClient({ url: stubUrl, model: 'llama3.2', timeoutMs: 30_000 }) : httpClient(stubUrl, 30_000);
+}
+
+function startStandIn(): { process: ReturnType<typeof spawn>; url: Promise<string> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/io-server.ts'), '--delay-ms', String(delayMs)], {
+    cwd: REPO_ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const url = new Promise<string>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => reject(new Error(`stand-in server exited ${code}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('LISTENING ')) resolve(line.slice('LISTENING '.length));
+    });
+  });
+  return { process: child, url };
+}
+
+/** The same calls from plain async loops: no engine, no database. */
+async function ceiling(): Promise<void> {
+  const standIn = startStandIn();
+  try {
+    const ollama = makeClient(await standIn.url);
+    const signal = new AbortController().signal;
+    let next = 0;
+    const rss = sampleRss();
+    const usage = measureProcess();
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < subjects) {
+          next++;
+          await ollama.generate(`Summarise posting ${next}`, signal);
+        }
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const sampledPeak = rss.stop();
+    const used = usage.stop();
+    const itemsPerSecond = subjects / seconds;
+    printResult({
+      system: `${client === 'fetch' ? 'global fetch' : 'node:http'} alone (no engine, no database)`,
+      config: `HTTP stand-in answering after ${delayMs} ms (child process), ${concurrency} loops`,
+      items: subjects,
+      seconds,
+      itemsPerSecond,
+      peakRssMb: peakRssMb(),
+      sampledPeakRssMb: sampledPeak,
+      cpuSeconds: used.cpuSeconds,
+      details: { client, idealPerSecond: ideal, shareOfIdeal: itemsPerSecond / ideal, steadyShareOfIdeal: itemsPerSecond / ideal, eventLoopDelayMs: used.eventLoopDelayMs },
+    });
+  } finally {
+    standIn.process.stdin?.end();
+    standIn.process.kill('SIGTERM');
+  }
 }

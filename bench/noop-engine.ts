@@ -16,7 +16,7 @@ import { Engine } from '../src/engine/engine.ts';
 import { createLogger } from '../src/log.ts';
 import { defineStep, defineWorkflow, resolveDefaults } from '../src/workflows/define.ts';
 import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from './lib.ts';
-import { formatStats, traceSql, type SqlTrace } from './sql-trace.ts';
+import { formatSlowest, formatStats, traceSql, type SqlTrace } from './sql-trace.ts';
 
 const WORKFLOW_ID = 9001;
 
@@ -74,7 +74,7 @@ try {
     trace = traceSql(
       [
         // Order matters: the claim, its re-check and the completion all start with the fence CTE.
-        { name: 'claim re-check (DELETE stale)', test: (s) => s.includes('WITH dropped AS') },
+        { name: 'claim re-check (DELETE stale)', test: (s) => s.includes('DELETE FROM interactions') && s.includes('dropped AS') },
         { name: 'claim (INSERT … ON CONFLICT, page)', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
         { name: 'fence (SELECT … FOR SHARE)', test: (s) => /^select "id" from "workflow_runs".*for share/is.test(s.trim()) },
         { name: 'save (UPDATE subjects)', test: (s) => s.trimStart().startsWith('UPDATE subjects') },
@@ -143,6 +143,7 @@ try {
   if (trace) {
     details.statements = trace.stats();
     process.stderr.write(`\nstatement timings (client round trip, ms) over ${seconds.toFixed(2)} s:\n${formatStats(trace.stats())}\n`);
+    process.stderr.write(`\nslowest statements:\n${formatSlowest(trace.slowest())}\n`);
     for (const [kind, plan] of Object.entries(trace.explains())) {
       process.stderr.write(`\nEXPLAIN (ANALYZE, BUFFERS) of ${kind}, occurrence ${explainAt}:\n${plan}\n`);
     }

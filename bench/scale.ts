@@ -31,7 +31,7 @@ import { resolveDefaults } from '../src/workflows/define.ts';
 import postingsWorkflow, { POSTINGS_WORKFLOW_ID, POSTINGS_WORKFLOW_NAME } from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, REPO_ROOT, sampleRss, watchdog } from './lib.ts';
-import { formatStats, traceSql } from './sql-trace.ts';
+import { formatSlowest, formatStats, traceSql } from './sql-trace.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const subjects = intFlag(flags, 'subjects', 1_000_000);
@@ -104,7 +104,7 @@ try {
     { name: 'expected work (count pending)', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
     { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
     // Order matters: the claim, its re-check and the completion all start with the fence CTE.
-    { name: 'claim re-check', test: (s) => s.includes('WITH dropped AS') },
+    { name: 'claim re-check', test: (s) => s.includes('DELETE FROM interactions') && s.includes('dropped AS') },
     { name: 'complete (UPDATE interactions)', test: (s) => /UPDATE interactions AS i\s+SET status = 'completed'/.test(s) },
     { name: 'claim page', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
     { name: 'begin/commit', test: (s) => s === 'begin' || s === 'commit' },
@@ -123,6 +123,7 @@ try {
   await engine.close();
   const statements = trace.stats();
   process.stderr.write(`\nstatement timings (client round trip, ms) over ${seconds.toFixed(1)} s:\n${formatStats(statements)}\n`);
+  process.stderr.write(`\nslowest statements:\n${formatSlowest(trace.slowest())}\n`);
 
   // --- after: snapshot again, heartbeat plan, checks ------------------------------------
   const after = await timeSnapshot();
@@ -178,6 +179,7 @@ try {
       heartbeatPlan,
       metricsPlan,
       statements,
+      slowestStatements: trace.slowest(),
       tableMb: sizes,
       eventLoopDelayMs: used.eventLoopDelayMs,
       serverVersion: version,

@@ -29,8 +29,12 @@ export interface SqlTrace {
   stats(): Record<string, KindStats>;
   /** EXPLAIN output per kind (only kinds asked for in `explain`). */
   explains(): Record<string, string>;
+  /** The slowest statements of the run (any kind), slowest first, their text cut to 160 characters. */
+  slowest(): { kind: string; ms: number; text: string }[];
   restore(): void;
 }
+
+const SLOWEST_KEPT = 5;
 
 type QueryFn = (this: pg.Client, ...args: unknown[]) => unknown;
 
@@ -41,6 +45,7 @@ export function traceSql(classifiers: Classifier[], options: { explain?: { kinds
   const rowCounts = new Map<string, number>();
   const seen = new Map<string, number>();
   const explained = new Map<string, string>();
+  const slowest: { kind: string; ms: number; text: string }[] = [];
   const inTransaction = new WeakSet<object>();
   const explainKinds = new Set(options.explain?.kinds ?? []);
   const occurrence = options.explain?.occurrence ?? 1;
@@ -79,7 +84,13 @@ export function traceSql(classifiers: Classifier[], options: { explain?: { kinds
       const result = (await original.call(this, text, values)) as pg.QueryResult;
       let list = samples.get(kind);
       if (!list) samples.set(kind, (list = []));
-      list.push(performance.now() - started);
+      const ms = performance.now() - started;
+      list.push(ms);
+      if (slowest.length < SLOWEST_KEPT || ms > slowest[slowest.length - 1]!.ms) {
+        slowest.push({ kind, ms: round(ms), text: text.replace(/\s+/g, ' ').trim().slice(0, 160) });
+        slowest.sort((a, b) => b.ms - a.ms);
+        slowest.length = Math.min(slowest.length, SLOWEST_KEPT);
+      }
       rowCounts.set(kind, (rowCounts.get(kind) ?? 0) + (result?.rowCount ?? 0));
       return result;
     };
@@ -112,6 +123,9 @@ export function traceSql(classifiers: Classifier[], options: { explain?: { kinds
     explains() {
       return Object.fromEntries(explained);
     },
+    slowest() {
+      return [...slowest];
+    },
     restore() {
       proto.query = original;
     },
@@ -135,4 +149,8 @@ export function formatStats(stats: Record<string, KindStats>): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');
+}
+
+export function formatSlowest(list: { kind: string; ms: number; text: string }[]): string {
+  return list.map((s) => `${s.ms.toFixed(0).padStart(8)} ms  [${s.kind}]  ${s.text}`).join('\n');
 }

@@ -3,7 +3,7 @@
 // workers timed from their start until every job has been handled and is
 // `completed` in pgboss.job.
 //
-//   node --import tsx bench/peers/pg-boss.ts --config A|B [--jobs 100000]
+//   node --import tsx bench/peers/pg-boss.ts --config A|B [--jobs 100000] [--workers N]
 //
 //   A  one worker, batchSize 500, pollingIntervalSeconds 0.5 (pg-boss's minimum)
 //   B  ten workers (work() called ten times, like concurrency 10), batchSize 500, polling 0.5 s
@@ -41,6 +41,10 @@ const configName = String(flags.get('config') ?? 'B').toUpperCase();
 const config = CONFIGS[configName];
 if (!config) throw new Error(`--config must be one of ${Object.keys(CONFIGS).join(', ')}`);
 const jobs = intFlag(flags, 'jobs', 100_000);
+if (flags.has('workers')) {
+  const workers = intFlag(flags, 'workers', config.workers);
+  Object.assign(config, { workers, label: `${configName}: ${workers} workers, batchSize 500, polling 0.5 s` });
+}
 
 watchdog();
 const server = await openServer();
