@@ -145,7 +145,7 @@ export async function serverFacts(url: string): Promise<Record<string, string>> 
   await client.connect();
   try {
     const facts: Record<string, string> = {};
-    for (const name of ['server_version', 'shared_buffers', 'synchronous_commit', 'fsync', 'max_wal_size', 'work_mem']) {
+    for (const name of ['server_version', 'shared_buffers', 'synchronous_commit', 'fsync', 'max_wal_size', 'work_mem', 'autovacuum']) {
       const { rows } = await client.query(`SHOW ${name}`);
       facts[name] = String(Object.values(rows[0] ?? {})[0] ?? '?');
     }

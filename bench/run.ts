@@ -147,7 +147,7 @@ function runCase(script: string, args: string[], databaseUrl: string): Promise<{
 
 function environment(): string {
   const memGb = (os.totalmem() / 1024 ** 3).toFixed(1);
-  const pg = `PostgreSQL ${facts.server_version} (${server.kind}; shared_buffers ${facts.shared_buffers}, synchronous_commit ${facts.synchronous_commit}, fsync ${facts.fsync}, max_wal_size ${facts.max_wal_size})`;
+  const pg = `PostgreSQL ${facts.server_version} (${server.kind}; shared_buffers ${facts.shared_buffers}, synchronous_commit ${facts.synchronous_commit}, fsync ${facts.fsync}, max_wal_size ${facts.max_wal_size}, autovacuum ${facts.autovacuum})`;
   const load = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
   return [
     `- date: ${new Date().toISOString()}`,

@@ -3,7 +3,11 @@
 // over N synthetic postings from replaceDemoPostings, one global_batch run
 // carrying every posting through its three steps (3N interactions).
 //
-//   node --import tsx bench/scale.ts [--subjects 1000000] [--keep]
+//   node --import tsx bench/scale.ts [--subjects 1000000] [--keep] [--explain K]
+//
+// --explain K  EXPLAIN (ANALYZE, BUFFERS) the K-th claim page, re-check, save and
+//              completion statement of the run (rolled back; printed to stderr).
+//              Pages are 500: with N subjects, K > N/500 lands in the second wave (skills).
 //
 // Measured:
 // - wall time and interactions/s of the run (start request → done);
@@ -52,6 +56,7 @@ if (typeof loadInto === 'string') {
 }
 
 const keep = flags.has('keep');
+const explainAt = flags.has('explain') ? intFlag(flags, 'explain', 1) : undefined;
 const HEARTBEAT_MS = 2_000; // WORKFLOW_HEARTBEAT_MS's default
 watchdog(Number(process.env.BENCH_TIMEOUT_SECONDS ?? 1800));
 const server = await openServer();
@@ -108,7 +113,7 @@ try {
     { name: 'complete (UPDATE interactions)', test: (s) => /UPDATE interactions AS i\s+SET status = 'completed'/.test(s) },
     { name: 'claim page', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
     { name: 'begin/commit', test: (s) => s === 'begin' || s === 'commit' },
-  ]);
+  ], explainAt === undefined ? {} : { explain: { kinds: ['claim page', 'claim re-check', 'save (UPDATE postings)', 'complete (UPDATE interactions)'], occurrence: explainAt } });
   const engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: HEARTBEAT_MS, forceGraceMs: 2_000 });
   const rss = sampleRss(200);
   const usage = measureProcess();
@@ -124,6 +129,9 @@ try {
   const statements = trace.stats();
   process.stderr.write(`\nstatement timings (client round trip, ms) over ${seconds.toFixed(1)} s:\n${formatStats(statements)}\n`);
   process.stderr.write(`\nslowest statements:\n${formatSlowest(trace.slowest())}\n`);
+  for (const [kind, plan] of Object.entries(trace.explains())) {
+    process.stderr.write(`\nEXPLAIN (ANALYZE, BUFFERS) of ${kind}, occurrence ${explainAt}:\n${plan}\n`);
+  }
 
   // --- after: snapshot again, heartbeat plan, checks ------------------------------------
   const after = await timeSnapshot();
