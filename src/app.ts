@@ -5,6 +5,7 @@ import { ensureEmbeddedServer } from './db/embedded.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { CommandService } from './commands/service.ts';
 import { Engine } from './engine/engine.ts';
+import { HealthMonitor } from './engine/monitor.ts';
 import type { Logger } from './log.ts';
 import { loadWorkflows, syncWorkflows, type WorkflowRegistry } from './workflows/registry.ts';
 
@@ -18,6 +19,8 @@ export interface App {
   registry: WorkflowRegistry;
   engine: Engine;
   service: CommandService;
+  /** Not ticking until serve starts it; `workflow health` runs a pass on it anywhere. */
+  monitor: HealthMonitor;
   db: Db;
   close(): Promise<void>;
 }
@@ -50,7 +53,16 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
     forceGraceMs: config.WORKFLOW_FORCE_GRACE_MS,
   });
-  const service = new CommandService(engine, registry);
+  const monitor = new HealthMonitor({
+    db: engine.db,
+    lockConnectionString: config.DATABASE_LOCK_URL ?? connectionString,
+    instanceId: engine.instanceId,
+    workflows: registry.all(),
+    log: log.child({ component: 'monitor' }),
+    intervalMs: config.HEALTH_INTERVAL_MS,
+    heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
+  });
+  const service = new CommandService(engine, registry, monitor);
   return {
     config,
     log,
@@ -59,7 +71,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     registry,
     engine,
     service,
+    monitor,
     db: engine.db,
-    close: () => engine.close(),
+    close: async () => {
+      await monitor.close();
+      await engine.close();
+    },
   };
 }

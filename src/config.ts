@@ -68,6 +68,8 @@ const configSchema = z.object({
     .optional()
     .refine((text) => !text || text.split(',').every((id) => /^\s*[1-9]\d*\s*$/.test(id)), 'a comma-separated list of workflow ids, e.g. 3001')
     .transform((text) => (text ? [...new Set(text.split(',').map((id) => Number(id.trim())))] : [])),
+  /** How often the health monitor recovers dead runs' work and probes external services. */
+  HEALTH_INTERVAL_MS: positiveInt(60_000),
   /** On SIGTERM/SIGINT, how long in-flight handlers may finish before they are aborted (the run ends `stopped`, reason `shutdown`). */
   WORKFLOW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
 }).superRefine((config, ctx) => {

@@ -116,6 +116,11 @@ export class ConsoleChat {
     else await this.shutDown();
   }
 
+  /** A message from outside any command (the health monitor's alerts), printed like the rest. */
+  showMessage(message: Message): void {
+    this.printMessage(message);
+  }
+
   private async shutDown(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);

@@ -1,6 +1,7 @@
 import type { Metrics } from '../db/schema.ts';
 import { summariseProgress } from '../engine/engine.ts';
 import type { CommandResult, RunFinished, RunView, WorkflowView } from '../commands/results.ts';
+import type { HealthReport } from '../engine/monitor.ts';
 
 // Results as terminal text. Plain functions of data, so tests read them
 // directly and the console chat can reuse them.
@@ -35,7 +36,38 @@ export function renderResult(result: CommandResult | RunFinished): string {
       return result.workflows
         .map((w) => `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}${continuousNote(w)}\n  pending: ${formatWork(w.pending)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`)
         .join('\n');
+    case 'health':
+      return renderHealth(result.report);
   }
+}
+
+/** `workflow health`: the monitor's findings after the pass it just made. */
+export function renderHealth(report: HealthReport): string {
+  const who = report.active
+    ? `active on this instance (${report.instanceId})`
+    : report.activeInstance
+      ? `standby; active on ${report.activeInstance}`
+      : 'no serving instance is monitoring; this pass ran here';
+  const lines = [
+    `health monitor: ${who}`,
+    `last pass: ${report.lastPassAt ?? 'never'} (every ${report.intervalMs / 1000} s; runs silent over ${report.staleAfterMs / 1000} s are checked)`,
+  ];
+  for (const r of report.recovered) {
+    lines.push(`recovered: run #${r.runId} (workflow ${r.workflowId}) marked abandoned — silent ${r.silentSeconds} s, lock free; ${r.interactionsReleased} running interactions returned to pending`);
+  }
+  for (const r of report.stuck) {
+    lines.push(`stuck: run #${r.runId} (workflow ${r.workflowId}) silent ${r.silentSeconds} s while its owner${r.ownerInstance ? ` ${r.ownerInstance}` : ''} holds its lock (not recovered)`);
+  }
+  const { pending, failed } = report.interactions;
+  if (pending + failed > 0) lines.push(`orphaned interactions past their timeout: ${pending} returned to pending, ${failed} failed`);
+  if (report.recovered.length + report.stuck.length + pending + failed === 0) lines.push('nothing to fix: no stale runs, no orphaned interactions');
+  if (report.error) lines.push(`error: the pass failed: ${report.error}`);
+  if (report.services.length === 0) lines.push('services: none declared');
+  for (const s of report.services) {
+    const state = s.up === null ? 'not probed' : s.up ? `up (${s.latencyMs} ms)` : `DOWN since ${s.since}: ${s.error}`;
+    lines.push(`service ${s.name}: ${state} — used by workflow ${s.workflows.join(', ')}`);
+  }
+  return lines.join('\n');
 }
 
 /** `workflows`: whether new work starts runs by itself (continuous), and whether an operator paused that. */

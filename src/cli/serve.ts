@@ -3,6 +3,9 @@ import { embeddedDataDir } from '../app.ts';
 import { ConsoleChat } from '../chat/console.ts';
 import { createSlackApp, slackMode } from '../chat/slack/app.ts';
 import { createObservability } from '../chat/slack/metrics.ts';
+import { startAlerts } from '../chat/slack/alerts.ts';
+import type { ChatClient } from '../chat/slack/notifier.ts';
+import { monitorEventMessage } from '../chat/blocks.ts';
 import { ContinuousStarter } from '../engine/continuous.ts';
 import { Dispatcher } from '../engine/dispatcher.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
@@ -24,6 +27,8 @@ export async function serve(app: App): Promise<number> {
   if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
   const dispatcher = new Dispatcher(app.engine, app.connectionString);
   await dispatcher.start();
+  // The health monitor: every instance ticks, one (the lock holder) recovers and alerts.
+  app.monitor.start();
   const continuous = new ContinuousStarter({ engine: app.engine, connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString, workflows: app.registry.all(), log: app.log });
   for (const id of app.config.WORKFLOW_CONTINUOUS) {
     if (!app.registry.find(id)?.continuous) app.log.warn({ workflowId: id }, 'WORKFLOW_CONTINUOUS lists a workflow that is not continuous here (not loaded, or its module ignores the setting)');
@@ -48,7 +53,11 @@ export async function serve(app: App): Promise<number> {
     const slack = createSlackApp({ config: app.config, service: app.service, log: app.log, routes: observability.routes });
     const { port } = await slack.start(app.config.PORT);
     process.stderr.write(`workflow-chatops serving Slack (${mode === 'socket' ? 'Socket Mode' : `HTTP on port ${port}, POST /slack/events`}; /healthz and /metrics on port ${port}) on ${where}; workflows: ${workflows}\n`);
-    closeSurface = () => slack.stop();
+    const stopAlerts = startAlerts({ service: app.service, client: slack.app.client as unknown as ChatClient, log: app.log, channel: app.config.SLACK_NOTIFY_CHANNEL });
+    closeSurface = async () => {
+      await stopAlerts();
+      await slack.stop();
+    };
   } else {
     process.stderr.write(
       `workflow-chatops serving on ${where}; workflows: ${workflows}\n` +
@@ -60,10 +69,15 @@ export async function serve(app: App): Promise<number> {
     void chat.start().then(() => {
       if (process.stdin.isTTY) quit();
     });
-    closeSurface = () => chat.close();
+    const unsubscribe = app.service.onMonitorEvent((event) => chat.showMessage(monitorEventMessage(event)));
+    closeSurface = () => {
+      unsubscribe();
+      return chat.close();
+    };
   }
 
   await stopped;
+  await app.monitor.close();
   await continuous.close();
   return shutDown(app, dispatcher, closeSurface);
 }

@@ -1,5 +1,6 @@
 import type { ExpectedWork, Metrics, RunProgress, RunRow } from '../db/schema.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
+import type { HealthReport } from '../engine/monitor.ts';
 
 // What a command produced, independent of any surface: the CLI renders it as
 // text or JSON, the chat surfaces as messages.
@@ -66,6 +67,7 @@ export type CommandResult =
   | { kind: 'workflows'; workflows: WorkflowView[] }
   | { kind: 'stop'; outcome: 'stopped' | 'stop_requested' | 'recovered' | 'not_running'; run: RunView; message: string }
   | { kind: 'help'; text: string }
+  | { kind: 'health'; report: HealthReport }
   | { kind: 'done'; message: string };
 
 export type RunFinished = { kind: 'run_finished'; summary: RunSummary; view: RunView };

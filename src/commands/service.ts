@@ -10,6 +10,7 @@ import type { RunRow } from '../db/schema.ts';
 import { enqueueRun, servingInstances } from '../engine/dispatcher.ts';
 import type { Engine, Refusal } from '../engine/engine.ts';
 import { expectedWork } from '../engine/snapshot.ts';
+import type { HealthMonitor, HealthReport, MonitorEvent } from '../engine/monitor.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
@@ -56,7 +57,30 @@ export class CommandService {
   constructor(
     private readonly engine: Engine,
     private readonly workflows: WorkflowLookup,
+    private monitor?: HealthMonitor,
   ) {}
+
+  /** The process's health monitor: `health` runs a pass on it, surfaces follow its events. */
+  setMonitor(monitor: HealthMonitor): void {
+    this.monitor = monitor;
+  }
+
+  /**
+   * Follows the monitor's events (recovered runs, stuck runs, services down
+   * and up). Only the active monitor emits, so each is heard once across
+   * instances. Returns the unsubscribe.
+   */
+  onMonitorEvent(listener: (event: MonitorEvent) => void): () => void {
+    const monitor = this.monitor;
+    if (!monitor) return () => {};
+    monitor.on('event', listener);
+    return () => monitor.off('event', listener);
+  }
+
+  /** The monitor's latest findings, without a pass (/healthz, /metrics); undefined without a monitor. */
+  monitorReport(): HealthReport | undefined {
+    return this.monitor?.report();
+  }
 
   /** Text or argv in, result out. `json` is the CLI's --json flag. */
   async handle(input: string | string[], actor: Actor, surface: Surface): Promise<{ result: CommandResult; json: boolean; command?: Command }> {
@@ -336,9 +360,10 @@ export class CommandService {
     return { kind: 'refused', reason: 'permission', message };
   }
 
-  /** The health monitor's findings (issue: health monitor). */
+  /** The health monitor's findings after one pass now (recovering what it finds, probing services). */
   private async health(): Promise<CommandResult> {
-    return { kind: 'done', message: 'health monitor: not built yet' };
+    if (!this.monitor) return { kind: 'done', message: 'no health monitor in this process' };
+    return { kind: 'health', report: await this.monitor.check() };
   }
 
   /**

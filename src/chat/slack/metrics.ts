@@ -5,12 +5,36 @@
 // (CommandService.ping / observabilityStats), so each instance serving the same
 // database reports the same numbers: aggregate across instances with max(),
 // not sum(). The chat layer holds no SQL (src/db/queries/stats.ts has it).
+//
+// The health monitor's figures (workflow_monitor_*, workflow_service_up) are
+// this process's own (CommandService.monitorReport): services are probed by
+// every instance, recovery is done by the active monitor only, so sum() its
+// counters across instances.
+//
+// /healthz and external services: a service a workflow needs (Ollama) being
+// down does NOT make /healthz 503. The answer stays 200 with
+// {"status":"degraded","reason":"ollama down: …","services":{…}}: every
+// instance shares that service, so a load balancer or orchestrator acting on
+// a 503 would take every instance out (or restart them all) and Slack would
+// lose /workflow list and stop exactly when operators need them, without
+// bringing the service back. 503 stays for what is this instance's own:
+// its database unreachable, its runner not alive.
 import type { ServerResponse } from 'node:http';
 import type { CustomRoute } from '@slack/bolt';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CommandService } from '../../commands/service.ts';
 
-type Service = Pick<CommandService, 'ping' | 'observabilityStats'>;
+type Service = Pick<CommandService, 'ping' | 'observabilityStats'> & Partial<Pick<CommandService, 'monitorReport'>>;
+
+export type HealthAnswer =
+  | { ok: true; degraded?: string; monitor?: MonitorSummary; services?: Record<string, 'up' | 'down' | 'unknown'> }
+  | { ok: false; reason: string };
+
+interface MonitorSummary {
+  active: boolean;
+  activeInstance: string | null;
+  lastPassAt: string | null;
+}
 
 export interface ObservabilityOptions {
   service: Service;
@@ -28,8 +52,8 @@ export interface Observability {
   routes: CustomRoute[];
   /** The app's own Prometheus registry (never prom-client's global one). */
   registry: Registry;
-  /** 'ok', or why not (the /healthz answer). */
-  health(): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** 'ok' (perhaps degraded: an external service down), or why not (the /healthz answer). */
+  health(): Promise<HealthAnswer>;
   /** The /metrics body, after refreshing the database figures. */
   metrics(): Promise<string>;
 }
@@ -80,6 +104,54 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     help: 'How long the last scrape took to read the database figures.',
     registers: [registry],
   });
+
+  const monitorActive = new Gauge({
+    name: 'workflow_monitor_active',
+    help: 'Whether this instance holds the health monitor lock (1) or stands by (0). Across instances, sum() is 1.',
+    registers: [registry],
+  });
+  const monitorLastPass = new Gauge({
+    name: 'workflow_monitor_last_pass_timestamp_seconds',
+    help: "Unix time of this instance's last full health monitor pass (recovery and probes); absent before the first.",
+    registers: [registry],
+  });
+  const serviceUp = new Gauge({
+    name: 'workflow_service_up',
+    help: 'Whether an external service a workflow declares answered its last probe (1) or not (0); absent before the first probe.',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const runsRecovered = new Counter({
+    name: 'workflow_monitor_runs_recovered_total',
+    help: 'Runs this process marked abandoned (heartbeat stale, lock free) in health monitor passes.',
+    registers: [registry],
+  });
+  const interactionsReleased = new Counter({
+    name: 'workflow_monitor_interactions_released_total',
+    help: 'Orphaned interactions (running past their timeout, their run ended) this process returned to pending or failed.',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const stuckRuns = new Gauge({
+    name: 'workflow_monitor_stuck_runs',
+    help: "Runs whose heartbeat is stale while their owner still holds the lock, at this instance's last pass.",
+    registers: [registry],
+  });
+
+  function refreshMonitor(): void {
+    const report = service.monitorReport?.();
+    if (!report) return;
+    monitorActive.set(report.active ? 1 : 0);
+    if (report.lastPassAt) monitorLastPass.set(Date.parse(report.lastPassAt) / 1000);
+    serviceUp.reset();
+    for (const s of report.services) if (s.up !== null) serviceUp.set({ service: s.name }, s.up ? 1 : 0);
+    runsRecovered.reset();
+    runsRecovered.inc(report.totals.runsRecovered);
+    interactionsReleased.reset();
+    interactionsReleased.inc({ outcome: 'pending' }, report.totals.interactionsPending);
+    interactionsReleased.inc({ outcome: 'failed' }, report.totals.interactionsFailed);
+    stuckRuns.set(report.lastPassAt ? report.stuck.length : 0);
+  }
 
   // Ended runs are observed once each: a watermark on ended_at, plus the ids
   // seen inside the overlap window the query looks back over.
@@ -133,17 +205,28 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     scrapeSeconds.set((performance.now() - started) / 1000);
   }
 
-  async function health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async function health(): Promise<HealthAnswer> {
     try {
       await withTimeout(service.ping(), healthTimeoutMs, 'SELECT 1');
     } catch (error) {
       return { ok: false, reason: `database unreachable: ${describe(error)}` };
     }
     if (options.engineAlive && !options.engineAlive()) return { ok: false, reason: 'runner not alive' };
-    return { ok: true };
+    const report = service.monitorReport?.();
+    if (!report) return { ok: true };
+    const services = Object.fromEntries(report.services.map((s) => [s.name, s.up === null ? 'unknown' : s.up ? 'up' : 'down'] as const));
+    const down = report.services.filter((s) => s.up === false);
+    const degraded = down.length ? down.map((s) => `${s.name} down: ${s.error ?? 'no answer'}`).join('; ') : undefined;
+    return {
+      ok: true,
+      ...(degraded ? { degraded } : {}),
+      monitor: { active: report.active, activeInstance: report.activeInstance, lastPassAt: report.lastPassAt },
+      services,
+    };
   }
 
   async function metrics(): Promise<string> {
+    refreshMonitor();
     await refresh();
     return registry.metrics();
   }
@@ -153,7 +236,14 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     method: ['GET'],
     handler: (_req, res) => {
       void health().then(
-        (result) => json(res, result.ok ? 200 : 503, result.ok ? { status: 'ok' } : { status: 'unavailable', reason: result.reason }),
+        (result) =>
+          result.ok
+            ? json(res, 200, {
+                status: result.degraded ? 'degraded' : 'ok',
+                ...(result.degraded ? { reason: result.degraded } : {}),
+                ...(result.monitor ? { monitor: result.monitor, services: result.services } : {}),
+              })
+            : json(res, 503, { status: 'unavailable', reason: result.reason }),
         (error: unknown) => json(res, 503, { status: 'unavailable', reason: describe(error) }),
       );
     },

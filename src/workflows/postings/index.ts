@@ -1,4 +1,4 @@
-import { defineWorkflow, type WorkflowDefinition, type WorkflowEnvironment } from '../define.ts';
+import { defineWorkflow, type ExternalService, type WorkflowDefinition, type WorkflowEnvironment } from '../define.ts';
 import { ollamaFromConfig } from '../ollama.ts';
 import { ihlStep } from './ihl.ts';
 import { extractSkills, scoreIhl, summarize } from './local.ts';
@@ -53,8 +53,32 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
     // with a bare abort.
     timeoutMs: ollama ? Math.max(30_000, config.OLLAMA_TIMEOUT_MS + 5_000) : 30_000,
     retries: 2,
+    // The health monitor probes Ollama when the model path is in use.
+    services: config.OLLAMA_URL ? [ollamaService(config.OLLAMA_URL)] : [],
     // Continuous only when asked: started by serving instances when postings
     // are inserted or updated (WORKFLOW_CONTINUOUS=3001).
     continuous: config.WORKFLOW_CONTINUOUS.includes(POSTINGS_WORKFLOW_ID) ? { table: 'postings' } : undefined,
   });
+}
+
+/** Ollama is up when GET /api/tags (its model list, cheap: no model is loaded) answers 2xx. */
+export function ollamaService(baseUrl: string): ExternalService {
+  const url = `${baseUrl.replace(/\/+$/, '')}/api/tags`;
+  const shown = new URL(url);
+  shown.username = '';
+  shown.password = '';
+  return {
+    name: 'ollama',
+    async probe(signal) {
+      let response: Response;
+      try {
+        response = await fetch(url, { signal });
+      } catch (error) {
+        const cause = (error as Error).cause as { message?: string; code?: string } | undefined;
+        throw new Error(`cannot reach ollama at ${shown.href}: ${cause?.message ?? (error as Error).message}${cause?.code ? ` (${cause.code})` : ''}`);
+      }
+      await response.arrayBuffer().catch(() => {});
+      if (!response.ok) throw new Error(`ollama at ${shown.href} answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
+    },
+  };
 }
