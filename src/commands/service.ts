@@ -440,6 +440,11 @@ export class CommandService {
 
 const STOP_WAIT_MS = 15_000;
 
+function pausedView(state: continuous.PauseState | undefined): { by: string | null; at: string | null } | null {
+  if (!state?.paused) return null;
+  return { by: state.pausedBy, at: state.pausedAt ? new Date(state.pausedAt).toISOString() : null };
+}
+
 /**
  * The database could not be reached (an outage, a restart): say so at once
  * instead of failing or timing out; the pools reconnect by themselves. The
@@ -452,9 +457,4 @@ function unavailable(error: unknown): CommandResult {
 function describeError(error: unknown): string {
   const e = error as { code?: string; message?: string };
   return (e?.code ?? e?.message ?? String(error)).slice(0, 120);
-}
-
-function pausedView(state: continuous.PauseState | undefined): { by: string | null; at: string | null } | null {
-  if (!state?.paused) return null;
-  return { by: state.pausedBy, at: state.pausedAt ? new Date(state.pausedAt).toISOString() : null };
 }

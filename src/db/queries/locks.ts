@@ -45,11 +45,17 @@ export async function advisoryUnlock(client: pg.ClientBase, key: number): Promis
   await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
 }
 
-/** The backend pid holding the lock, if any. A bigint key shows in pg_locks split in two int4 halves. */
+/**
+ * The backend pid holding the lock, if any. A bigint key shows in pg_locks
+ * split in two int4 halves. Advisory locks belong to a database: without the
+ * database filter, force could terminate another database's backend that
+ * happens to hold the same key on a shared server.
+ */
 export async function lockHolderPid(db: Kysely<any>, key: number): Promise<number | null> {
   const { rows } = await sql<{ pid: number }>`
     SELECT pid FROM pg_locks
      WHERE locktype = 'advisory' AND granted AND objsubid = 1
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND classid = ((${key}::bigint >> 32) & 4294967295)::bigint::oid
        AND objid = (${key}::bigint & 4294967295)::bigint::oid
      LIMIT 1`.execute(db);
