@@ -25,11 +25,14 @@ export interface Failure {
  *   and the caller must roll back.
  * - unnest of parallel arrays instead of a VALUES list: one parameter per
  *   column whatever the batch size, and a plan PostgreSQL can cache.
- * - Rows are found by primary key only. `run_id = …` would be redundant (the
- *   fence proves the run is ours, and only its owner or a recovery that first
- *   ends the run moves its rows) and harmful: the planner, which has not seen
- *   this run's rows in its statistics, answers it with a bitmap scan of the
- *   whole run so far, which grows with every batch.
+ * - Rows are found by primary key only. The guard is `run_id = fence.id`,
+ *   deliberately without `status = 'running'`: that condition implies the
+ *   predicate of the partial index `interactions_run_live`, and the planner,
+ *   which has not seen this run's rows in its statistics, then scans that
+ *   index's mostly dead entries for the whole run so far and hash-joins the
+ *   batch, growing with every batch. The status check is not needed: the
+ *   fence proves the run is still ours, and only the owner (which completes
+ *   each claim once) or a recovery that first ends the run moves its rows.
  */
 export async function recordResults(
   tx: Transaction<any>,
@@ -46,14 +49,14 @@ export async function recordResults(
       UPDATE interactions AS i
          SET status = 'completed', output = v.output, error = NULL, finished_at = now()
         FROM unnest(${completed.map((c) => c.interactionId)}::bigint[], ${completed.map((c) => JSON.stringify(c.output ?? null))}::jsonb[]) AS v(id, output), fence
-       WHERE i.id = v.id AND i.status = 'running'
+       WHERE i.id = v.id AND i.run_id = fence.id
       RETURNING i.id
     ), failed AS (
       UPDATE interactions AS i
          SET status = 'failed', error = v.error, attempts = i.attempts + v.extra, finished_at = now()
         FROM unnest(${failed.map((f) => f.interactionId)}::bigint[], ${failed.map((f) => f.error)}::text[],
                     ${failed.map((f) => f.extraAttempts)}::int[]) AS v(id, error, extra), fence
-       WHERE i.id = v.id AND i.status = 'running'
+       WHERE i.id = v.id AND i.run_id = fence.id
       RETURNING i.id
     )
     SELECT EXISTS (SELECT 1 FROM fence) AS owned,
