@@ -129,27 +129,32 @@ async function dropStaleClaims(
 ): Promise<Set<number>> {
   const fresh = claimed.filter((row) => !row.adopted).map((row) => row.id!);
   const adopted = claimed.filter((row) => row.adopted).map((row) => row.id!);
-  // `p.subject_id = ANY(page's subjects)` gives the pending query an index
-  // condition whatever the statistics say: with the domain table last analysed
-  // before the previous wave (a step's pending index then looked empty), the
-  // planner otherwise scanned the whole pending index once per claimed row —
-  // minutes per page at 1M postings (bench/RESULTS.md, the scale run).
+  // The page's subjects that are still pending, looked up once (an index
+  // condition on the pending query whatever the statistics say) and then
+  // anti-joined: with the domain table last analysed before the previous wave
+  // (a step's pending index then looked empty), a correlated NOT EXISTS was
+  // planned as a scan of the whole pending index per claimed row — minutes a
+  // page at 1M postings (bench/RESULTS.md, the scale run).
   const subjects = claimed.map((row) => row.subject_id);
-  const notPending = sql`NOT EXISTS (SELECT 1 FROM (${page.pending}) AS p
-                                      WHERE p.subject_id = i.subject_id AND p.subject_id = ANY(${subjects}::bigint[]))`;
+  // No `status = 'running'` guard (see complete-interactions.ts): these rows
+  // were claimed by this statement's caller a moment ago and the fence proves
+  // the run is still ours.
+  const notPending = sql`NOT EXISTS (SELECT 1 FROM still WHERE still.subject_id = i.subject_id)`;
   const { rows } = await sql<{ id: number }>`
     WITH fence AS (
       SELECT id FROM workflow_runs
        WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
        FOR KEY SHARE
+    ), still AS MATERIALIZED (
+      SELECT p.subject_id FROM (${page.pending}) AS p WHERE p.subject_id = ANY(${subjects}::bigint[])
     ), dropped AS (
       DELETE FROM interactions i USING fence
-       WHERE i.id = ANY(${fresh}::bigint[]) AND i.run_id = fence.id AND i.status = 'running' AND ${notPending}
+       WHERE i.id = ANY(${fresh}::bigint[]) AND i.run_id = fence.id AND ${notPending}
       RETURNING i.id
     ), closed AS (
       UPDATE interactions i SET status = 'failed', error = 'no longer pending when claimed', finished_at = now()
         FROM fence
-       WHERE i.id = ANY(${adopted}::bigint[]) AND i.run_id = fence.id AND i.status = 'running' AND ${notPending}
+       WHERE i.id = ANY(${adopted}::bigint[]) AND i.run_id = fence.id AND ${notPending}
       RETURNING i.id
     )
     SELECT id FROM dropped UNION ALL SELECT id FROM closed`.execute(tx);
