@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createKysely, createPool, type Db } from '../db/connect.ts';
@@ -88,6 +89,8 @@ export class Engine extends EventEmitter {
   private readonly active = new Map<number, ActiveRun>();
   private readonly workflowsById: Map<number, ResolvedWorkflow>;
   private closing = false;
+  /** Starts in progress at once per instance, each holding a lock connection (see startRun). */
+  private readonly starts = new PQueue({ concurrency: 4 });
 
   constructor(private readonly options: EngineOptions) {
     super();
@@ -113,7 +116,15 @@ export class Engine extends EventEmitter {
    * Starts a run under the safety rules (DESIGN.md §3): lock, recovery of a
    * dead predecessor, rate limit, force. Refusals create no run.
    */
-  async startRun(request: RunRequest): Promise<StartOutcome> {
+  startRun(request: RunRequest): Promise<StartOutcome> {
+    // A burst of requests (100 people clicking, several instances) would
+    // otherwise open a lock connection each before the first run row exists
+    // and exhaust max_connections (PostgreSQL's default is 100); in line,
+    // each finds the running run with the pool's connection and is refused.
+    return this.starts.add(() => this.startRunNow(request)) as Promise<StartOutcome>;
+  }
+
+  private async startRunNow(request: RunRequest): Promise<StartOutcome> {
     const { workflow } = request;
     if (this.closing) return { started: false, refusal: { reason: 'busy', message: 'this instance is shutting down; try again in a moment' } };
     let scopeSubject: number | null = request.subjectId ?? null;
