@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { Db } from '../src/db/connect.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { assertDomainMatchesInteractions, interactionStatuses, pendingPostings, recordFigure, waitForLockFree, waitForRunProgress } from './helpers/chaos.ts';
-import { runCli, startCli, type CliProcess } from './helpers/cli.ts';
+import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { migratedDatabase } from './helpers/engine.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
@@ -56,8 +56,10 @@ describe('SIGTERM during a run', () => {
   test('handlers slower than the grace period: aborted, back to pending; exit 0 within grace + 1 s; run stopped (shutdown)', async () => {
     const GRACE = 1_000;
     const { server, runId } = await serveWithRun({ WORKFLOW_SHUTDOWN_GRACE_MS: String(GRACE) });
-    ollama.setDelay(60_000); // every handler now in flight outlives the grace period
-    await eventually(() => Promise.resolve(ollama.requests.length > 0 && server.child.exitCode === null));
+    ollama.setDelay(60_000); // every call from now on outlives the grace period
+    // Wait for a call made after the change: one held for 60 s is then in flight.
+    const seen = ollama.requests.length;
+    await eventually(() => Promise.resolve(ollama.requests.length > seen && server.child.exitCode === null), 'a held model call');
     const sent = performance.now();
     server.child.kill('SIGTERM');
     const exit = await server.exited;
@@ -91,7 +93,7 @@ describe('SIGTERM during a run', () => {
     const { server, runId } = await serveWithRun({ WORKFLOW_SHUTDOWN_GRACE_MS: String(GRACE) });
     ollama.setDelay(400);
     const before = ollama.requests.length;
-    await eventually(() => Promise.resolve(ollama.requests.length > before));
+    await eventually(() => Promise.resolve(ollama.requests.length > before), 'a model call');
     const sent = performance.now();
     server.child.kill('SIGTERM');
     const exit = await server.exited;
@@ -121,11 +123,3 @@ describe('SIGTERM during a run', () => {
     await assertDomainMatchesInteractions(db);
   });
 });
-
-async function eventually(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

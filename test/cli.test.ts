@@ -10,6 +10,7 @@ import type { Db } from '../src/db/connect.ts';
 import { computeLockKey } from '../src/db/queries/locks.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
+import { assertDomainMatchesInteractions } from './helpers/chaos.ts';
 import { migratedDatabase } from './helpers/engine.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
@@ -43,21 +44,6 @@ async function completedOf(runId: number): Promise<number> {
   return (await interactionStatuses(runId)).completed ?? 0;
 }
 
-/** Every completed interaction has its domain write, and no domain write lacks one: one to one per step. */
-async function assertDomainMatchesInteractions(): Promise<void> {
-  const { rows } = await sql<{ step: string; domain: number; completed: number; distinct_subjects: number }>`
-    SELECT s.step,
-           (SELECT count(*) FROM postings WHERE CASE s.step WHEN 'summary' THEN summary IS NOT NULL
-                                                           WHEN 'skills' THEN skills IS NOT NULL
-                                                           ELSE ihl_score IS NOT NULL END)::int AS domain,
-           (SELECT count(*) FROM interactions i WHERE i.step = s.step AND i.status = 'completed')::int AS completed,
-           (SELECT count(DISTINCT subject_id) FROM interactions i WHERE i.step = s.step AND i.status = 'completed')::int AS distinct_subjects
-      FROM (VALUES ('summary'), ('skills'), ('ihl')) AS s(step)`.execute(db);
-  for (const row of rows) {
-    assert.equal(row.completed, row.domain, `${row.step}: completed interactions = domain writes`);
-    assert.equal(row.distinct_subjects, row.completed, `${row.step}: no subject completed twice`);
-  }
-}
 
 async function waitForProgress(runId?: number): Promise<number> {
   return eventually(async () => {
@@ -157,7 +143,7 @@ describe('stop from another process', () => {
     // One uninterrupted run over fresh demo data takes every posting through every step.
     assert.deepEqual(total, { postings_total: 0, postings_with_summary: POSTINGS, postings_with_skills: POSTINGS, postings_with_ihl: POSTINGS });
     assert.equal((await interactionStatuses()).pending, undefined);
-    await assertDomainMatchesInteractions();
+    await assertDomainMatchesInteractions(db);
   });
 });
 
@@ -181,7 +167,7 @@ describe('force', () => {
     assert.equal(old.ended_reason, 'forced');
     assert.equal(old.taken_over_by_run_id, forced.run.id);
     const oldInteractions = await interactionStatuses(oldRunId);
-    await assertDomainMatchesInteractions();
+    await assertDomainMatchesInteractions(db);
 
     owner.child.kill('SIGCONT');
     const resumed = await owner.exited;
@@ -190,7 +176,7 @@ describe('force', () => {
     // Fencing: nothing the old owner did after resuming reached the database.
     assert.deepEqual(await run(oldRunId), old);
     assert.deepEqual(await interactionStatuses(oldRunId), oldInteractions);
-    await assertDomainMatchesInteractions();
+    await assertDomainMatchesInteractions(db);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM postings WHERE ihl_score IS NULL`.execute(db);
     assert.equal(rows[0]!.n, 0);
   });
@@ -218,7 +204,7 @@ describe('crash', () => {
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`run #${runId} abandoned`));
     assert.equal((await interactionStatuses()).running, undefined, 'no interaction left running');
-    await assertDomainMatchesInteractions();
+    await assertDomainMatchesInteractions(db);
 
     ollama.setDelay(0);
     const resume = await runCli(['run', '3001', '--mode', 'single_run', '--run', String(runId)], env);
@@ -226,7 +212,7 @@ describe('crash', () => {
     assert.match(resume.stdout, /completed/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM postings WHERE ihl_score IS NULL`.execute(db);
     assert.equal(rows[0]!.n, 0);
-    await assertDomainMatchesInteractions();
+    await assertDomainMatchesInteractions(db);
   });
 });
 
