@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { recordResults, type Completion, type Failure } from '../db/queries/complete-interactions.ts';
+import { isConnectionError } from '../db/errors.ts';
 import type { Fence } from '../db/queries/runs.ts';
 import type { AnyStep } from '../workflows/define.ts';
 
@@ -158,16 +159,4 @@ export class Completer {
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
   }
-}
-
-/** Errors that mean the database is out of reach, not that one item is bad. */
-export function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: string })?.code ?? '';
-  const message = String((error as Error)?.message ?? '');
-  return (
-    code.startsWith('08') || // connection exception
-    code === '57P01' || code === '57P02' || code === '57P03' || // admin shutdown, crash shutdown, cannot connect now
-    code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT' ||
-    /Connection terminated|connection ended|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(message)
-  );
 }
