@@ -19,6 +19,9 @@ import type { Config } from '../config.ts';
 /** Every pending query selects the subject's id as `subject_id`, plus the handler's input. */
 export type PendingRow = { subject_id: number | string | bigint };
 
+/** A count as the driver returns it: bigint and numeric come back as strings. */
+export type PendingCount = number | string | bigint | null;
+
 export interface StepContext {
   /** Aborted on stop, force, shutdown, a lost lock connection, or the item's timeout. */
   signal: AbortSignal;
@@ -43,6 +46,19 @@ export interface StepDefinition<DB, Input extends object, Output> {
    * (or a partial index) is what keeps claiming fast on large tables.
    */
   pending: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, PendingRow & Input>;
+  /**
+   * Optional: how many subjects `pending` returns over the whole table, read
+   * from somewhere cheaper than counting them (counters kept by triggers, as
+   * in the example's migrations/0008_postings_counters.ts). One row whose
+   * `pending` column is the number. Used for the expected work of
+   * global_batch runs, `workflows` and the continuous checks; without it,
+   * and for a single_subject run, the engine counts `pending` itself
+   * (`SELECT count(*) FROM (pending)`, which reads every pending row).
+   *
+   * It must equal that count in the snapshot it runs in, committed writes
+   * and rolled-back ones alike, or the audit's expected work is wrong.
+   */
+  pendingCount?: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, { pending: PendingCount }>;
   /** Processes one subject. Honour `ctx.signal`: it is how stop and timeouts reach you. */
   handle: (input: Input, ctx: StepContext) => Promise<Output>;
   /** When given, an output that does not parse fails the interaction. */
@@ -91,8 +107,10 @@ export interface WorkflowDefinition<DB = any> {
   steps: AnyStep<DB>[];
   /**
    * One row of named numbers describing the domain's state; snapshotted before
-   * and after each run to compute the delta. One query with FILTER clauses
-   * scans the table once.
+   * and after each run to compute the delta, so it must be exact. It runs at
+   * every start and end: one query with FILTER clauses scans the table once,
+   * which is fine for small tables; at a million rows, read counters kept by
+   * triggers instead (the example's migrations/0008_postings_counters.ts).
    */
   metrics: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, Record<string, unknown>>;
   /** Handlers running at once. Default 8. */

@@ -139,6 +139,7 @@ const positiveInt = z.number().int().positive();
 const stepSchema = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'must be lowercase letters, digits and _, starting with a letter'),
   pending: fn('pending'),
+  pendingCount: fn('pendingCount').optional(),
   handle: fn('handle'),
   save: fn('save'),
   output: z

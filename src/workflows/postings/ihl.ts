@@ -21,6 +21,8 @@ export function ihlStep(handle: (input: IhlInput, ctx: StepContext) => Promise<I
         .where('skills', 'is not', null)
         .where('ihl_score', 'is', null)
         .$narrowType<{ summary: string; skills: string[] }>(),
+    // The same set, from the counters the triggers keep (migrations/0008).
+    pendingCount: (db) => db.selectFrom('postings_counters').select((eb) => eb.fn.sum<string>('pending_ihl').as('pending')),
     handle,
     output: ihlOutput,
     async save(tx, items) {

@@ -1,6 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 
-// Table types of the example's domain table (migrations/0002_postings.ts).
+// Table types of the example's domain table (migrations/0002_postings.ts)
+// and its counters (migrations/0008_postings_counters.ts).
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
@@ -19,6 +20,23 @@ export interface PostingsTable {
   created_at: Generated<Date>;
 }
 
+/**
+ * One shard of the postings' counters (migrations/0008_postings_counters.ts):
+ * triggers keep the sum over all shards equal to the count of postings in
+ * each set, in every transaction's snapshot.
+ */
+export interface PostingsCountersTable {
+  shard: number;
+  total: ColumnType<string, never, never>;
+  with_summary: ColumnType<string, never, never>;
+  with_skills: ColumnType<string, never, never>;
+  with_ihl: ColumnType<string, never, never>;
+  pending_summary: ColumnType<string, never, never>;
+  pending_skills: ColumnType<string, never, never>;
+  pending_ihl: ColumnType<string, never, never>;
+}
+
 export interface PostingsTables {
   postings: PostingsTable;
+  postings_counters: PostingsCountersTable;
 }

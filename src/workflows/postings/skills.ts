@@ -23,6 +23,8 @@ export function skillsStep(handle: (input: SkillsInput, ctx: StepContext) => Pro
         .where('summary', 'is not', null)
         .where('skills', 'is', null)
         .$narrowType<{ summary: string }>(),
+    // The same set, from the counters the triggers keep (migrations/0008).
+    pendingCount: (db) => db.selectFrom('postings_counters').select((eb) => eb.fn.sum<string>('pending_skills').as('pending')),
     handle,
     output: skillsOutput,
     async save(tx, items) {

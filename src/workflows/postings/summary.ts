@@ -14,6 +14,8 @@ export function summaryStep(handle: (input: SummaryInput, ctx: StepContext) => P
     name: 'summary',
     // Matches the partial index postings_pending_summary.
     pending: (db) => db.selectFrom('postings').select(['id as subject_id', 'description']).where('summary', 'is', null),
+    // The same set, from the counters the triggers keep (migrations/0008).
+    pendingCount: (db) => db.selectFrom('postings_counters').select((eb) => eb.fn.sum<string>('pending_summary').as('pending')),
     handle,
     output: summaryOutput,
     async save(tx, items) {
