@@ -17,10 +17,16 @@
 // - wall time and interactions/s of the run (start request → done);
 // - peak RSS of this process (the postings are loaded by a child process, so
 //   generating them does not count);
-// - the state snapshot at N postings: the workflow's `metrics` query, and the
-//   expected-work counts (one count per step), each timed on its own, before
-//   the run (nothing done) and after it (everything done), plus EXPLAIN
-//   (ANALYZE, BUFFERS) of the metrics query;
+// - the state snapshot at N postings: the workflow's `metrics` query (a sum
+//   over the trigger-kept postings_counters, migrations/0008) and the
+//   expected work as the engine counts it (expectedWork: each step's
+//   pendingCount, from the same counters), each timed on its own, before the
+//   run (nothing done) and after it (everything done), plus EXPLAIN
+//   (ANALYZE, BUFFERS) of the metrics query. Beside them, as the reference
+//   they must equal (checked) and the cost they replace: the same four
+//   numbers by one scan of postings with FILTER counts, and one count(*) per
+//   step over its pending query (the generic path, which single_subject runs
+//   still take);
 // - what a progress update costs: the heartbeat (UPDATE workflow_runs SET
 //   progress = <the runner's counters>) timed as a client round trip every
 //   time the engine sends it during the run, and its plan afterwards (it
@@ -33,7 +39,7 @@ import { createKysely, createPool } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { countPending } from '../src/db/queries/claim-interactions.ts';
 import { Engine, runApplicationName } from '../src/engine/engine.ts';
-import { takeSnapshot } from '../src/engine/snapshot.ts';
+import { expectedWork, takeSnapshot } from '../src/engine/snapshot.ts';
 import { createLogger } from '../src/log.ts';
 import { resolveDefaults } from '../src/workflows/define.ts';
 import postingsWorkflow, { POSTINGS_WORKFLOW_ID, POSTINGS_WORKFLOW_NAME } from '../src/workflows/postings/index.ts';
@@ -84,19 +90,42 @@ try {
   delete env.OLLAMA_URL;
   const workflow = resolveDefaults(postingsWorkflow({ config: loadConfig(env), log }));
 
-  /** The state snapshot's two parts, each timed on its own (ms). */
+  // What the metrics were before the counters: one scan of postings.
+  const scanMetrics = () =>
+    sql<Record<string, string>>`
+      SELECT count(*) AS postings_total, count(*) FILTER (WHERE summary IS NOT NULL) AS postings_with_summary,
+             count(*) FILTER (WHERE skills IS NOT NULL) AS postings_with_skills, count(*) FILTER (WHERE ihl_score IS NOT NULL) AS postings_with_ihl
+        FROM postings`.execute(db);
+  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+    const t = performance.now();
+    const value = await f();
+    return [value, performance.now() - t];
+  };
+
+  /** The state snapshot's two parts as the engine takes them, and the scans they replace, each timed on its own (ms). */
   const timeSnapshot = async () => {
-    const t0 = performance.now();
-    const metrics = await takeSnapshot(db, workflow);
-    const metricsMs = performance.now() - t0;
+    const [metrics, metricsMs] = await timed(() => takeSnapshot(db, workflow));
     const expectedMs: Record<string, number> = {};
     const expected: Record<string, number> = {};
+    const countMs: Record<string, number> = {};
+    const counted: Record<string, number> = {};
     for (const step of workflow.steps) {
-      const t = performance.now();
-      expected[step.name] = await countPending(db, step.pending(db), null);
-      expectedMs[step.name] = performance.now() - t;
+      // The engine's path, one step at a time.
+      [expected[step.name], expectedMs[step.name]] = await timed(async () => (await expectedWork(db, { ...workflow, steps: [step] }, null))[step.name]!);
+      [counted[step.name], countMs[step.name]] = await timed(() => countPending(db, step.pending(db), null));
     }
-    return { metricsMs, expectedWorkMs: Object.values(expectedMs).reduce((a, b) => a + b, 0), expectedMsByStep: expectedMs, metrics, expected };
+    const [scan, scanMs] = await timed(async () => Object.fromEntries(Object.entries((await scanMetrics()).rows[0]!).map(([k, v]) => [k, Number(v)])));
+    assert(JSON.stringify(metrics) === JSON.stringify(scan), `metrics ${JSON.stringify(metrics)} differ from a scan of postings ${JSON.stringify(scan)}`);
+    assert(JSON.stringify(expected) === JSON.stringify(counted), `expected work ${JSON.stringify(expected)} differs from counting pending ${JSON.stringify(counted)}`);
+    const sum = (ms: Record<string, number>) => Object.values(ms).reduce((a, b) => a + b, 0);
+    return {
+      metricsMs,
+      expectedWorkMs: sum(expectedMs),
+      expectedMsByStep: expectedMs,
+      metrics,
+      expected,
+      reference: { scanMetricsMs: scanMs, countPendingMs: sum(countMs), countPendingMsByStep: countMs },
+    };
   };
   const explainMetrics = async () => {
     const compiled = workflow.metrics(db).compile();
@@ -112,6 +141,7 @@ try {
     { name: 'heartbeat (UPDATE workflow_runs SET progress)', test: (s) => /^update "workflow_runs" set "heartbeat_at"/i.test(s) },
     { name: 'metrics snapshot', test: (s) => s.includes('"postings_total"') },
     { name: 'expected work (count pending)', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
+    { name: 'expected work (pendingCount)', test: (s) => s.includes('as "pending" from "postings_counters"') },
     { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
     // Order matters: the claim, its re-check and the completion all start with the fence CTE.
     { name: 'claim re-check', test: (s) => s.includes('DELETE FROM interactions') && s.includes('dropped AS') },
@@ -189,6 +219,13 @@ try {
 
   const heartbeat = statements['heartbeat (UPDATE workflow_runs SET progress)'];
   const inRunSnapshot = statements['metrics snapshot'];
+  const ms = (n: number) => n.toFixed(1);
+  for (const [when, snap] of [['before', before], ['after', after]] as const) {
+    process.stderr.write(
+      `\nsnapshot ${when} the run: metrics ${ms(snap.metricsMs)} ms (a scan of postings: ${ms(snap.reference.scanMetricsMs)} ms), ` +
+        `expected work ${ms(snap.expectedWorkMs)} ms (count(*) of pending: ${ms(snap.reference.countPendingMs)} ms); ${JSON.stringify(snap.expected)}\n`,
+    );
+  }
   process.stderr.write(`\nEXPLAIN (ANALYZE, BUFFERS) of the metrics query at ${subjects} postings (before the run):\n${metricsPlan}\n`);
   process.stderr.write(`\nEXPLAIN (ANALYZE, BUFFERS) of the heartbeat UPDATE:\n${heartbeatPlan}\n`);
   printResult({
@@ -210,8 +247,8 @@ try {
       progress: summary.progress,
       stopAfterSeconds,
       snapshot: {
-        before: { metricsMs: before.metricsMs, expectedWorkMs: before.expectedWorkMs, byStep: before.expectedMsByStep },
-        after: { metricsMs: after.metricsMs, expectedWorkMs: after.expectedWorkMs, byStep: after.expectedMsByStep },
+        before: { metricsMs: before.metricsMs, expectedWorkMs: before.expectedWorkMs, byStep: before.expectedMsByStep, reference: before.reference },
+        after: { metricsMs: after.metricsMs, expectedWorkMs: after.expectedWorkMs, byStep: after.expectedMsByStep, reference: after.reference },
         inRun: inRunSnapshot ? { count: inRunSnapshot.count, maxMs: inRunSnapshot.maxMs, meanMs: inRunSnapshot.meanMs } : null,
         maxMetricsMs: Math.max(before.metricsMs, after.metricsMs, inRunSnapshot?.maxMs ?? 0),
       },
