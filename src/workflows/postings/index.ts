@@ -36,15 +36,18 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
     description: 'Summarise job postings, extract their skills, score them (ihl 0–100)',
     subject: 'posting',
     steps: [summary, skills, ihl],
-    // One scan of postings for all four numbers.
+    // From the counters the triggers keep (migrations/0008_postings_counters.ts):
+    // a sum over 16 rows (~2 ms), where four FILTER counts over postings took
+    // up to 1 s at 1M rows. Exact in any snapshot, since the counters change
+    // in the transactions that change postings.
     metrics: (db) =>
       db
-        .selectFrom('postings')
+        .selectFrom('postings_counters')
         .select((eb) => [
-          eb.fn.countAll<number>().as('postings_total'),
-          eb.fn.countAll<number>().filterWhere('summary', 'is not', null).as('postings_with_summary'),
-          eb.fn.countAll<number>().filterWhere('skills', 'is not', null).as('postings_with_skills'),
-          eb.fn.countAll<number>().filterWhere('ihl_score', 'is not', null).as('postings_with_ihl'),
+          eb.fn.sum<string>('total').as('postings_total'),
+          eb.fn.sum<string>('with_summary').as('postings_with_summary'),
+          eb.fn.sum<string>('with_skills').as('postings_with_skills'),
+          eb.fn.sum<string>('with_ihl').as('postings_with_ihl'),
         ]),
     concurrency: 8,
     rateLimitSeconds: 60,
