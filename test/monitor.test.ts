@@ -1,5 +1,5 @@
 // The health monitor (src/engine/monitor.ts) against a real PostgreSQL:
-// recovery of dead runs (and only dead ones), orphaned interactions, one
+// recovery of dead runs (and only dead ones), orphaned claims, one
 // active monitor per database with takeover, service probes that alert on
 // changes only, `workflow health` through the service, and /healthz, /metrics.
 // Passes are driven explicitly (runOnce / check); only the timer test ticks.
@@ -53,10 +53,10 @@ function newMonitor(overrides: Partial<MonitorOptions> = {}, workflows: Resolved
 
 /**
  * A run as a SIGKILLed owner leaves it: `running`, its heartbeat `silentSeconds`
- * old, its lock free (nobody holds it) unless the test takes it, and
- * `interactions` of its work `running`.
+ * old, its lock free (nobody holds it) unless the test takes it, and `claims`
+ * claims of one pending item each (items the run was working on).
  */
-async function deadRun(options: { silentSeconds: number; interactions: number; status?: string }): Promise<{ id: number; lockKey: number; subjects: number[] }> {
+async function deadRun(options: { silentSeconds: number; claims: number; status?: string }): Promise<{ id: number; lockKey: number; subjects: number[] }> {
   const scope = nextSubject++;
   const lockKey = await computeLockKey(t.db, WORKFLOW_ID, scope);
   const row = await t.db
@@ -78,15 +78,19 @@ async function deadRun(options: { silentSeconds: number; interactions: number; s
     .returning('id')
     .executeTakeFirstOrThrow();
   const subjects: number[] = [];
-  for (let i = 0; i < options.interactions; i++) {
+  for (let i = 0; i < options.claims; i++) {
     const subject = nextSubject++;
     subjects.push(subject);
-    await t.db
-      .insertInto('interactions')
-      .values({ run_id: row.id, workflow_id: WORKFLOW_ID, step: 'process', subject_id: subject, status: 'running', attempts: 1 } as any)
-      .execute();
+    await sql`INSERT INTO items (id) VALUES (${subject})`.execute(t.db);
+    await sql`INSERT INTO interaction_claims (run_id, workflow_id, step, subjects)
+              VALUES (${row.id}, ${WORKFLOW_ID}, 'process', int8range(${subject}, ${subject}, '[]'))`.execute(t.db);
   }
   return { id: row.id, lockKey, subjects };
+}
+
+async function claimCount(runId: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interaction_claims WHERE run_id = ${runId}`.execute(t.db);
+  return rows[0]!.n;
 }
 
 async function runStatus(id: number): Promise<string> {
@@ -170,8 +174,8 @@ after(async () => {
 });
 
 describe('health monitor: runs', () => {
-  test('a run whose owner died (running, heartbeat stale, lock free) is marked abandoned, its running interactions back to pending; the finding says so', async () => {
-    const dead = await deadRun({ silentSeconds: 30, interactions: 3 });
+  test('a run whose owner died (running, heartbeat stale, lock free) is marked abandoned, its claims released and their work left pending; the finding says so', async () => {
+    const dead = await deadRun({ silentSeconds: 30, claims: 3 });
     const monitor = newMonitor();
     const events: MonitorEvent[] = [];
     monitor.on('event', (e: MonitorEvent) => events.push(e));
@@ -180,15 +184,16 @@ describe('health monitor: runs', () => {
     assert.equal(report.active, true);
     assert.equal(await runStatus(dead.id), 'abandoned');
     assert.deepEqual(await interactionStatuses(dead.id), ['pending', 'pending', 'pending']);
+    assert.equal(await claimCount(dead.id), 0);
     const found = report.recovered.find((r) => r.runId === dead.id);
     assert.ok(found, 'the finding names the run');
     assert.equal(found.interactionsReleased, 3);
     assert.ok(found.silentSeconds >= 29);
     assert.equal(found.ownerInstance, 'killed-instance');
-    assert.match(renderResult({ kind: 'health', report }), new RegExp(`run #${dead.id} \\(workflow ${WORKFLOW_ID}\\) marked abandoned .* 3 running interactions returned to pending`));
+    assert.match(renderResult({ kind: 'health', report }), new RegExp(`run #${dead.id} \\(workflow ${WORKFLOW_ID}\\) marked abandoned .* 3 unfinished interactions left pending`));
     const recovered = events.filter((e) => e.type === 'recovered');
     assert.equal(recovered.length, 1);
-    assert.match(plainText(monitorEventMessage(recovered[0]!)).text, new RegExp(`run #${dead.id} .*marked abandoned, 3 interactions back to pending`));
+    assert.match(plainText(monitorEventMessage(recovered[0]!)).text, new RegExp(`run #${dead.id} .*marked abandoned, 3 unfinished interactions left pending`));
 
     // Nothing left to do: the next pass finds nothing and says nothing.
     const again = await monitor.runOnce();
@@ -204,14 +209,17 @@ describe('health monitor: runs', () => {
     const run = started.run;
     const monitor = newMonitor();
     try {
-      await eventually(async () => (await interactionStatuses(run.id)).filter((s) => s === 'running').length >= 2, 'handlers in flight');
+      await eventually(async () => (run.progress().process?.running ?? 0) >= 2, 'handlers in flight');
+      const claims = await claimCount(run.id);
+      assert.ok(claims > 0, 'the run holds claims');
       const report = await monitor.runOnce();
       assert.equal(report.recovered.some((r) => r.runId === run.id), false);
       assert.equal(report.stuck.some((r) => r.runId === run.id), false);
+      assert.equal(report.orphans.some((o) => o.runId === run.id), false);
       assert.equal(await runStatus(run.id), 'running');
-      const statuses = await interactionStatuses(run.id);
-      assert.ok(statuses.filter((s) => s === 'running').length >= 2, 'its work still in flight');
-      assert.equal(statuses.includes('pending'), false, 'nothing handed back');
+      assert.equal(await claimCount(run.id), claims, 'its claims kept');
+      assert.ok((run.progress().process?.running ?? 0) >= 2, 'its work still in flight');
+      assert.deepEqual(await interactionStatuses(run.id), [], 'nothing handed back');
     } finally {
       release();
     }
@@ -222,7 +230,7 @@ describe('health monitor: runs', () => {
   });
 
   test('a stale heartbeat with the lock still held is reported stuck, not recovered, and announced once', async () => {
-    const stuck = await deadRun({ silentSeconds: 30, interactions: 1 });
+    const stuck = await deadRun({ silentSeconds: 30, claims: 1 });
     const owner = await holdLock(stuck.lockKey);
     try {
       const monitor = newMonitor();
@@ -233,7 +241,7 @@ describe('health monitor: runs', () => {
       assert.deepEqual(first.stuck.map((r) => r.runId), [stuck.id]);
       assert.equal(first.recovered.length, 0);
       assert.equal(await runStatus(stuck.id), 'running');
-      assert.deepEqual(await interactionStatuses(stuck.id), ['running']);
+      assert.equal(await claimCount(stuck.id), 1, 'its claim kept');
       assert.equal(events.filter((e) => e.type === 'stuck').length, 1, 'announced once over two passes');
       await monitor.close();
     } finally {
@@ -248,49 +256,52 @@ describe('health monitor: runs', () => {
   });
 
   test('a run that finished between the scan and the fix is untouched', async () => {
-    const finishing = await deadRun({ silentSeconds: 30, interactions: 2 });
+    const finishing = await deadRun({ silentSeconds: 30, claims: 2 });
     const monitor = newMonitor({
       beforeRecover: async (candidates) => {
         assert.ok(candidates.some((c) => c.id === finishing.id), 'the scan saw it running and stale');
         // Its owner ends it now, as a slow final commit would.
         await t.db.updateTable('workflow_runs').set({ status: 'completed', ended_at: sql`now()` } as any).where('id', '=', finishing.id).execute();
-        await t.db.updateTable('interactions').set({ status: 'completed' } as any).where('run_id', '=', finishing.id).execute();
+        await sql`DELETE FROM interaction_claims WHERE run_id = ${finishing.id}`.execute(t.db);
+        await sql`UPDATE items SET result = 'finished' WHERE id = ANY(${finishing.subjects}::bigint[])`.execute(t.db);
       },
     });
     const report = await monitor.runOnce();
     assert.equal(report.recovered.length, 0);
     assert.equal(await runStatus(finishing.id), 'completed');
-    assert.deepEqual(await interactionStatuses(finishing.id), ['completed', 'completed']);
+    assert.deepEqual(await interactionStatuses(finishing.id), [], 'nothing left pending');
     const audit = await t.db.selectFrom('audit_log').select('action').where('run_id', '=', finishing.id).execute();
     assert.equal(audit.some((a) => a.action === 'run_abandoned'), false);
     await monitor.close();
   });
 
-  test('orphaned interactions past their timeout go back to pending (or fail after their claims); a live run\'s are left alone', async () => {
-    // timeoutMs 1 s × (retries 1 + 1) + margin 0.5 s = 2.5 s; these were claimed an hour ago.
-    const ended = await deadRun({ silentSeconds: 30, interactions: 2, status: 'failed' });
-    await t.db.updateTable('interactions').set({ claimed_at: sql`now() - interval '1 hour'` } as any).where('run_id', '=', ended.id).execute();
-    const [, exhausted] = await t.db.selectFrom('interactions').select('id').where('run_id', '=', ended.id).orderBy('id').execute();
-    await t.db.updateTable('interactions').set({ attempts: 2 } as any).where('id', '=', exhausted!.id).execute();
-    // A live run's old running interaction: its runner's business.
-    const live = await deadRun({ silentSeconds: 0, interactions: 1 });
-    await t.db.updateTable('interactions').set({ claimed_at: sql`now() - interval '1 hour'` } as any).where('run_id', '=', live.id).execute();
+  test("claims an ended run still holds are released, their work left pending (attempts carried on); a live run's are left alone", async () => {
+    const ended = await deadRun({ silentSeconds: 30, claims: 2, status: 'failed' });
+    // The second subject was already left pending once, by an earlier run.
+    const earlier = await deadRun({ silentSeconds: 30, claims: 0, status: 'stopped' });
+    await t.db
+      .insertInto('interactions')
+      .values({ run_id: earlier.id, workflow_id: WORKFLOW_ID, step: 'process', subject_id: ended.subjects[1]!, status: 'pending', attempts: 2 } as any)
+      .execute();
+    const live = await deadRun({ silentSeconds: 0, claims: 1 });
     const owner = await holdLock(live.lockKey);
     try {
-      const monitor = newMonitor({ interactionMarginMs: 500 });
+      const monitor = newMonitor();
       const report = await monitor.runOnce();
-      assert.deepEqual(report.interactions.items.map((i) => [i.run_id, i.status]).sort(), [[ended.id, 'failed'], [ended.id, 'pending']].sort());
-      assert.equal(report.interactions.pending, 1);
-      assert.equal(report.interactions.failed, 1);
-      assert.deepEqual(await interactionStatuses(ended.id), ['pending', 'failed']);
-      const failed = await t.db.selectFrom('interactions').select('error').where('id', '=', exhausted!.id).executeTakeFirstOrThrow();
-      assert.match(failed.error ?? '', /timed out: .*after 2 claims \(health monitor\)/);
-      assert.deepEqual(await interactionStatuses(live.id), ['running']);
+      assert.deepEqual(report.orphans, [{ runId: ended.id, workflowId: WORKFLOW_ID, status: 'failed', claims: 2, interactionsReleased: 2 }]);
+      assert.equal(await claimCount(ended.id), 0);
+      const left = await t.db.selectFrom('interactions').select(['run_id', 'subject_id', 'status', 'attempts']).where('subject_id', 'in', ended.subjects).orderBy('subject_id').execute();
+      assert.deepEqual(left, [
+        { run_id: ended.id, subject_id: ended.subjects[0]!, status: 'pending', attempts: 1 },
+        { run_id: ended.id, subject_id: ended.subjects[1]!, status: 'pending', attempts: 3 },
+      ]);
+      assert.match(renderResult({ kind: 'health', report }), new RegExp(`orphaned claims: run #${ended.id} .*still held 2: released, 2 unfinished interactions left pending`));
+      assert.equal(await claimCount(live.id), 1, "the live run's claim kept");
       await monitor.close();
     } finally {
       await owner.end();
       await t.db.updateTable('workflow_runs').set({ status: 'completed' } as any).where('id', '=', live.id).execute();
-      await t.db.updateTable('interactions').set({ status: 'completed' } as any).where('run_id', 'in', [live.id, ended.id]).execute();
+      await sql`DELETE FROM interaction_claims WHERE run_id = ${live.id}`.execute(t.db);
     }
   });
 });
@@ -306,7 +317,7 @@ describe('health monitor: one active per database', () => {
     assert.equal(rb.activeInstance, 'mon-a');
     assert.equal(await monitorLockHolder(), 'workflow-monitor:mon-a');
     // A standby does not recover: a dead run waits for the active one (or `health`).
-    const dead = await deadRun({ silentSeconds: 30, interactions: 1 });
+    const dead = await deadRun({ silentSeconds: 30, claims: 1 });
     assert.equal((await b.runOnce()).recovered.length, 0);
     assert.equal(await runStatus(dead.id), 'running');
 
@@ -332,7 +343,7 @@ describe('health monitor: one active per database', () => {
   test('the timer ticks every intervalMs and recovers without being asked', async () => {
     const monitor = newMonitor({ intervalMs: 50 });
     monitor.start();
-    const dead = await deadRun({ silentSeconds: 30, interactions: 1 });
+    const dead = await deadRun({ silentSeconds: 30, claims: 1 });
     await eventually(async () => (await runStatus(dead.id)) === 'abandoned', 'the ticking monitor to recover the run', 10_000);
     await monitor.close();
     assert.equal(await monitorLockHolder(), null, 'close releases the lock');
@@ -400,7 +411,7 @@ describe('workflow health and /healthz', () => {
     const monitor = newMonitor({ probeTimeoutMs: 1_000 }, [workflow]);
     t.service.setMonitor(monitor);
     try {
-      const dead = await deadRun({ silentSeconds: 30, interactions: 2 });
+      const dead = await deadRun({ silentSeconds: 30, claims: 2 });
       const { result } = await t.service.handle('health', actor, 'chat');
       assert.equal(result.kind, 'health');
       if (result.kind !== 'health') return;

@@ -284,21 +284,25 @@ export function healthMessage(report: HealthReport): Message {
       : 'no instance is monitoring (start one with `workflow serve`)';
   const fixed: string[] = [];
   for (const r of report.recovered) {
-    fixed.push(`⚠️ run #${r.runId} (workflow ${r.workflowId}) marked *abandoned*: silent ${formatDuration(r.silentSeconds)} with its lock free; ${r.interactionsReleased} running interaction${r.interactionsReleased === 1 ? '' : 's'} returned to pending`);
+    fixed.push(`⚠️ run #${r.runId} (workflow ${r.workflowId}) marked *abandoned*: silent ${formatDuration(r.silentSeconds)} with its lock free; its claims released, ${r.interactionsReleased} unfinished interaction${r.interactionsReleased === 1 ? '' : 's'} left pending`);
   }
   for (const r of report.stuck) {
     fixed.push(`🐢 run #${r.runId} (workflow ${r.workflowId}) *stuck*: silent ${formatDuration(r.silentSeconds)} while its owner${r.ownerInstance ? ` ${code(r.ownerInstance, 60)}` : ''} holds its lock (not recovered)`);
   }
-  const { pending, failed } = report.interactions;
-  if (pending + failed > 0) fixed.push(`♻️ orphaned interactions past their timeout: ${pending} returned to pending, ${failed} failed`);
+  for (const o of report.orphans) fixed.push(`♻️ ${orphanLine(o)}`);
   if (report.error) fixed.push(`❌ the pass failed: ${esc(truncate(report.error, 500))}`);
   const services = report.services.map(serviceLine);
   return message(`health: ${report.recovered.length} run(s) recovered, ${report.services.filter((s) => s.up === false).length} service(s) down`, [
     section(`🩺 *Health monitor* ${who}
 last pass ${report.lastPassAt ? formatTime(report.lastPassAt) : 'never'}; every ${formatDuration(report.intervalMs / 1000)}, runs silent over ${formatDuration(report.staleAfterMs / 1000)} are checked`),
-    ...linesBlocks(fixed.length ? fixed : ['✅ nothing to fix: no stale runs, no orphaned interactions'], 10, 'findings'),
+    ...linesBlocks(fixed.length ? fixed : ['✅ nothing to fix: no stale runs, no orphaned claims'], 10, 'findings'),
     ...(services.length ? linesBlocks(services, 8, 'services') : [context(['no external services declared'])]),
   ]);
+}
+
+/** Claims an ended run still held (the health monitor releases them). */
+export function orphanLine(o: HealthReport['orphans'][number]): string {
+  return `run #${o.runId} (workflow ${o.workflowId}, ${o.status}) still held ${o.claims} claim${o.claims === 1 ? '' : 's'}: released, ${o.interactionsReleased} unfinished interaction${o.interactionsReleased === 1 ? '' : 's'} left pending`;
 }
 
 function serviceLine(s: HealthReport['services'][number]): string {
@@ -312,10 +316,9 @@ function serviceLine(s: HealthReport['services'][number]): string {
 export function monitorEventMessage(event: MonitorEvent): Message {
   switch (event.type) {
     case 'recovered': {
-      const runs = event.runs.map((r) => `run #${r.runId} (workflow ${r.workflowId}): owner gone, marked abandoned, ${r.interactionsReleased} interaction${r.interactionsReleased === 1 ? '' : 's'} back to pending`);
-      const { pending, failed } = event.interactions;
-      if (pending + failed > 0) runs.push(`orphaned interactions past their timeout: ${pending} back to pending, ${failed} failed`);
-      const summary = event.runs.length ? `recovered ${event.runs.length} abandoned run${event.runs.length === 1 ? '' : 's'}` : 'released orphaned interactions';
+      const runs = event.runs.map((r) => `run #${r.runId} (workflow ${r.workflowId}): owner gone, marked abandoned, ${r.interactionsReleased} unfinished interaction${r.interactionsReleased === 1 ? '' : 's'} left pending`);
+      runs.push(...event.orphans.map(orphanLine));
+      const summary = event.runs.length ? `recovered ${event.runs.length} abandoned run${event.runs.length === 1 ? '' : 's'}` : 'released orphaned claims';
       return message(`🩺 Health monitor ${summary}`, [
         section(`🩺 *Health monitor ${summary}*`),
         ...linesBlocks(runs.map((line) => `• ${esc(line)}`), 8, 'runs'),

@@ -53,14 +53,15 @@ export function renderHealth(report: HealthReport): string {
     `last pass: ${report.lastPassAt ?? 'never'} (every ${report.intervalMs / 1000} s; runs silent over ${report.staleAfterMs / 1000} s are checked)`,
   ];
   for (const r of report.recovered) {
-    lines.push(`recovered: run #${r.runId} (workflow ${r.workflowId}) marked abandoned — silent ${r.silentSeconds} s, lock free; ${r.interactionsReleased} running interactions returned to pending`);
+    lines.push(`recovered: run #${r.runId} (workflow ${r.workflowId}) marked abandoned — silent ${r.silentSeconds} s, lock free; its claims released, ${r.interactionsReleased} unfinished interactions left pending`);
   }
   for (const r of report.stuck) {
     lines.push(`stuck: run #${r.runId} (workflow ${r.workflowId}) silent ${r.silentSeconds} s while its owner${r.ownerInstance ? ` ${r.ownerInstance}` : ''} holds its lock (not recovered)`);
   }
-  const { pending, failed } = report.interactions;
-  if (pending + failed > 0) lines.push(`orphaned interactions past their timeout: ${pending} returned to pending, ${failed} failed`);
-  if (report.recovered.length + report.stuck.length + pending + failed === 0) lines.push('nothing to fix: no stale runs, no orphaned interactions');
+  for (const o of report.orphans) {
+    lines.push(`orphaned claims: run #${o.runId} (workflow ${o.workflowId}, ${o.status}) still held ${o.claims}: released, ${o.interactionsReleased} unfinished interactions left pending`);
+  }
+  if (report.recovered.length + report.stuck.length + report.orphans.length === 0) lines.push('nothing to fix: no stale runs, no orphaned claims');
   if (report.error) lines.push(`error: the pass failed: ${report.error}`);
   if (report.services.length === 0) lines.push('services: none declared');
   for (const s of report.services) {

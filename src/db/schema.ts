@@ -9,7 +9,8 @@ type Json<T = unknown> = ColumnType<T, string | null | undefined, string | null>
 export type RunMode = 'global_batch' | 'single_subject' | 'single_run';
 export type RunStatus = 'queued' | 'running' | 'completed' | 'failed' | 'stopped' | 'abandoned';
 export type RunAction = 'run' | 'force' | 'resume';
-export type InteractionStatus = 'pending' | 'running' | 'completed' | 'failed';
+/** An interaction row is written when its item finishes (completed, failed) or is left unfinished by its run (pending). */
+export type InteractionStatus = 'pending' | 'completed' | 'failed';
 export type AuditOutcome = 'accepted' | 'refused' | 'invalid' | 'event';
 
 export const ENDED_RUN_STATUSES = ['completed', 'failed', 'stopped', 'abandoned'] as const;

@@ -1,8 +1,9 @@
 import type { Kysely } from 'kysely';
-import { recordResults, type Completion, type Failure } from '../db/queries/complete-interactions.ts';
+import { recordResults, type FinishedItem } from '../db/queries/complete-interactions.ts';
+import { releaseClaims } from '../db/queries/release-claims.ts';
 import { isConnectionError } from '../db/errors.ts';
 import type { Fence } from '../db/queries/runs.ts';
-import type { AnyStep } from '../workflows/define.ts';
+import type { Page, Result, StepRun } from './work.ts';
 
 export class FencedError extends Error {
   override name = 'FencedError';
@@ -11,45 +12,51 @@ export class FencedError extends Error {
   }
 }
 
-type Done = { kind: 'done'; subjectId: number } & Completion;
-type Failed = { kind: 'failed'; subjectId: number } & Failure;
-type Result = Done | Failed;
-
 export interface CompleterEvents {
-  /** Committed: these now count as done / failed. */
-  committed(step: string, done: number, failed: number): void;
+  /** Committed: these results count from now on; `finishedPages` have no item left open. */
+  committed(step: StepRun, results: Result[], finishedPages: Page[]): void;
   /** The run can no longer write (fenced) or the database failed; the runner stops. */
   fatal(error: Error): void;
 }
 
 /**
  * Batches results per step and commits each batch in one transaction: the
- * fenced completion of its interactions, then the step's `save` (DESIGN.md §2).
+ * fenced interaction rows, the claims whose pages that batch (or an earlier
+ * one) finished, then the step's `save` (DESIGN.md §2).
  *
  * While a step's flushes are in flight new results accumulate, so batches
  * grow with load on their own (a few items when handlers are slow, up to
  * batchSize when they are fast) with no timer to tune.
+ *
+ * A page's claim is released by the first commit after its last item's: the
+ * claim must outlive every item of its page (it is what keeps other runs off
+ * them), and a later statement costs nothing extra, where working out which
+ * of two concurrent flushes commits last would.
  */
 export class Completer {
-  private readonly buffers = new Map<string, Result[]>();
-  private readonly inFlight = new Map<string, number>();
-  private readonly scheduled = new Set<string>();
+  private readonly buffers = new Map<StepRun, Result[]>();
+  private readonly inFlight = new Map<StepRun, number>();
+  private readonly scheduled = new Set<StepRun>();
   private readonly flushes = new Set<Promise<void>>();
+  /** Claims of finished pages, released with the next commit. */
+  private releasable: number[] = [];
   private drainWaiters: (() => void)[] = [];
   private stopped = false;
 
   constructor(
     private readonly db: Kysely<any>,
     private readonly fence: Fence,
-    private readonly steps: Map<string, AnyStep<any>>,
+    private readonly workflowId: number,
     private readonly batchSize: number,
     private readonly events: CompleterEvents,
     private readonly maxFlushesPerStep = 2,
   ) {}
 
   /** Resolves at once unless results are piling up faster than they commit (backpressure). */
-  add(step: string, result: Result): Promise<void> {
+  add(result: Result): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    result.item.state = 'finished';
+    const step = result.item.page.step;
     let buffer = this.buffers.get(step);
     if (!buffer) this.buffers.set(step, (buffer = []));
     buffer.push(result);
@@ -58,18 +65,28 @@ export class Completer {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  complete(step: string, subjectId: number, interactionId: number, output: unknown): Promise<void> {
-    return this.add(step, { kind: 'done', subjectId, interactionId, output });
-  }
-
-  fail(step: string, subjectId: number, interactionId: number, error: string, extraAttempts: number): Promise<void> {
-    return this.add(step, { kind: 'failed', subjectId, interactionId, error, extraAttempts });
+  /** A page with no item to run (nothing pending in its range any more): its claim goes with the next commit. */
+  releaseLater(claimId: number): void {
+    this.releasable.push(claimId);
   }
 
   /** Commits everything buffered and waits for every flush. */
   async drain(): Promise<void> {
     for (const step of this.buffers.keys()) this.schedule(step, true);
     while (this.flushes.size > 0) await Promise.allSettled([...this.flushes]);
+  }
+
+  /**
+   * Drains, then releases the claims no commit has taken yet (end of a wave:
+   * the next wave claims the same ranges again). Throws FencedError if the run
+   * is no longer ours.
+   */
+  async drainAndRelease(): Promise<void> {
+    await this.drain();
+    if (this.stopped || this.releasable.length === 0) return;
+    const ids = this.releasable;
+    this.releasable = [];
+    if (!(await releaseClaims(this.db, this.fence, ids))) throw new FencedError();
   }
 
   /** Drops what is buffered: used when the run may not write any more. */
@@ -79,7 +96,7 @@ export class Completer {
     this.releaseWaiters();
   }
 
-  private schedule(step: string, now = false): void {
+  private schedule(step: StepRun, now = false): void {
     if ((this.inFlight.get(step) ?? 0) >= this.maxFlushesPerStep) return;
     const buffer = this.buffers.get(step);
     if (!buffer || buffer.length === 0) return;
@@ -96,7 +113,7 @@ export class Completer {
     });
   }
 
-  private startFlush(step: string): void {
+  private startFlush(step: StepRun): void {
     const buffer = this.buffers.get(step);
     if (!buffer || buffer.length === 0 || this.stopped) return;
     const batch = buffer.splice(0, this.batchSize);
@@ -115,37 +132,57 @@ export class Completer {
     this.flushes.add(flush);
   }
 
-  private async commit(step: string, batch: Result[]): Promise<void> {
+  private async commit(step: StepRun, batch: Result[]): Promise<void> {
     try {
       await this.commitBatch(step, batch);
     } catch (error) {
       if (error instanceof FencedError || batch.length === 1 || isConnectionError(error)) throw error;
       // One bad item must not sink its neighbours: commit them one by one and
       // fail the items whose save is refused.
-      for (const item of batch) {
+      for (const result of batch) {
         try {
-          await this.commitBatch(step, [item]);
+          await this.commitBatch(step, [result]);
         } catch (itemError) {
-          if (itemError instanceof FencedError || isConnectionError(itemError) || item.kind === 'failed') throw itemError;
-          const message = `save failed: ${(itemError as Error).message}`;
-          await this.commitBatch(step, [{ kind: 'failed', subjectId: item.subjectId, interactionId: item.interactionId, error: message, extraAttempts: 0 }]);
+          if (itemError instanceof FencedError || isConnectionError(itemError) || result.status === 'failed') throw itemError;
+          const error = `save failed: ${(itemError as Error).message}`;
+          await this.commitBatch(step, [{ item: result.item, status: 'failed', output: null, outputJson: 'null', error }]);
         }
       }
     }
   }
 
-  private async commitBatch(step: string, batch: Result[]): Promise<void> {
-    const done = batch.filter((r): r is Done => r.kind === 'done');
-    const failed = batch.filter((r): r is Failed => r.kind === 'failed');
-    const definition = this.steps.get(step)!;
-    await this.db.transaction().execute(async (tx) => {
-      const recorded = await recordResults(tx, this.fence, done, failed);
-      if (!recorded.owned) throw new FencedError();
-      if (done.length > 0) {
-        await definition.save(tx, done.map((d) => ({ subjectId: d.subjectId, interactionId: d.interactionId, output: d.output })));
+  private async commitBatch(step: StepRun, batch: Result[]): Promise<void> {
+    const releasing = this.releasable;
+    this.releasable = [];
+    try {
+      await this.db.transaction().execute(async (tx) => {
+        const recorded = await recordResults(tx, this.fence, {
+          workflowId: this.workflowId,
+          step: step.name,
+          previousStep: step.previousStep,
+          items: batch.map(toFinishedItem),
+          releaseClaims: releasing,
+        });
+        if (!recorded.owned) throw new FencedError();
+        const saved = [];
+        for (const result of batch) {
+          if (result.status === 'completed') saved.push({ subjectId: result.item.subjectId, interactionId: recorded.interactionIds.get(result.item.subjectId)!, output: result.output });
+        }
+        if (saved.length > 0) await step.definition.save(tx, saved);
+      });
+    } catch (error) {
+      this.releasable.push(...releasing);
+      throw error;
+    }
+    const finishedPages: Page[] = [];
+    for (const { item } of batch) {
+      item.state = 'committed';
+      if (--item.page.open === 0) {
+        finishedPages.push(item.page);
+        this.releasable.push(item.page.claimId);
       }
-    });
-    this.events.committed(step, done.length, failed.length);
+    }
+    this.events.committed(step, batch, finishedPages);
   }
 
   private totalBuffered(): number {
@@ -159,4 +196,18 @@ export class Completer {
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+function toFinishedItem(result: Result): FinishedItem {
+  const { item } = result;
+  return {
+    subjectId: item.subjectId,
+    status: result.status,
+    pendingId: item.pendingId,
+    attempts: item.attempts,
+    inputJson: item.inputJson,
+    outputJson: result.outputJson,
+    error: result.error,
+    claimedAtMs: item.claimedAtMs,
+  };
 }

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createKysely, createPool, type Db } from '../db/connect.ts';
 import { appendAudit, notify } from '../db/queries/audit.ts';
-import { releaseRunningInteractions } from '../db/queries/complete-interactions.ts';
+import { leaveUnfinished } from '../db/queries/release-claims.ts';
 import { computeLockKey, lockHolderPid, terminateBackends } from '../db/queries/locks.ts';
 import * as runs from '../db/queries/runs.ts';
 import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/schema.ts';
@@ -108,6 +108,9 @@ export class Engine extends EventEmitter {
     return this.workflowsById.get(id);
   }
 
+  /** For recovery: a lost run's claims are read with its workflow's pending queries. */
+  readonly lookup = (id: number): ResolvedWorkflow | undefined => this.workflowsById.get(id);
+
   activeRuns(): ActiveRun[] {
     return [...this.active.values()];
   }
@@ -165,7 +168,7 @@ export class Engine extends EventEmitter {
       }
       // We hold the lock: any run still marked running under it has lost its owner.
       const orphan = await runs.runningRunWithLockKey(this.db, lockKey);
-      if (orphan) await recoverRun(this.db, orphan.id, 'abandoned');
+      if (orphan) await recoverRun(this.db, orphan.id, 'abandoned', { workflows: this.lookup });
 
       if (request.mode === 'global_batch' && !request.force) {
         const last = await runs.lastBatchStart(this.db, workflow.id);
@@ -227,7 +230,7 @@ export class Engine extends EventEmitter {
     if (!(await lock.waitAcquire(lockKey, this.options.forceGraceMs))) {
       throw new Error(`force: could not take the lock of workflow run ${holder?.id ?? '?'} even after terminating its holder`);
     }
-    if (holder) await recoverRun(this.db, holder.id, 'stopped', { stoppedBy: by, endedReason: 'forced' });
+    if (holder) await recoverRun(this.db, holder.id, 'stopped', { workflows: this.lookup, stoppedBy: by, endedReason: 'forced' });
     return holder;
   }
 
@@ -350,7 +353,7 @@ export class Engine extends EventEmitter {
       const change = delta(stateBefore, stateAfter);
       const ended = await runDb.transaction().execute(async (tx) => {
         if (!(await runs.lockOwnedRun(tx, fence))) return undefined;
-        if (unfinished > 0 || cause !== null) await releaseRunningInteractions(tx, fence.runId);
+        await leaveUnfinished(tx, { runId: fence.runId, workflowId: workflow.id }, unfinished);
         return runs.endRun(tx, fence, {
           status,
           stateAfter,
@@ -441,7 +444,7 @@ export class Engine extends EventEmitter {
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-check:${this.instanceId}`);
     try {
       if (!(await lock.tryAcquire(run.lock_key))) return undefined;
-      return await recoverRun(this.db, run.id, 'abandoned');
+      return await recoverRun(this.db, run.id, 'abandoned', { workflows: this.lookup });
     } finally {
       await lock.close();
     }

@@ -5,9 +5,10 @@ import type { Logger } from 'pino';
 import { createClient } from '../db/connect.ts';
 import { advisoryUnlock, tryAdvisoryLock } from '../db/queries/locks.ts';
 import * as monitor from '../db/queries/monitor.ts';
+import { releaseLostClaims, runsWithOrphanedClaims } from '../db/queries/release-claims.ts';
 import type { EngineTables } from '../db/schema.ts';
 import type { ExternalService, ResolvedWorkflow } from '../workflows/define.ts';
-import { recoverRun } from './recovery.ts';
+import { pendingQueries, recoverRun } from './recovery.ts';
 
 // The health monitor (issue 4, item 1). Every serving instance runs one; one
 // at a time is active, the one holding a session advisory lock on its own
@@ -16,12 +17,13 @@ import { recoverRun } from './recovery.ts';
 //
 // Each tick the active monitor
 //   - recovers runs whose heartbeat is stale and whose lock is free (marked
-//     abandoned, running interactions back to pending: recoverRun, guarded by
-//     `status = 'running'`, so a run that just ended is never touched); a stale
-//     heartbeat with the lock still held is reported as stuck, not recovered;
-//   - releases orphaned interactions: running long past their workflow's
-//     timeout while their run is no longer running (see
-//     releaseOrphanedInteractions for pending-or-failed and why);
+//     abandoned, their claims released and what those held left as pending
+//     interactions: recoverRun, guarded by `status = 'running'`, so a run that
+//     just ended is never touched); a stale heartbeat with the lock still held
+//     is reported as stuck, not recovered;
+//   - releases orphaned claims: claims of runs that have ended (every way a
+//     run ends releases its claims, so there should be none; one left behind
+//     would keep its subjects from every other run for good);
 //   - probes the external services the workflows declare, emitting an event
 //     when one goes down and when it comes back, on changes only.
 // A standby instance only probes: its /healthz and /metrics then say the same
@@ -45,8 +47,6 @@ export interface MonitorOptions {
   staleAfterMs?: number;
   /** Per probe. Default 5 s (at most half the interval). */
   probeTimeoutMs?: number;
-  /** Added to timeoutMs × (retries + 1) before an orphaned interaction counts as timed out. Default 60 s. */
-  interactionMarginMs?: number;
   /** For tests: called between the scan for stale runs and their recovery. */
   beforeRecover?: (candidates: monitor.StaleRun[]) => Promise<void> | void;
 }
@@ -54,7 +54,7 @@ export interface MonitorOptions {
 export interface RecoveredRun {
   runId: number;
   workflowId: number;
-  /** Its running interactions returned to pending. */
+  /** What its claims held, left as pending interactions. */
   interactionsReleased: number;
   silentSeconds: number;
   ownerInstance: string | null;
@@ -93,19 +93,30 @@ export interface HealthReport {
   /** What that pass fixed or found. */
   recovered: RecoveredRun[];
   stuck: StuckRun[];
-  interactions: { pending: number; failed: number; items: monitor.ReleasedInteraction[] };
+  /** Claims of ended runs released, and what they held left as pending interactions. */
+  orphans: OrphanedClaims[];
   services: ServiceHealth[];
   /** Since this process started. */
-  totals: { passes: number; runsRecovered: number; interactionsPending: number; interactionsFailed: number };
+  totals: { passes: number; runsRecovered: number; orphanedClaims: number; interactionsPending: number };
   /** The last pass's error, if it failed. */
   error: string | null;
 }
 
 export type MonitorEvent =
-  | { type: 'recovered'; at: string; runs: RecoveredRun[]; interactions: { pending: number; failed: number } }
+  | { type: 'recovered'; at: string; runs: RecoveredRun[]; orphans: OrphanedClaims[] }
   | { type: 'stuck'; at: string; run: StuckRun }
   | { type: 'service_down'; at: string; service: string; workflows: number[]; error: string }
   | { type: 'service_up'; at: string; service: string; workflows: number[]; downSeconds: number | null };
+
+export interface OrphanedClaims {
+  runId: number;
+  workflowId: number;
+  /** The run's status: it has ended. */
+  status: string;
+  claims: number;
+  /** Interactions left pending from them. */
+  interactionsReleased: number;
+}
 
 interface TrackedService {
   service: ExternalService;
@@ -113,8 +124,7 @@ interface TrackedService {
 }
 
 const APP_PREFIX = 'workflow-monitor:';
-const DEFAULT_MARGIN_MS = 60_000;
-/** At most this many released interactions are kept in a report. */
+/** At most this many orphaned-claim findings are kept in a report. */
 const REPORT_ITEMS = 20;
 
 export class HealthMonitor extends EventEmitter {
@@ -127,13 +137,13 @@ export class HealthMonitor extends EventEmitter {
   private readonly staleAfterMs: number;
   private readonly probeTimeoutMs: number;
   private lastPassAt: Date | null = null;
-  private last: Pick<HealthReport, 'recovered' | 'stuck' | 'interactions' | 'error'> = {
+  private last: Pick<HealthReport, 'recovered' | 'stuck' | 'orphans' | 'error'> = {
     recovered: [],
     stuck: [],
-    interactions: { pending: 0, failed: 0, items: [] },
+    orphans: [],
     error: null,
   };
-  private readonly totals = { passes: 0, runsRecovered: 0, interactionsPending: 0, interactionsFailed: 0 };
+  private readonly totals = { passes: 0, runsRecovered: 0, orphanedClaims: 0, interactionsPending: 0 };
   /** Stuck runs already announced: a stuck run is announced once, not every interval. */
   private readonly stuckSeen = new Set<number>();
 
@@ -286,28 +296,29 @@ export class HealthMonitor extends EventEmitter {
     const at = new Date();
     const recovered: RecoveredRun[] = [];
     const stuck: StuckRun[] = [];
-    let released: monitor.ReleasedInteraction[] = [];
+    let orphans: OrphanedClaims[] = [];
     let error: string | null = null;
     try {
       await this.recoverStaleRuns(recovered, stuck);
-      released = await monitor.releaseOrphanedInteractions(this.options.db, this.interactionLimits());
+      orphans = await this.releaseOrphanedClaims();
     } catch (e) {
       error = (e as Error).message;
       this.options.log.warn({ err: e }, 'health monitor pass failed');
     }
     await this.probeAll();
 
-    const pending = released.filter((i) => i.status === 'pending').length;
-    const failed = released.length - pending;
     this.lastPassAt = at;
-    this.last = { recovered, stuck, interactions: { pending, failed, items: released.slice(0, REPORT_ITEMS) }, error };
+    this.last = { recovered, stuck, orphans: orphans.slice(0, REPORT_ITEMS), error };
     this.totals.passes++;
     this.totals.runsRecovered += recovered.length;
-    this.totals.interactionsPending += pending;
-    this.totals.interactionsFailed += failed;
-    if (recovered.length || released.length) {
-      this.options.log.warn({ runs: recovered.map((r) => r.runId), interactionsPending: pending, interactionsFailed: failed }, 'health monitor recovered work');
-      this.emitEvent({ type: 'recovered', at: at.toISOString(), runs: recovered, interactions: { pending, failed } });
+    for (const orphan of orphans) {
+      this.totals.orphanedClaims += orphan.claims;
+      this.totals.interactionsPending += orphan.interactionsReleased;
+    }
+    for (const run of recovered) this.totals.interactionsPending += run.interactionsReleased;
+    if (recovered.length || orphans.length) {
+      this.options.log.warn({ runs: recovered.map((r) => r.runId), orphans }, 'health monitor recovered work');
+      this.emitEvent({ type: 'recovered', at: at.toISOString(), runs: recovered, orphans });
     }
     for (const run of stuck) {
       if (this.stuckSeen.has(run.runId)) continue;
@@ -339,9 +350,8 @@ export class HealthMonitor extends EventEmitter {
           continue;
         }
         try {
-          const releasing = await monitor.countRunningInteractions(this.options.db, run.id);
-          const ended = await recoverRun(this.options.db, run.id, 'abandoned');
-          if (ended) recovered.push({ ...facts, interactionsReleased: releasing });
+          const ended = await recoverRun(this.options.db, run.id, 'abandoned', { workflows: this.lookup });
+          if (ended) recovered.push({ ...facts, interactionsReleased: ended.interactionsReleased });
         } finally {
           await advisoryUnlock(client, run.lock_key);
         }
@@ -351,13 +361,21 @@ export class HealthMonitor extends EventEmitter {
     }
   }
 
-  private interactionLimits(): monitor.InteractionTimeout[] {
-    const margin = this.options.interactionMarginMs ?? DEFAULT_MARGIN_MS;
-    return this.options.workflows.map((w) => ({
-      workflowId: w.id,
-      limitMs: w.timeoutMs * (w.retries + 1) + margin,
-      maxAttempts: w.retries + 1,
-    }));
+  private readonly lookup = (id: number) => this.options.workflows.find((w) => w.id === id);
+
+  /**
+   * Claims of ended runs. A run that has ended writes nothing more (its
+   * fenced statements match nothing), so its claims are released at once,
+   * what they held left pending as for a lost run.
+   */
+  private async releaseOrphanedClaims(): Promise<OrphanedClaims[]> {
+    const orphans: OrphanedClaims[] = [];
+    for (const run of await runsWithOrphanedClaims(this.options.db)) {
+      const released = await this.options.db.transaction().execute((tx) => releaseLostClaims(tx, run.run_id, pendingQueries(this.options.db, this.lookup)));
+      if (released.claims === 0) continue;
+      orphans.push({ runId: run.run_id, workflowId: run.workflow_id, status: run.status, claims: released.claims, interactionsReleased: released.pending });
+    }
+    return orphans;
   }
 
   /** Probes every service at once; a change of state emits (from the active monitor). */

@@ -1,22 +1,27 @@
 import type { Kysely } from 'kysely';
 import { appendAudit } from '../db/queries/audit.ts';
-import { releaseRunningInteractions } from '../db/queries/complete-interactions.ts';
-import { publishRunEvent } from './events.ts';
+import { releaseLostClaims } from '../db/queries/release-claims.ts';
 import { endRunWithoutOwner } from '../db/queries/runs.ts';
 import type { EngineTables, RunRow } from '../db/schema.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { publishRunEvent } from './events.ts';
+
+/** The workflow definitions this process knows, by id (a lost run's claims are read with its steps' pending queries). */
+export type WorkflowLookup = (workflowId: number) => ResolvedWorkflow | undefined;
 
 /**
  * Ends a run whose owner is gone (abandoned) or was forced out (stopped), and
- * hands its running interactions back as pending, in one transaction. The
- * caller holds the run's advisory lock, so no owner can be writing; the
- * `status = 'running'` guard leaves a run that just ended on its own alone.
+ * releases its claims, leaving what they held unfinished as pending
+ * interactions, in one transaction. The caller holds the run's advisory lock,
+ * so no owner can be writing; the `status = 'running'` guard leaves a run that
+ * just ended on its own alone.
  */
 export async function recoverRun(
   db: Kysely<EngineTables>,
   runId: number,
   status: 'abandoned' | 'stopped',
-  options: { stoppedBy?: string; endedReason?: string } = {},
-): Promise<RunRow | undefined> {
+  options: { workflows: WorkflowLookup; stoppedBy?: string; endedReason?: string },
+): Promise<(RunRow & { interactionsReleased: number }) | undefined> {
   const ended = await db.transaction().execute(async (tx) => {
     const row = await endRunWithoutOwner(tx, runId, {
       status,
@@ -24,7 +29,7 @@ export async function recoverRun(
       endedReason: options.endedReason ?? (status === 'abandoned' ? 'owner_lost' : 'forced'),
     });
     if (!row) return undefined;
-    const released = await releaseRunningInteractions(tx, runId);
+    const released = await releaseLostClaims(tx, runId, pendingQueries(db, options.workflows));
     return { row, released };
   });
   if (!ended) return undefined;
@@ -36,8 +41,13 @@ export async function recoverRun(
     workflowId: ended.row.workflow_id,
     runId,
     reason: ended.row.ended_reason,
-    details: { interactions_released: ended.released },
+    details: { interactions_released: ended.released.pending, claims_released: ended.released.claims },
   });
   await publishRunEvent(db, { type: 'run_ended', runId, workflowId: ended.row.workflow_id });
-  return ended.row;
+  return { ...ended.row, interactionsReleased: ended.released.pending };
+}
+
+/** A step's pending query, for the claims of a run whose owner is gone. */
+export function pendingQueries(db: Kysely<any>, workflows: WorkflowLookup) {
+  return (workflowId: number, stepName: string) => workflows(workflowId)?.steps.find((s) => s.name === stepName)?.pending(db);
 }

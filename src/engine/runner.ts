@@ -1,12 +1,13 @@
 import type { Kysely } from 'kysely';
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { claimInteractions, pendingRange, type ClaimedItem } from '../db/queries/claim-interactions.ts';
+import { claimPage, overlappingClaims, pendingRange, readClaimedPage } from '../db/queries/claim-interactions.ts';
+import type { UnfinishedItem } from '../db/queries/release-claims.ts';
 import { heartbeat, type Fence } from '../db/queries/runs.ts';
-import type { RunProgress, StepProgress } from '../db/schema.ts';
-import type { AnyStep, ResolvedWorkflow } from '../workflows/define.ts';
-import { sleep } from '../lib/sleep.ts';
+import type { RunProgress } from '../db/schema.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { Completer, FencedError } from './completer.ts';
+import { ItemPool } from './item-pool.ts';
+import type { Item, Page, StepRun } from './work.ts';
 
 /** Why a run stopped before running out of work. */
 export type StopCause =
@@ -22,8 +23,8 @@ export interface Execution {
   /** Null when the run ran out of work. */
   cause: StopCause | null;
   progress: RunProgress;
-  /** Claimed interactions that did not finish (to go back to pending). */
-  unfinished: number;
+  /** Claimed items whose results did not commit (left as pending interactions). */
+  unfinished: UnfinishedItem[];
 }
 
 export interface RunnerOptions {
@@ -38,6 +39,13 @@ export interface RunnerOptions {
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
 /** Measured with bench/noop-engine.ts: 2 feeders keep the queue full where 1 could not; see bench/RESULTS.md. */
 const FEEDERS_PER_STEP = 2;
+/**
+ * Handlers started in one turn of the event loop, at most. A page of 500 for
+ * a concurrency of 500 would otherwise start 500 HTTP calls at once, whose
+ * answers then arrive (and are handled) together, turn after turn: the
+ * event-loop stalls that delay everything else in the process (bench/io-bound.ts).
+ */
+const STARTS_PER_TURN = 50;
 
 /** (after, upTo] bounds that cover [min, max] in `parts` contiguous slices. */
 export function splitRange(min: number, max: number, parts: number): [number, number | null][] {
@@ -52,43 +60,59 @@ export function splitRange(min: number, max: number, parts: number): [number, nu
 
 /**
  * Executes one run in waves (DESIGN.md §2). Each wave walks every step's
- * pending subjects page by page, claims them, runs their handlers on one
+ * pending subjects page by page, claims each page as a range
+ * (src/db/queries/claim-interactions.ts), runs its items' handlers on one
  * bounded queue, and commits results in batches through the Completer. A
- * wave that claims nothing ends the run.
+ * wave that finds nothing to do ends the run.
  */
 export class Runner {
   private readonly controller = new AbortController();
   private cause: StopCause | null = null;
-  private readonly counters = new Map<string, StepProgress>();
-  private readonly failedSubjects = new Map<string, number[]>();
-  private readonly queue: PQueue;
+  private readonly steps: StepRun[];
+  private readonly pool: ItemPool;
   private readonly completer: Completer;
-  private outstanding = 0;
-  /** Cancels every handler call in flight; see attempt(). */
-  private readonly cancels = new Set<(reason: unknown) => void>();
+  /** Pages with items not yet committed: what a stop leaves pending. */
+  private readonly openPages = new Set<Page>();
 
   constructor(private readonly options: RunnerOptions) {
     const { workflow } = options;
-    for (const step of workflow.steps) {
-      this.counters.set(step.name, { done: 0, failed: 0, running: 0 });
-      this.failedSubjects.set(step.name, []);
-    }
-    this.queue = new PQueue({ concurrency: workflow.concurrency });
-    this.completer = new Completer(
-      options.db,
-      options.fence,
-      new Map(workflow.steps.map((s) => [s.name, s])),
-      workflow.batchSize,
-      {
-        committed: (step, done, failed) => {
-          const counter = this.counters.get(step)!;
-          counter.done += done;
-          counter.failed += failed;
-          this.outstanding -= done + failed;
-        },
-        fatal: (error) => this.abort(error instanceof FencedError ? { kind: 'fenced' } : { kind: 'error', error: error.message }),
+    this.steps = workflow.steps.map((definition, index) => ({
+      definition,
+      name: definition.name,
+      previousStep: index === 0 ? null : workflow.steps[index - 1]!.name,
+      counter: { done: 0, failed: 0, running: 0 },
+      failedSubjects: [],
+    }));
+    this.pool = new ItemPool({
+      concurrency: workflow.concurrency,
+      timeoutMs: workflow.timeoutMs,
+      retries: workflow.retries,
+      retryBackoffMs: workflow.retryBackoffMs,
+      startsPerTurn: STARTS_PER_TURN,
+      log: options.log,
+      signal: this.controller.signal,
+      call: (item, ctx) => item.page.step.definition.handle(item.input, ctx),
+      accept: (item, value) => this.accept(item, value),
+      settle: (item, outcome) =>
+        this.completer.add(
+          outcome.ok
+            ? { item, status: 'completed', output: item.output, outputJson: item.outputJson!, error: null }
+            : { item, status: 'failed', output: null, outputJson: 'null', error: outcome.error },
+        ),
+    });
+    this.completer = new Completer(options.db, options.fence, workflow.id, workflow.batchSize, {
+      committed: (step, results, finishedPages) => {
+        for (const result of results) {
+          if (result.status === 'completed') step.counter.done++;
+          else {
+            step.counter.failed++;
+            step.failedSubjects.push(result.item.subjectId);
+          }
+        }
+        for (const page of finishedPages) this.openPages.delete(page);
       },
-    );
+      fatal: (error) => this.abort(error instanceof FencedError ? { kind: 'fenced' } : { kind: 'error', error: error.message }),
+    });
   }
 
   get signal(): AbortSignal {
@@ -100,26 +124,24 @@ export class Runner {
     if (this.cause) return;
     this.cause = cause;
     this.options.log.info({ runId: this.options.fence.runId, cause }, 'run stopping');
-    this.queue.clear();
     if (cause.kind === 'fenced' || cause.kind === 'lock-lost') this.completer.abandon();
     const reason = new Error(`run stopped: ${cause.kind}`);
     this.controller.abort(reason);
-    for (const cancel of [...this.cancels]) cancel(reason);
+    this.pool.abort(reason);
   }
 
   // ── Graceful shutdown hook (engine.shutdown): start no more handlers, let
-  // those in flight finish. A paused queue also stops the claiming (feed waits
-  // for room in the queue). abort() afterwards ends the run as usual; results
+  // those in flight finish. A quiet pool also stops the claiming (feeders
+  // wait for room in it). abort() afterwards ends the run as usual; results
   // that came in meanwhile are committed by execute()'s last drain.
   /** Starts no more handlers; resolves when none is in flight. */
-  async quiesce(): Promise<void> {
-    this.queue.pause();
-    await this.queue.onPendingZero();
+  quiesce(): Promise<void> {
+    return this.pool.quiesce();
   }
 
   progress(): RunProgress {
     const progress: RunProgress = {};
-    for (const [step, counter] of this.counters) progress[step] = { ...counter };
+    for (const step of this.steps) progress[step.name] = { ...step.counter };
     return progress;
   }
 
@@ -127,151 +149,158 @@ export class Runner {
     const beat = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
     try {
       while (!this.signal.aborted) {
-        const claimed = await Promise.all(this.options.workflow.steps.map((step, index) => this.feed(step, index)));
-        await this.queue.onIdle();
-        await this.completer.drain();
-        if (claimed.every((n) => n === 0)) break;
+        const found = await Promise.all(this.steps.map((step) => this.feed(step)));
+        await this.pool.onIdle();
+        await this.completer.drainAndRelease();
+        if (found.every((n) => n === 0)) break;
       }
     } catch (error) {
-      this.abort({ kind: 'error', error: (error as Error).message });
+      this.abort(error instanceof FencedError ? { kind: 'fenced' } : { kind: 'error', error: (error as Error).message });
     } finally {
       clearInterval(beat);
     }
-    await this.queue.onIdle();
+    await this.pool.onIdle();
     // Results finished before a stop are kept; a fenced run writes nothing.
     if (this.cause?.kind !== 'fenced' && this.cause?.kind !== 'lock-lost') await this.completer.drain();
-    return { cause: this.cause, progress: this.progress(), unfinished: this.outstanding };
+    return { cause: this.cause, progress: this.progress(), unfinished: this.unfinished() };
+  }
+
+  private unfinished(): UnfinishedItem[] {
+    const items: UnfinishedItem[] = [];
+    for (const page of this.openPages) {
+      for (const item of page.items) {
+        if (item.state === 'committed') continue;
+        items.push({ step: page.step.name, subjectId: item.subjectId, attempts: item.attempts, inputJson: item.inputJson, claimedAtMs: item.claimedAtMs });
+      }
+    }
+    return items;
   }
 
   /**
-   * One step's share of a wave. A claim page is a transaction of two
-   * statements and one feeder waits for each in turn, so a single feeder
-   * bounds a fast workflow; the step's pending id range is split among
-   * FEEDERS_PER_STEP feeders that claim side by side.
+   * One step's share of a wave. Claiming a page is two statements and a
+   * feeder waits for each in turn, so a single feeder bounds a fast
+   * workflow; the step's pending id range is split among FEEDERS_PER_STEP
+   * feeders that claim side by side. Returns the items found.
    */
-  private async feed(step: AnyStep<any>, index: number): Promise<number> {
+  private async feed(step: StepRun): Promise<number> {
     const { db, subjectId } = this.options;
-    if (subjectId !== null) return this.feedRange(step, index, NO_CURSOR, null);
-    const range = await pendingRange(db, step.pending(db));
+    if (subjectId !== null) return this.feedRange(step, NO_CURSOR, null);
+    const range = await pendingRange(db, step.definition.pending(db));
     if (!range) return 0;
     const bounds = splitRange(range.min, range.max, FEEDERS_PER_STEP);
-    const claimed = await Promise.all(bounds.map(([after, upTo]) => this.feedRange(step, index, after, upTo)));
-    return claimed.reduce((a, b) => a + b, 0);
+    const found = await Promise.all(bounds.map(([after, upTo]) => this.feedRange(step, after, upTo)));
+    return found.reduce((a, b) => a + b, 0);
   }
 
-  /** Claims page after page of subjects in (after, upTo], as fast as the queue takes them. */
-  private async feedRange(step: AnyStep<any>, index: number, after: number, upTo: number | null): Promise<number> {
+  /**
+   * Claims page after page of subjects in (after, upTo], as fast as the queue
+   * takes them. A page that overlaps another run's claim (a single_subject
+   * run beside this batch, or a lost run not yet recovered) is claimed up to
+   * just below that claim, and the feeder goes on past it: those subjects are
+   * the other run's.
+   */
+  private async feedRange(step: StepRun, after: number, upTo: number | null): Promise<number> {
     const { db, workflow, fence, subjectId } = this.options;
-    let claimedTotal = 0;
+    let found = 0;
+    /** Set while claiming the part of the range below another run's claim: where to go on afterwards. */
+    let detour = null as { upTo: number; resumeAfter: number } | null;
     while (!this.signal.aborted) {
       // Backpressure: keep about one page waiting per feeder, no more.
-      await this.queue.onSizeLessThan(workflow.batchSize);
+      await this.pool.onSizeLessThan(workflow.batchSize);
       if (this.signal.aborted) break;
-      const page = await claimInteractions(db, {
+      const outcome = await claimPage(db, {
         fence,
         workflowId: workflow.id,
         step: step.name,
-        previousStep: index === 0 ? null : workflow.steps[index - 1]!.name,
-        pending: step.pending(db),
+        pending: step.definition.pending(db),
         after,
-        upTo,
+        upTo: detour?.upTo ?? upTo,
         limit: workflow.batchSize,
         subjectId,
-        exclude: this.failedSubjects.get(step.name)!,
+        exclude: step.failedSubjects,
       });
-      if (page.fenced) {
+      if (outcome.kind === 'fenced') {
         this.abort({ kind: 'fenced' });
         break;
       }
-      if (page.cursor === null) break;
-      after = page.cursor;
-      claimedTotal += page.claimed.length;
-      this.outstanding += page.claimed.length;
-      for (const item of page.claimed) void this.queue.add(() => this.process(step, item));
-      if (page.seen < workflow.batchSize) break;
+      if (outcome.kind === 'conflict') {
+        const others = await overlappingClaims(db, { workflowId: workflow.id, step: step.name, runId: fence.runId, first: outcome.first, last: outcome.last });
+        const blocking = others[0];
+        if (!blocking) continue; // it ended meanwhile: claim again
+        if (blocking.run_id === fence.runId) throw new Error(`run ${fence.runId} overlaps its own claim on step ${step.name} [${blocking.first}, ${blocking.last}]`);
+        if (blocking.first > outcome.first) detour = { upTo: blocking.first - 1, resumeAfter: Math.max(blocking.last, detour?.resumeAfter ?? blocking.last) };
+        else after = blocking.last;
+        continue;
+      }
+      if (outcome.kind === 'claimed') {
+        after = outcome.last;
+        found += await this.takePage(step, outcome.claimId, outcome.first, outcome.last, outcome.claimedAtMs);
+      }
+      const exhausted = outcome.kind === 'empty' || outcome.seen < workflow.batchSize;
+      if (!exhausted) continue;
+      if (!detour) break;
+      after = detour.resumeAfter;
+      detour = null;
     }
-    return claimedTotal;
+    return found;
   }
 
-  private async process(step: AnyStep<any>, item: ClaimedItem): Promise<void> {
-    const { workflow } = this.options;
-    const counter = this.counters.get(step.name)!;
-    counter.running++;
-    try {
-      for (let attempt = 1; !this.signal.aborted; attempt++) {
-        let error: string;
-        try {
-          const raw = await this.attempt(step, item, attempt);
-          const output = step.output ? parseOutput(step, raw) : raw;
-          await this.completer.complete(step.name, item.subjectId, item.interactionId, output);
-          return;
-        } catch (caught) {
-          if (this.signal.aborted) return; // unfinished: released to pending at the end
-          error = describe(caught);
-        }
-        if (attempt > workflow.retries) {
-          this.failedSubjects.get(step.name)!.push(item.subjectId);
-          await this.completer.fail(step.name, item.subjectId, item.interactionId, error, attempt - 1);
-          return;
-        }
-        this.options.log.debug({ step: step.name, subjectId: item.subjectId, attempt, error }, 'retrying');
-        await sleep(workflow.retryBackoffMs * 2 ** (attempt - 1), this.signal);
-      }
-    } finally {
-      counter.running--;
-    }
-  }
-
-  /**
-   * One call of a handler, settled by the first of: its result, its timeout,
-   * or the run's abort. A handler that ignores its signal does not hold the
-   * run. The handler's AbortSignal is made only if the handler reads
-   * `ctx.signal`: a signal per item (AbortSignal.any of the run's and a
-   * timeout) cost more CPU than everything else a no-op item does.
-   */
-  private attempt(step: AnyStep<any>, item: ClaimedItem, attempt: number): Promise<unknown> {
-    const { workflow, log } = this.options;
-    return new Promise((resolve, reject) => {
-      let controller: AbortController | undefined;
-      const settle = () => {
-        clearTimeout(timer);
-        this.cancels.delete(cancel);
-      };
-      const cancel = (reason: unknown) => {
-        settle();
-        controller?.abort(reason);
-        reject(reason);
-      };
-      const timer = setTimeout(() => cancel(new Error(`timed out after ${workflow.timeoutMs} ms`)), workflow.timeoutMs);
-      this.cancels.add(cancel);
-      const runSignal = this.signal;
-      const ctx = {
-        get signal(): AbortSignal {
-          controller ??= new AbortController();
-          if (runSignal.aborted) controller.abort(runSignal.reason);
-          return controller.signal;
-        },
-        subjectId: item.subjectId,
-        attempt,
-        log,
-      };
-      let result: Promise<unknown>;
-      try {
-        result = step.handle(item.input, ctx);
-      } catch (error) {
-        result = Promise.reject(error);
-      }
-      result.then(
-        (value) => {
-          settle();
-          resolve(value);
-        },
-        (error) => {
-          settle();
-          reject(error);
-        },
-      );
+  /** Reads a claimed page and queues its items; returns how many. */
+  private async takePage(step: StepRun, claimId: number, first: number, last: number, claimedAtMs: number): Promise<number> {
+    const { db, workflow, subjectId } = this.options;
+    const subjects = await readClaimedPage(db, {
+      workflowId: workflow.id,
+      step: step.name,
+      pending: step.definition.pending(db),
+      first,
+      last,
+      subjectId,
+      exclude: step.failedSubjects,
     });
+    if (subjects.length === 0) {
+      this.completer.releaseLater(claimId);
+      return 0;
+    }
+    const page: Page = { claimId, step, items: new Array(subjects.length), open: subjects.length };
+    for (let i = 0; i < subjects.length; i++) {
+      const subject = subjects[i]!;
+      page.items[i] = {
+        page,
+        subjectId: subject.subjectId,
+        input: JSON.parse(subject.inputJson),
+        inputJson: subject.inputJson,
+        pendingId: subject.pendingId,
+        claimedAtMs,
+        attempts: 0,
+        state: 'queued',
+        output: undefined,
+        outputJson: null,
+      };
+    }
+    this.openPages.add(page);
+    this.pool.push(page.items);
+    return subjects.length;
+  }
+
+  /** A handler's value: checked against the step's output schema and rendered as JSON, or the reason it is rejected. */
+  private accept(item: Item, value: unknown): string | undefined {
+    const step = item.page.step;
+    let output = value;
+    if (step.definition.output) {
+      const parsed = step.definition.output.safeParse(value);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        return `output rejected by step ${step.name}: ${issue ? `${issue.path.join('.') || 'value'}: ${issue.message}` : 'invalid'}`;
+      }
+      output = parsed.data;
+    }
+    try {
+      item.outputJson = JSON.stringify(output ?? null);
+    } catch (error) {
+      return `output of step ${step.name} is not JSON: ${(error as Error).message}`;
+    }
+    item.output = output;
+    return undefined;
   }
 
   private async heartbeat(): Promise<void> {
@@ -283,16 +312,4 @@ export class Runner {
       this.options.log.warn({ err: error }, 'heartbeat failed');
     }
   }
-}
-
-function parseOutput(step: AnyStep<any>, raw: unknown): unknown {
-  const parsed = step.output!.safeParse(raw);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  throw new Error(`output rejected by step ${step.name}: ${issue ? `${issue.path.join('.') || 'value'}: ${issue.message}` : 'invalid'}`);
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
 }

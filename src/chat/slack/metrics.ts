@@ -128,8 +128,7 @@ export function createObservability(options: ObservabilityOptions): Observabilit
   });
   const interactionsReleased = new Counter({
     name: 'workflow_monitor_interactions_released_total',
-    help: 'Orphaned interactions (running past their timeout, their run ended) this process returned to pending or failed.',
-    labelNames: ['outcome'] as const,
+    help: 'Unfinished interactions this process left pending when it released the claims of lost runs (recovered) and of ended runs (orphaned).',
     registers: [registry],
   });
   const stuckRuns = new Gauge({
@@ -148,8 +147,7 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     runsRecovered.reset();
     runsRecovered.inc(report.totals.runsRecovered);
     interactionsReleased.reset();
-    interactionsReleased.inc({ outcome: 'pending' }, report.totals.interactionsPending);
-    interactionsReleased.inc({ outcome: 'failed' }, report.totals.interactionsFailed);
+    interactionsReleased.inc(report.totals.interactionsPending);
     stuckRuns.set(report.lastPassAt ? report.stuck.length : 0);
   }
 

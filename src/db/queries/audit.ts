@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { AuditOutcome, EngineTables } from '../schema.ts';
+import { storable } from '../storable.ts';
 
 export interface AuditEntry {
   actor: string;
@@ -30,14 +31,6 @@ export async function appendAudit(db: Kysely<EngineTables>, entry: AuditEntry): 
     .returning('id')
     .executeTakeFirstOrThrow();
   return row.id;
-}
-
-/**
- * What PostgreSQL text and jsonb can hold: no NUL, no lone UTF-16 surrogate
- * (both come in through chat input; the audit entry must still be written).
- */
-function storable(text: string): string {
-  return text.replace(/\u0000/g, '\uFFFD').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 export async function recentAudit(db: Kysely<EngineTables>, limit = 50) {

@@ -1,17 +1,30 @@
 import { sql, type Kysely, type SelectQueryBuilder } from 'kysely';
 import type { Fence } from './runs.ts';
 
-export interface ClaimPage {
+// Claiming a page of a step's pending subjects (migrations/0007_claim_ranges.ts):
+//
+//   1. claimPage: one statement finds the page's first and last pending
+//      subject and inserts the claim row [first, last]; the exclusion
+//      constraint refuses it if another run holds an overlapping claim.
+//   2. readClaimedPage: a second statement, with a fresh snapshot, reads the
+//      subjects of the claimed range that are pending now, with their input.
+//
+// Why the read is a statement of its own: statement 1 chose its page from a
+// snapshot taken when it began. A subject another run completed after that
+// (its claim gone by the time ours was inserted, so no conflict) would still
+// look pending in it. Once our claim is committed nobody else can claim in
+// the range, so what statement 2 sees pending is ours to process, and no
+// subject it returns is being processed elsewhere.
+
+export interface PageRequest {
   fence: Fence;
   workflowId: number;
   step: string;
-  /** The step before this one; its latest completed interaction becomes the parent (lineage). */
-  previousStep: string | null;
   /** The step's pending query; wrapped here as a subquery. */
   pending: SelectQueryBuilder<any, any, any>;
   /** Keyset cursor: only subjects above it. */
   after: number;
-  /** Only subjects up to this one (a feeder's slice of the range); null = no bound. */
+  /** Only subjects up to this one (a feeder's slice, or below a conflicting claim); null = no bound. */
   upTo: number | null;
   limit: number;
   /** single_subject scope. */
@@ -20,146 +33,123 @@ export interface ClaimPage {
   exclude: number[];
 }
 
-export interface ClaimedItem {
-  interactionId: number;
-  subjectId: number;
-  attempts: number;
-  input: Record<string, unknown>;
-}
-
-export interface ClaimResult {
-  /** Highest subject id seen; the next page starts after it. Null when the step has nothing left. */
-  cursor: number | null;
-  /** Candidates the page looked at; fewer than the limit means the step is exhausted. */
-  seen: number;
-  claimed: ClaimedItem[];
+export type ClaimOutcome =
+  /** Nothing pending above the cursor (within the bound). */
+  | { kind: 'empty' }
   /** The run is no longer ours: nothing was claimed and nothing must be. */
-  fenced: boolean;
-}
+  | { kind: 'fenced' }
+  /** Another claim overlaps [first, last]; nothing was claimed. */
+  | { kind: 'conflict'; first: number; last: number }
+  /** `seen` candidates; fewer than the limit means the range is exhausted. */
+  | { kind: 'claimed'; claimId: number; first: number; last: number; seen: number; claimedAtMs: number };
 
 /**
- * Claims one page of a step's pending subjects, in one statement.
- *
  * Why this shape:
  * - Keyset pagination (`subject_id > cursor ORDER BY subject_id LIMIT n`) over
- *   the step's pending query walks the domain table's index once per wave,
- *   instead of rescanning already-claimed rows from the start on every page.
- * - INSERT … ON CONFLICT on the partial unique index `interactions_live_key`
- *   is the claim: a subject live in another run (running) is skipped, so no
- *   (step, subject) is ever handed to two workers; one left `pending` by a
- *   stopped or abandoned run is adopted by this run, attempts carried on.
+ *   the step's pending query walks the domain table's index once per wave.
+ *   Only ids are read here (the subquery's other columns are pruned), so a
+ *   partial index on the pending predicate answers it index-only.
+ * - The claim is the range's first and last candidate, not (cursor, last]:
+ *   the tighter the range, the less it keeps from single_subject runs.
  * - The `fence` CTE locks our run row FOR KEY SHARE (see lockOwnedRun): a
- *   force or recovery that ends the run waits for this statement's
- *   transaction, and once it has, this statement claims nothing
- *   (EvalPlanQual re-checks the row).
- * - Candidates LEFT JOIN claimed returns the cursor even when every candidate
- *   was skipped.
- * - A second statement, with a fresh snapshot, drops claims whose subject
- *   stopped being pending meanwhile: the candidate list comes from the first
- *   statement's snapshot, so a subject another run completed just after it
- *   (its interaction no longer live, so no conflict) would otherwise be
- *   processed twice. Our claims are live by then (running, ours), so nobody
- *   else can complete one of them in between; the handlers only start after
- *   the re-check.
- * - No explicit transaction: each statement commits on its own (two round
- *   trips, not four; on this class of machine a round trip's syscalls cost
- *   more than the statement). A crash between the two leaves live claims of
- *   a run that will be recovered like any other; the re-check is fenced.
+ *   force or recovery that ends the run waits for this statement, and once it
+ *   has, nothing is claimed (the INSERT joins the fence).
+ * - ON CONFLICT DO NOTHING with no target covers the exclusion constraint: an
+ *   overlap returns no row instead of an error, and the caller claims around
+ *   the other run's range.
  */
-export async function claimInteractions(db: Kysely<any>, page: ClaimPage): Promise<ClaimResult> {
-  const scope = page.subjectId === null ? sql`` : sql`AND p.subject_id = ${page.subjectId}`;
-  const bound = page.upTo === null ? sql`` : sql`AND p.subject_id <= ${page.upTo}`;
-  const exclude = page.exclude.length === 0 ? sql`` : sql`AND p.subject_id <> ALL(${page.exclude}::bigint[])`;
-  const parent =
-    page.previousStep === null
-      ? sql`NULL::bigint`
-      : sql`(SELECT max(u.id) FROM interactions u
-               WHERE u.workflow_id = ${page.workflowId} AND u.subject_id = c.subject_id
-                 AND u.step = ${page.previousStep} AND u.status = 'completed')`;
-
-  const tx = db;
-  const { rows } = await sql<{ subject_id: number; id: number | null; attempts: number | null; input: Record<string, unknown>; owned: boolean; adopted: boolean | null }>`
+export async function claimPage(db: Kysely<any>, page: PageRequest): Promise<ClaimOutcome> {
+  const { rows } = await sql<{ first: number | null; last: number | null; seen: number; owned: boolean; claim_id: number | null; claimed_at_ms: number | null }>`
     WITH fence AS (
       SELECT id FROM workflow_runs
        WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
        FOR KEY SHARE
     ), candidates AS (
-      SELECT p.subject_id::bigint AS subject_id, to_jsonb(p) - 'subject_id' AS input
+      SELECT p.subject_id::bigint AS subject_id
         FROM (${page.pending}) AS p
-       WHERE p.subject_id > ${page.after} ${bound} ${scope} ${exclude}
+       WHERE p.subject_id > ${page.after} ${subjectFilters(page)}
        ORDER BY p.subject_id
        LIMIT ${page.limit}
+    ), span AS (
+      SELECT min(subject_id) AS first, max(subject_id) AS last, count(*)::int AS seen FROM candidates
     ), claimed AS (
-      INSERT INTO interactions AS i (run_id, workflow_id, step, subject_id, status, attempts, input, parent_id)
-      SELECT ${page.fence.runId}, ${page.workflowId}, ${page.step}, c.subject_id, 'running', 1, c.input, ${parent}
-        FROM candidates c, fence
-      ON CONFLICT (workflow_id, step, subject_id) WHERE status IN ('pending', 'running')
-      DO UPDATE SET run_id = excluded.run_id, status = 'running', attempts = i.attempts + 1,
-                    input = excluded.input, error = NULL, claimed_at = now()
-       WHERE i.status = 'pending'
-      RETURNING i.id, i.subject_id, i.attempts, i.xmax <> 0 AS adopted
+      INSERT INTO interaction_claims (run_id, workflow_id, step, subjects)
+      SELECT ${page.fence.runId}, ${page.workflowId}, ${page.step}, int8range(span.first, span.last, '[]')
+        FROM span, fence
+       WHERE span.last IS NOT NULL
+      ON CONFLICT DO NOTHING
+      RETURNING id, claimed_at
     )
-    SELECT c.subject_id, cl.id, cl.attempts, cl.adopted, c.input, EXISTS (SELECT 1 FROM fence) AS owned
-      FROM candidates c LEFT JOIN claimed cl ON cl.subject_id = c.subject_id
-     ORDER BY c.subject_id`.execute(tx);
+    SELECT span.first, span.last, span.seen, EXISTS (SELECT 1 FROM fence) AS owned,
+           (SELECT id FROM claimed) AS claim_id,
+           (SELECT extract(epoch FROM claimed_at) * 1000 FROM claimed)::float8 AS claimed_at_ms
+      FROM span`.execute(db);
+  const row = rows[0]!;
+  if (row.last === null) return { kind: 'empty' };
+  if (!row.owned) return { kind: 'fenced' };
+  if (row.claim_id === null) return { kind: 'conflict', first: row.first!, last: row.last };
+  return { kind: 'claimed', claimId: row.claim_id, first: row.first!, last: row.last, seen: row.seen, claimedAtMs: row.claimed_at_ms! };
+}
 
-  if (rows.length === 0) {
-    // No candidates: the fence was not needed to decide anything.
-    return { cursor: null, seen: 0, claimed: [], fenced: false };
-  }
-  if (!rows[0]!.owned) return { cursor: null, seen: rows.length, claimed: [], fenced: true };
-  const claimedRows = rows.filter((row) => row.id !== null);
-  const stale = claimedRows.length === 0 ? new Set<number>() : await dropStaleClaims(tx, page, claimedRows);
-  const claimed: ClaimedItem[] = [];
-  for (const row of claimedRows) {
-    if (!stale.has(row.id!)) claimed.push({ interactionId: row.id!, subjectId: row.subject_id, attempts: row.attempts ?? 1, input: row.input });
-  }
-  return { cursor: rows[rows.length - 1]!.subject_id, seen: rows.length, claimed, fenced: false };
+/** Live claims of other runs overlapping [first, last], lowest first: what a conflicting claim must step around. */
+export async function overlappingClaims(
+  db: Kysely<any>,
+  request: { workflowId: number; step: string; runId: number; first: number; last: number },
+): Promise<{ run_id: number; first: number; last: number }[]> {
+  const { rows } = await sql<{ run_id: number; first: number; last: number }>`
+    SELECT run_id, lower(subjects) AS first, upper(subjects) - 1 AS last
+      FROM interaction_claims
+     WHERE workflow_id = ${request.workflowId} AND step = ${request.step}
+       AND subjects && int8range(${request.first}, ${request.last}, '[]')
+     ORDER BY lower(subjects)`.execute(db);
+  return rows;
+}
+
+export interface ClaimedSubject {
+  subjectId: number;
+  /** The handler's input as the database rendered it (JSON text): parsed for the handler, stored back verbatim. */
+  inputJson: string;
+  /** An unfinished interaction a stopped or lost run left for this subject, adopted by this run. */
+  pendingId: number | null;
 }
 
 /**
- * Claims whose subject is no longer pending: fresh ones are deleted as if
- * never made; an adopted row (history of an earlier run) is closed as failed
- * rather than erased.
+ * The claimed range's subjects that are pending now (a fresh snapshot: see
+ * the top of this file), with their input and any pending interaction left
+ * for them.
+ *
+ * The pending interaction is looked up per subject (LATERAL): an index probe
+ * into the tiny partial unique index `interactions_pending_key`, whatever the
+ * statistics say of the interactions table; a join could be planned as a scan
+ * of that (large) table when its statistics are stale.
  */
-async function dropStaleClaims(
-  tx: Kysely<any>,
-  page: ClaimPage,
-  claimed: { id: number | null; adopted: boolean | null; subject_id: number }[],
-): Promise<Set<number>> {
-  // The page's subjects that are still pending are looked up once (an index
-  // condition on the pending query whatever the statistics say), then
-  // NOT IN, which PostgreSQL answers with a hashed subplan. Two plans this
-  // replaced, both from bench/RESULTS.md: a correlated NOT EXISTS planned on
-  // stale statistics as a scan of the whole pending index per claimed row
-  // (minutes a page at 1M postings), and an anti join by nested loop over the
-  // materialized set (125k comparisons, 40 ms a page).
-  // No `status = 'running'` guard (see complete-interactions.ts): the rows
-  // were claimed a moment ago by this caller and the fence proves the run is
-  // still ours.
-  const { rows } = await sql<{ id: number }>`
-    WITH fence AS (
-      SELECT id FROM workflow_runs
-       WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
-       FOR KEY SHARE
-    ), stale AS (
-      SELECT c.id, c.adopted
-        FROM unnest(${claimed.map((r) => r.id!)}::bigint[], ${claimed.map((r) => r.subject_id)}::bigint[],
-                    ${claimed.map((r) => r.adopted === true)}::boolean[]) AS c(id, subject_id, adopted)
-       WHERE c.subject_id NOT IN (
-         SELECT p.subject_id FROM (${page.pending}) AS p WHERE p.subject_id = ANY(${claimed.map((r) => r.subject_id)}::bigint[]))
-    ), dropped AS (
-      DELETE FROM interactions i USING stale
-       WHERE i.id = stale.id AND NOT stale.adopted AND i.run_id = ${page.fence.runId} AND EXISTS (SELECT 1 FROM fence)
-      RETURNING i.id
-    ), closed AS (
-      UPDATE interactions i SET status = 'failed', error = 'no longer pending when claimed', finished_at = now()
-        FROM stale
-       WHERE i.id = stale.id AND stale.adopted AND i.run_id = ${page.fence.runId} AND EXISTS (SELECT 1 FROM fence)
-      RETURNING i.id
-    )
-    SELECT id FROM dropped UNION ALL SELECT id FROM closed`.execute(tx);
-  return new Set(rows.map((row) => row.id));
+export async function readClaimedPage(
+  db: Kysely<any>,
+  page: Omit<PageRequest, 'fence' | 'after' | 'upTo' | 'limit'> & { first: number; last: number },
+): Promise<ClaimedSubject[]> {
+  const { rows } = await sql<{ subject_id: number; input: string; pending_id: number | null }>`
+    SELECT p.subject_id::bigint AS subject_id, (to_jsonb(p) - 'subject_id')::text AS input, left_over.id AS pending_id
+      FROM (${page.pending}) AS p
+      LEFT JOIN LATERAL (
+        SELECT i.id FROM interactions i
+         WHERE i.workflow_id = ${page.workflowId} AND i.step = ${page.step}
+           AND i.subject_id = p.subject_id AND i.status = 'pending'
+      ) AS left_over ON true
+     WHERE p.subject_id BETWEEN ${page.first} AND ${page.last} ${subjectFilters({ ...page, upTo: null })}
+     ORDER BY p.subject_id`.execute(db);
+  const subjects: ClaimedSubject[] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    subjects[i] = { subjectId: row.subject_id, inputJson: row.input, pendingId: row.pending_id };
+  }
+  return subjects;
+}
+
+function subjectFilters(page: Pick<PageRequest, 'upTo' | 'subjectId' | 'exclude'>) {
+  const bound = page.upTo === null ? sql`` : sql`AND p.subject_id <= ${page.upTo}`;
+  const scope = page.subjectId === null ? sql`` : sql`AND p.subject_id = ${page.subjectId}`;
+  const exclude = page.exclude.length === 0 ? sql`` : sql`AND p.subject_id <> ALL(${page.exclude}::bigint[])`;
+  return sql`${bound} ${scope} ${exclude}`;
 }
 
 /** The lowest and highest pending subject of a step, to split among feeders; undefined when none is pending. */

@@ -3,9 +3,9 @@ import type pg from 'pg';
 import type { EngineTables } from '../schema.ts';
 
 // The health monitor's statements (src/engine/monitor.ts): its own advisory
-// lock, the scan for runs whose heartbeat went stale, and the release of
-// orphaned interactions. Run recovery itself is recoverRun's
-// (src/engine/recovery.ts), guarded there.
+// lock and the scan for runs whose heartbeat went stale. Run recovery itself
+// is recoverRun's (src/engine/recovery.ts), guarded there; claims left by
+// ended runs are found and released by src/db/queries/release-claims.ts.
 
 type Db = Kysely<EngineTables>;
 
@@ -67,75 +67,5 @@ export async function staleRunningRuns(db: Db, staleMs: number): Promise<StaleRu
      WHERE status = 'running'
        AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => ${staleMs / 1000})
      ORDER BY id`.execute(db);
-  return rows;
-}
-
-/**
- * A recovered run's running interactions, counted while the monitor holds the
- * run's lock (its owner is gone and only recovery moves a running row of an
- * ownerless run), so the count is what recoverRun then releases.
- */
-export async function countRunningInteractions(db: Db, runId: number): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM interactions WHERE run_id = ${runId} AND status = 'running'`.execute(db);
-  return rows[0]?.n ?? 0;
-}
-
-export interface InteractionTimeout {
-  workflowId: number;
-  /** Claimed longer ago than this = past its timeout (timeoutMs × (retries + 1) + margin). */
-  limitMs: number;
-  /** Claims (attempts) at which a timed-out orphan is failed instead of returned to pending. */
-  maxAttempts: number;
-}
-
-export interface ReleasedInteraction {
-  id: number;
-  run_id: number;
-  workflow_id: number;
-  step: string;
-  subject_id: number;
-  attempts: number;
-  /** What it became: pending (retried by the next run) or failed. */
-  status: 'pending' | 'failed';
-}
-
-/**
- * Interactions still `running` long past their workflow's timeout whose run
- * is no longer running (orphans: nothing will ever finish them; a live run's
- * interactions are its runner's business and are never touched here).
- *
- * They go back to `pending`, as recoverRun does for an abandoned run's work:
- * handlers are idempotent and delivery is at-least-once, so the next run (or
- * a resume) adopts them with their attempts carried on. One that has been
- * claimed `maxAttempts` times already is failed instead, with the reason in
- * its error: a subject whose every claim ends with its run gone is likely what
- * kills the run, and a failure is visible where another silent retry is not.
- *
- * One statement: the per-workflow limits come in as arrays (unnest), and the
- * guards (`status = 'running'`, same run id, run not running) are in the
- * UPDATE's own WHERE, so a row that changed since anyone looked is left alone.
- * `status = 'running'` lets the planner use the partial live-key index
- * (interactions_live_key) instead of reading finished history.
- */
-export async function releaseOrphanedInteractions(db: Db, limits: InteractionTimeout[]): Promise<ReleasedInteraction[]> {
-  if (limits.length === 0) return [];
-  const { rows } = await sql<ReleasedInteraction>`
-    UPDATE interactions i
-       SET status = CASE WHEN i.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
-           error = CASE WHEN i.attempts >= t.max_attempts
-                        THEN 'timed out: still running ' || round(extract(epoch FROM now() - i.claimed_at)) || ' s after its claim, its run #' || i.run_id || ' ' || r.status || ', after ' || i.attempts || ' claims (health monitor)'
-                        ELSE i.error END,
-           finished_at = CASE WHEN i.attempts >= t.max_attempts THEN now() ELSE i.finished_at END,
-           claimed_at = now()
-      FROM unnest(${limits.map((l) => l.workflowId)}::int[], ${limits.map((l) => l.limitMs)}::float8[], ${limits.map((l) => l.maxAttempts)}::int[])
-             AS t(workflow_id, limit_ms, max_attempts),
-           workflow_runs r
-     WHERE i.workflow_id = t.workflow_id
-       AND i.status = 'running'
-       AND i.claimed_at < now() - make_interval(secs => t.limit_ms / 1000)
-       AND r.id = i.run_id
-       AND r.status <> 'running'
-    RETURNING i.id, i.run_id, i.workflow_id, i.step, i.subject_id, i.attempts, i.status`.execute(db);
   return rows;
 }

@@ -15,7 +15,11 @@ export async function ping(db: Db): Promise<void> {
 export interface ObservabilityStats {
   /** Runs per workflow and status (every run ever recorded; queued included). */
   runs: { workflow_id: number; status: RunStatus; count: number }[];
-  /** Interactions per workflow, step and status. */
+  /**
+   * Interactions per workflow, step and status; `running` is what running
+   * runs have in flight (their last heartbeat's counters): no interaction row
+   * exists until its item finishes (migrations/0007_claim_ranges.ts).
+   */
   interactions: { workflow_id: number; step: string; status: string; count: number }[];
   /**
    * Run requests refused because the workflow's advisory lock was held
@@ -51,7 +55,12 @@ export async function observabilityStats(db: Db, endedSince: Date | null): Promi
            FROM workflow_runs GROUP BY workflow_id, status) r) AS runs,
       (SELECT coalesce(json_agg(i), '[]') FROM (
          SELECT workflow_id, step, status, count(*)::int AS count
-           FROM interactions GROUP BY workflow_id, step, status) i) AS interactions,
+           FROM interactions GROUP BY workflow_id, step, status
+         UNION ALL
+         SELECT r.workflow_id, s.key, 'running', sum((s.value->>'running')::int)::int
+           FROM workflow_runs r, jsonb_each(r.progress) s
+          WHERE r.status = 'running' AND jsonb_typeof(r.progress) = 'object'
+          GROUP BY r.workflow_id, s.key) i) AS interactions,
       (SELECT coalesce(json_agg(w), '[]') FROM (
          SELECT workflow_id, details->>'refusal' AS reason, count(*)::int AS count
            FROM audit_log

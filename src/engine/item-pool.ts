@@ -1,0 +1,294 @@
+import type { Logger } from 'pino';
+import type { StepContext } from '../workflows/define.ts';
+import type { Item } from './work.ts';
+
+// Runs a run's items: at most `concurrency` handler calls at once, each with
+// its timeout and retries, every one cancellable by the run's abort.
+//
+// Why not one p-queue task per item (as before): at 20–50k no-op items/s the
+// per-item machinery was most of the process's CPU (bench/RESULTS.md,
+// 2026-12-01): a task promise, queue events, and seven closures per item
+// (each wrapped by tsx's keep-names helper), plus a timer per call. Here a
+// fixed set of worker loops takes items from a FIFO, a handler call costs its
+// own promise and one context object, and one sweeper timer per run enforces
+// every call's deadline.
+//
+// A call that times out (or is aborted) frees its slot at once: its worker is
+// detached (it ends whenever the handler settles, if ever, and then touches
+// nothing) and a fresh worker takes the slot. A handler that ignores its
+// signal therefore never holds the run.
+
+/** What the pool hands a handler as its context: the StepContext, plus the pool's bookkeeping in private fields. */
+class Call implements StepContext {
+  #controller: AbortController | undefined;
+  /** Timed out or aborted: the outcome was decided without the handler. */
+  cancelled = false;
+
+  constructor(
+    readonly item: Item,
+    readonly attempt: number,
+    readonly deadline: number,
+    readonly log: Logger,
+    private readonly runSignal: AbortSignal,
+  ) {}
+
+  get subjectId(): number {
+    return this.item.subjectId;
+  }
+
+  /**
+   * Made on first read only: an AbortController per call costs more CPU than
+   * everything else a no-op item does, and most handlers never look.
+   */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    if (this.runSignal.aborted && !this.#controller.signal.aborted) this.#controller.abort(this.runSignal.reason);
+    return this.#controller.signal;
+  }
+
+  cancel(reason: unknown): void {
+    this.cancelled = true;
+    this.#controller?.abort(reason);
+  }
+}
+
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: string };
+
+export interface PoolOptions {
+  concurrency: number;
+  timeoutMs: number;
+  retries: number;
+  retryBackoffMs: number;
+  /** Handler calls started in one turn of the event loop, at most (see runner.ts). */
+  startsPerTurn: number;
+  log: Logger;
+  /** The run's signal: when it aborts, every call is cancelled and nothing new starts. */
+  signal: AbortSignal;
+  call(item: Item, ctx: StepContext): Promise<unknown>;
+  /** A call's value, checked (output schema) and serialised; a string is the reason it is rejected (then retried like a failure). */
+  accept(item: Item, value: unknown): string | undefined;
+  /** The item's final outcome; a returned promise holds the slot (backpressure). */
+  settle(item: Item, outcome: Outcome): Promise<void> | void;
+}
+
+export class ItemPool {
+  #queue: Item[] = [];
+  #head = 0;
+  /** Items whose retry is due: taken before the queue. */
+  #due: Item[] = [];
+  /** Items sleeping before a retry. */
+  #sleeping = 0;
+  /** Worker loops holding a slot. */
+  #workers = 0;
+  #calls = new Set<Call>();
+  #paused = false;
+  #startsScheduled = false;
+  #sweeper: NodeJS.Timeout | undefined;
+  #idleWaiters: (() => void)[] = [];
+  #quietWaiters: (() => void)[] = [];
+  #roomWaiters: { below: number; resolve: () => void }[] = [];
+
+  constructor(private readonly options: PoolOptions) {}
+
+  /** Items waiting for a slot. */
+  get size(): number {
+    return this.#queue.length - this.#head + this.#due.length;
+  }
+
+  push(items: Item[]): void {
+    if (this.options.signal.aborted) return;
+    for (const item of items) this.#queue.push(item);
+    this.#startWorkers();
+  }
+
+  /** Resolves when fewer than `below` items wait (a feeder's backpressure). */
+  onSizeLessThan(below: number): Promise<void> {
+    if (this.size < below || this.options.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => this.#roomWaiters.push({ below, resolve }));
+  }
+
+  /** Resolves when nothing waits, sleeps or runs (or the run is aborted and nothing runs). */
+  onIdle(): Promise<void> {
+    if (this.#idle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * Graceful shutdown: start nothing more; resolves when no call is in
+   * flight. What waits stays waiting (and keeps the pool from being idle)
+   * until the run is aborted.
+   */
+  quiesce(): Promise<void> {
+    this.#paused = true;
+    if (this.#workers === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#quietWaiters.push(resolve));
+  }
+
+  /** The run is over: cancel every call, drop what waits. Items are left as they are (unfinished). */
+  abort(reason: unknown): void {
+    this.#queue = [];
+    this.#head = 0;
+    this.#due = [];
+    for (const call of this.#calls) this.#detach(call, reason);
+    this.#notify();
+  }
+
+  #idle(): boolean {
+    return this.#workers === 0 && (this.options.signal.aborted || (this.size === 0 && this.#sleeping === 0));
+  }
+
+  #take(): Item | undefined {
+    if (this.#paused || this.options.signal.aborted) return undefined;
+    const item = this.#due.length > 0 ? this.#due.shift() : this.#queue[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    if (item === undefined) {
+      this.#queue.length = 0;
+      this.#head = 0;
+    }
+    return item;
+  }
+
+  /** Fills free slots, startsPerTurn per turn of the event loop. */
+  #startWorkers(): void {
+    let started = 0;
+    while (this.#workers < this.options.concurrency && this.size > 0 && !this.#paused && !this.options.signal.aborted) {
+      if (started === this.options.startsPerTurn) {
+        if (!this.#startsScheduled) {
+          this.#startsScheduled = true;
+          setImmediate(() => {
+            this.#startsScheduled = false;
+            this.#startWorkers();
+          });
+        }
+        return;
+      }
+      started++;
+      this.#workers++;
+      void this.#work();
+    }
+  }
+
+  async #work(): Promise<void> {
+    let detached = false;
+    try {
+      for (let item = this.#take(); item !== undefined; item = this.#take()) {
+        this.#wake();
+        const call = this.#begin(item);
+        let outcome: Outcome;
+        try {
+          const value = await this.options.call(item, call);
+          if (call.cancelled) return void (detached = true);
+          const rejected = this.options.accept(item, value);
+          outcome = rejected === undefined ? { ok: true, value } : { ok: false, error: rejected };
+        } catch (error) {
+          if (call.cancelled) return void (detached = true);
+          outcome = { ok: false, error: describe(error) };
+        }
+        this.#end(call);
+        const settling = this.#finish(item, outcome);
+        if (settling) await settling;
+      }
+    } finally {
+      // A detached worker's slot was handed on when its call was cancelled.
+      if (!detached) {
+        this.#workers--;
+        this.#notify();
+      }
+    }
+  }
+
+  #begin(item: Item): Call {
+    const attempt = ++item.attempts;
+    item.state = 'running';
+    item.page.step.counter.running++;
+    const call = new Call(item, attempt, Date.now() + this.options.timeoutMs, this.options.log, this.options.signal);
+    this.#calls.add(call);
+    this.#sweeper ??= setInterval(() => this.#sweep(), sweepEveryMs(this.options.timeoutMs));
+    return call;
+  }
+
+  #end(call: Call): void {
+    this.#calls.delete(call);
+    call.item.page.step.counter.running--;
+    if (this.#calls.size === 0 && this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+
+  /** Retry, or hand the final outcome over. */
+  #finish(item: Item, outcome: Outcome): Promise<void> | void {
+    if (outcome.ok || item.attempts > this.options.retries) return this.options.settle(item, outcome);
+    this.options.log.debug({ subjectId: item.subjectId, attempt: item.attempts, error: outcome.error }, 'retrying');
+    item.state = 'queued';
+    this.#sleeping++;
+    setTimeout(() => {
+      this.#sleeping--;
+      if (this.options.signal.aborted) return this.#notify();
+      this.#due.push(item);
+      this.#startWorkers();
+    }, this.options.retryBackoffMs * 2 ** (item.attempts - 1));
+  }
+
+  /** Cancels the calls past their deadline; each is retried or failed like any failed call, by a fresh worker. */
+  #sweep(): void {
+    const now = Date.now();
+    for (const call of this.#calls) {
+      if (call.deadline > now) continue;
+      const error = `timed out after ${this.options.timeoutMs} ms`;
+      this.#detach(call, new Error(error));
+      const settling = this.#finish(call.item, { ok: false, error });
+      // The slot is free again whatever happens to the item: a fresh worker takes it.
+      if (settling) void settling.then(() => this.#startWorkers());
+      this.#startWorkers();
+      this.#notify();
+    }
+  }
+
+  /** Cancels a call and frees its slot: its worker ends without touching anything when (if) the handler settles. */
+  #detach(call: Call, reason: unknown): void {
+    call.cancel(reason);
+    this.#end(call);
+    this.#workers--;
+  }
+
+  #wake(): void {
+    if (this.#roomWaiters.length === 0) return;
+    const size = this.size;
+    const waiting = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const waiter of waiting) {
+      if (size < waiter.below) waiter.resolve();
+      else this.#roomWaiters.push(waiter);
+    }
+  }
+
+  #notify(): void {
+    if (this.options.signal.aborted) {
+      for (const waiter of this.#roomWaiters) waiter.resolve();
+      this.#roomWaiters = [];
+    }
+    if (this.#workers === 0 && this.#quietWaiters.length > 0) {
+      const quiet = this.#quietWaiters;
+      this.#quietWaiters = [];
+      for (const resolve of quiet) resolve();
+    }
+    if (!this.#idle()) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/** Deadlines are checked at a tenth of the timeout (10 ms to 1 s): a call ends at most that late. */
+function sweepEveryMs(timeoutMs: number): number {
+  return Math.min(1_000, Math.max(10, Math.floor(timeoutMs / 10)));
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
