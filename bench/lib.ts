@@ -1,6 +1,6 @@
 // Shared plumbing for the benchmarks: which server, fresh databases, peak RSS,
 // and the one-line result a case prints for bench/run.ts to collect.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -27,6 +27,8 @@ export interface CaseResult {
   sampledPeakRssMb: number;
   /** CPU time (user + system) this process spent during the timed part. */
   cpuSeconds: number;
+  /** CPU time the database server spent during the timed part (measureServer); null when it is not on this machine. */
+  serverCpuSeconds?: number | null;
   /** Anything else worth keeping (checks, server version, statement timings). */
   details?: Record<string, unknown>;
 }
@@ -112,6 +114,63 @@ export function measureProcess(): { stop(): { cpuSeconds: number; eventLoopDelay
       };
     },
   };
+}
+
+/**
+ * CPU time of the database server over the timed part, when it runs on this
+ * machine: its postmaster's own time, its children's (reaped backends
+ * included, through the kernel's cutime/cstime) and its live children's,
+ * from /proc. The server shares the machine's CPUs with the client, so
+ * client + server CPU per item is what a system costs here. null when the
+ * server is elsewhere (its backend's pid is not on this machine).
+ */
+export async function measureServer(url: string): Promise<{ stop(): Promise<number | null> }> {
+  const client = new pg.Client({ connectionString: url, application_name: 'bench-server-cpu' });
+  await client.connect();
+  let postmaster: number | null = null;
+  try {
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    postmaster = procStat(rows[0]!.pid)?.ppid ?? null;
+  } finally {
+    await client.end();
+  }
+  const read = (): number | null => {
+    if (postmaster === null) return null;
+    const own = procStat(postmaster);
+    if (!own) return null;
+    let ticks = own.self + own.children;
+    for (const child of childPids(postmaster)) ticks += procStat(child)?.self ?? 0;
+    return ticks / CLOCK_TICKS;
+  };
+  const before = read();
+  return {
+    async stop() {
+      const after = read();
+      return before === null || after === null ? null : Math.round((after - before) * 100) / 100;
+    },
+  };
+}
+
+/** USER_HZ: /proc reports CPU times in these; 100 on Linux for all practical purposes. */
+const CLOCK_TICKS = 100;
+
+function procStat(pid: number): { ppid: number; self: number; children: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) in parentheses.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(fields[1]), self: Number(fields[11]) + Number(fields[12]), children: Number(fields[13]) + Number(fields[14]) };
+  } catch {
+    return undefined;
+  }
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** Samples RSS every 50 ms while running; `stop` returns the highest sample in MB. */

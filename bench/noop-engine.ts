@@ -7,7 +7,7 @@
 //        [--trace-sql] [--explain 100] [--keep]
 //
 // --trace-sql  time every statement by kind (printed to stderr)
-// --explain K  EXPLAIN (ANALYZE, BUFFERS) the K-th claim/fence/save/complete statement (implies --trace-sql)
+// --explain K  EXPLAIN (ANALYZE, BUFFERS) the K-th claim, read, completion and save statement (implies --trace-sql)
 // --keep       keep the database afterwards (its name is printed)
 import { sql } from 'kysely';
 import { createKysely, createPool } from '../src/db/connect.ts';
@@ -15,8 +15,8 @@ import { migrateToLatest } from '../src/db/migrate.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { createLogger } from '../src/log.ts';
 import { defineStep, defineWorkflow, resolveDefaults } from '../src/workflows/define.ts';
-import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from './lib.ts';
-import { formatSlowest, formatStats, traceSql, type SqlTrace } from './sql-trace.ts';
+import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from './lib.ts';
+import { ENGINE_STATEMENTS, EXPLAINED_ENGINE_STATEMENTS, formatSlowest, formatStats, traceSql, type SqlTrace } from './sql-trace.ts';
 
 const WORKFLOW_ID = 9001;
 
@@ -73,19 +73,11 @@ try {
   if (tracing) {
     trace = traceSql(
       [
-        // Order matters: the claim, its re-check and the completion all start with the fence CTE.
-        { name: 'claim re-check (DELETE stale)', test: (s) => s.includes('DELETE FROM interactions') && s.includes('dropped AS') },
-        { name: 'claim (INSERT … ON CONFLICT, page)', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
-        { name: 'fence (SELECT … FOR SHARE)', test: (s) => /^select "id" from "workflow_runs".*for share/is.test(s.trim()) },
+        ...ENGINE_STATEMENTS,
         { name: 'save (UPDATE subjects)', test: (s) => s.trimStart().startsWith('UPDATE subjects') },
-        { name: 'complete (UPDATE interactions)', test: (s) => /UPDATE interactions AS i\s+SET status = 'completed'/.test(s) },
-        { name: 'begin', test: (s) => s === 'begin' },
-        { name: 'commit', test: (s) => s === 'commit' },
-        { name: 'heartbeat', test: (s) => /^update "workflow_runs" set "heartbeat_at"/i.test(s) },
         { name: 'metrics snapshot', test: (s) => s.includes('FILTER (WHERE done)') },
-        { name: 'count pending', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
       ],
-      explainAt === undefined ? {} : { explain: { kinds: ['claim (INSERT … ON CONFLICT, page)', 'claim re-check (DELETE stale)', 'fence (SELECT … FOR SHARE)', 'save (UPDATE subjects)', 'complete (UPDATE interactions)'], occurrence: explainAt } },
+      explainAt === undefined ? {} : { explain: { kinds: [...EXPLAINED_ENGINE_STATEMENTS, 'save (UPDATE subjects)'], occurrence: explainAt } },
     );
   }
 
@@ -93,6 +85,7 @@ try {
 
   // --- timed: start request → done ---------------------------------------------
   const rss = sampleRss();
+  const serverUsage = await measureServer(database.url);
   const usage = measureProcess();
   const started = performance.now();
   const outcome = await engine.startRun({ workflow, mode: 'global_batch', force: false, requestedBy: 'bench', source: 'bench' });
@@ -101,6 +94,7 @@ try {
   const seconds = (performance.now() - started) / 1000;
   const sampledPeak = rss.stop();
   const used = usage.stop();
+  const serverCpuSeconds = await serverUsage.stop();
   // With --expose-gc: what the finished run still holds (before engine.close()).
   const gc = (globalThis as { gc?: () => void }).gc;
   let heapAfterRunMb: number | undefined;
@@ -116,6 +110,8 @@ try {
   assert(summary.progress.noop?.done === subjects, `progress says ${summary.progress.noop?.done} done, expected ${subjects}`);
   const notDone = await sql<{ n: number }>`SELECT count(*)::int AS n FROM subjects WHERE NOT done`.execute(db);
   assert(notDone.rows[0]!.n === 0, `${notDone.rows[0]!.n} subjects not done`);
+  const claimsLeft = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interaction_claims`.execute(db);
+  assert(claimsLeft.rows[0]!.n === 0, `${claimsLeft.rows[0]!.n} claims left after the run`);
   const counts = await sql<{ total: number; completed: number; distinct_subjects: number; once: number }>`
     SELECT count(*)::int AS total,
            count(*) FILTER (WHERE status = 'completed')::int AS completed,
@@ -157,6 +153,7 @@ try {
     peakRssMb: peakRssMb(),
     sampledPeakRssMb: sampledPeak,
     cpuSeconds: used.cpuSeconds,
+    serverCpuSeconds,
     details,
   });
 } finally {

@@ -59,9 +59,10 @@ const CASES: Case[] = [
   { name: 'pg-boss-B', script: 'bench/peers/pg-boss.ts', args: () => ['--config', 'B', '--jobs', String(subjects)] },
   { name: 'scale', script: 'bench/scale.ts', args: () => ['--subjects', String(scaleSubjects), '--stop-after', String(intFlag(flags, 'scale-stop-after', 900))], kind: 'figures' },
   { name: 'io-bound', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects)], kind: 'figures' },
-  // The same with node:http instead of global fetch: how much of the shortfall is the HTTP client.
+  // The same with node:http, and with global fetch (the client before 2026-12-01): how much the HTTP client weighs.
   { name: 'io-bound-http', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--client', 'http'], kind: 'figures', slow: true },
-  // The same calls with global fetch from plain loops, no engine: the client's own ceiling on this machine.
+  { name: 'io-bound-fetch', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--client', 'fetch'], kind: 'figures', slow: true },
+  // The shipped client's calls from plain loops, no engine: the client's own ceiling on this machine.
   { name: 'io-ceiling', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--no-engine'], kind: 'figures', slow: true },
   // Slash-command ack latency (HTTP mode), idle and beside a run; its size is --requests, not --subjects.
   { name: 'slack-ack', script: 'bench/slack-ack.ts', args: () => ['--requests', String(requests)], kind: 'latency' },
@@ -177,11 +178,12 @@ function kindOf(name: string): Kind {
 
 function table(): string {
   const engine = outcomes.find((o) => o.name === 'engine')?.result;
-  const header = ['system', 'config', 'items', 'seconds', 'items/s', 'vs engine', 'peak RSS MB', 'node CPU s'];
+  const header = ['system', 'config', 'items', 'seconds', 'items/s', 'vs engine', 'peak RSS MB', 'node CPU s', 'server CPU s', 'CPU µs/item'];
   const throughput = outcomes.filter((o) => kindOf(o.name) === 'throughput');
   if (throughput.length === 0) return '';
   const rows = throughput.map(({ name, result, error }) => {
-    if (!result) return [name, `failed: ${error}`, '', '', '', '', '', ''];
+    if (!result) return [name, `failed: ${error}`, '', '', '', '', '', '', '', ''];
+    const server = result.serverCpuSeconds ?? null;
     return [
       result.system,
       result.config,
@@ -191,6 +193,8 @@ function table(): string {
       engine ? `${(result.itemsPerSecond / engine.itemsPerSecond).toFixed(2)}×` : '–',
       result.peakRssMb.toFixed(0),
       result.cpuSeconds.toFixed(1),
+      server === null ? '–' : server.toFixed(1),
+      server === null ? '–' : (((result.cpuSeconds + server) * 1e6) / result.items).toFixed(0),
     ];
   });
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -299,10 +303,15 @@ function figuresTable(): string {
   }
 
   // I/O-bound.
-  for (const name of ['io-bound', 'io-bound-http', 'io-ceiling']) {
+  const ioClients: Record<string, string> = {
+    'io-bound': 'ollama.ts: undici request()',
+    'io-bound-http': 'node:http keep-alive Agent',
+    'io-bound-fetch': 'global fetch',
+    'io-ceiling': 'ollama.ts alone, no engine: ceiling',
+  };
+  for (const [name, how] of Object.entries(ioClients)) {
     const io = get(name);
     if (!io) continue;
-    const how = name === 'io-bound' ? 'global fetch' : name === 'io-bound-http' ? 'node:http keep-alive Agent' : 'global fetch alone, no engine: ceiling';
     const r = io.result;
     if (!r) rows.push([`I/O-bound (${how})`, missing(name), '≥ 90% of 2,500/s', '']);
     else {

@@ -154,3 +154,23 @@ export function formatStats(stats: Record<string, KindStats>): string {
 export function formatSlowest(list: { kind: string; ms: number; text: string }[]): string {
   return list.map((s) => `${s.ms.toFixed(0).padStart(8)} ms  [${s.kind}]  ${s.text}`).join('\n');
 }
+
+/**
+ * The engine's own statements by kind, in the order they must be tested (the
+ * claim, the completion and the release all start with the fence CTE).
+ * Benchmarks add their domain's statements (save, metrics) to these.
+ */
+export const ENGINE_STATEMENTS: Classifier[] = [
+  { name: 'claim page (INSERT interaction_claims)', test: (s) => s.includes('INSERT INTO interaction_claims') },
+  { name: 'read claimed page', test: (s) => s.includes('LEFT JOIN LATERAL') && s.includes("i.status = 'pending'") },
+  { name: 'complete (INSERT interactions)', test: (s) => s.includes('jsonb_to_recordset') && s.includes('inserted AS') },
+  { name: 'release claims', test: (s) => s.includes('DELETE FROM interaction_claims') && !s.includes('inserted AS') },
+  { name: 'pending range', test: (s) => s.includes('ORDER BY p.subject_id DESC LIMIT 1') },
+  { name: 'begin', test: (s) => s === 'begin' },
+  { name: 'commit', test: (s) => s === 'commit' },
+  { name: 'heartbeat', test: (s) => /^update "workflow_runs" set "heartbeat_at"/i.test(s) },
+  { name: 'count pending', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
+];
+
+/** The kinds `--explain K` looks at. */
+export const EXPLAINED_ENGINE_STATEMENTS = ['claim page (INSERT interaction_claims)', 'read claimed page', 'complete (INSERT interactions)'];

@@ -12,7 +12,7 @@
 // maxPoolSize stays at its default (10) unless --pool is given.
 import { Logger, run, runMigrations, type RunnerOptions, type Task } from 'graphile-worker';
 import pg from 'pg';
-import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from '../lib.ts';
+import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from '../lib.ts';
 
 interface Config {
   label: string;
@@ -95,6 +95,7 @@ try {
   // jobs stay locked (for 4 hours). Here the clock stops when the handler has
   // seen every job and the jobs table is empty (polled every 5 ms from then on).
   const rss = sampleRss();
+  const serverUsage = await measureServer(database.url);
   const usage = measureProcess();
   const started = performance.now();
   const runner = await run(options);
@@ -105,6 +106,7 @@ try {
   const seconds = (performance.now() - started) / 1000;
   const sampledPeak = rss.stop();
   const used = usage.stop();
+  const serverCpuSeconds = await serverUsage.stop();
   await runner.stop();
 
   // --- checks ---------------------------------------------------------------------
@@ -125,6 +127,7 @@ try {
     peakRssMb: peakRssMb(),
     sampledPeakRssMb: sampledPeak,
     cpuSeconds: used.cpuSeconds,
+    serverCpuSeconds,
     details: { handled, duplicates, jobsLeft: left, firstJobSeconds: (firstJobMs ?? 0) / 1000, eventLoopDelayMs: used.eventLoopDelayMs, serverVersion: version },
   });
 } finally {

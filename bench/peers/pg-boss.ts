@@ -20,7 +20,7 @@
 import { createRequire } from 'node:module';
 import PgBoss from 'pg-boss';
 import pg from 'pg';
-import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from '../lib.ts';
+import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from '../lib.ts';
 
 interface Config {
   label: string;
@@ -91,6 +91,7 @@ try {
 
   // --- timed: workers start → every job handled and completed ----------------------
   const rss = sampleRss();
+  const serverUsage = await measureServer(database.url);
   const usage = measureProcess();
   const started = performance.now();
   for (let i = 0; i < config.workers; i++) {
@@ -102,6 +103,7 @@ try {
   const seconds = (performance.now() - started) / 1000;
   const sampledPeak = rss.stop();
   const used = usage.stop();
+  const serverCpuSeconds = await serverUsage.stop();
   await boss.offWork(QUEUE);
 
   // --- checks ---------------------------------------------------------------------
@@ -124,6 +126,7 @@ try {
     peakRssMb: peakRssMb(),
     sampledPeakRssMb: sampledPeak,
     cpuSeconds: used.cpuSeconds,
+    serverCpuSeconds,
     details: { handled, duplicates, states, jobTableMb: tableMb, eventLoopDelayMs: used.eventLoopDelayMs, serverVersion: version },
   });
 } finally {
