@@ -70,10 +70,18 @@ export class Completer {
     this.releasable.push(claimId);
   }
 
-  /** Commits everything buffered and waits for every flush. */
+  /**
+   * Commits everything buffered and waits for every flush. In rounds: a
+   * step with two flushes in flight takes what is left once one of them
+   * ends, and a flush that ends only schedules the next for the following
+   * turn, so one pass over the buffers is not enough.
+   */
   async drain(): Promise<void> {
-    for (const step of this.buffers.keys()) this.schedule(step, true);
-    while (this.flushes.size > 0) await Promise.allSettled([...this.flushes]);
+    for (;;) {
+      for (const step of this.buffers.keys()) this.schedule(step, true);
+      if (this.flushes.size === 0) return;
+      await Promise.allSettled([...this.flushes]);
+    }
   }
 
   /**
