@@ -1,20 +1,43 @@
+import { Agent } from 'undici';
 import type { Config } from '../config.ts';
 
 // A minimal client for Ollama's /api/generate, shared by workflows that call a
 // local model. Every failure becomes one readable OllamaError so the engine's
 // retry and the interaction's error column say what went wrong; an abort from
 // the caller's signal is rethrown as the caller's own reason, unchanged.
+//
+// It speaks through undici's request() on an Agent of its own rather than
+// through global fetch: at hundreds of calls in flight the HTTP client's CPU
+// per call is what bounds a 2-CPU machine, and fetch (web streams, a Request
+// and a Response per call, plus AbortSignal.any and AbortSignal.timeout to
+// combine the caller's signal with the timeout) costs several times what
+// request() does (bench/RESULTS.md, 2026-12-01). The timeout is the Agent's
+// own headersTimeout and bodyTimeout, so a call needs no signal of its own.
 
 export class OllamaError extends Error {
   override name = 'OllamaError';
 }
 
 export interface OllamaOptions {
-  /** Base URL, e.g. http://127.0.0.1:11434 (a path prefix for a proxy is kept). */
+  /** Base URL, e.g. http://127.0.0.1:11434 (a path prefix for a proxy is kept; user:password@ is sent as basic auth). */
   url: string;
   model: string;
-  /** Per request, on top of the caller's signal. */
+  /**
+   * How long the model may take to start its answer, and then the longest
+   * silence within it. Ollama sends a non-streamed answer in one piece once
+   * generated, so for Ollama this bounds the whole call; a proxy that trickles
+   * bytes is bounded by the item's own timeout instead.
+   */
   timeoutMs: number;
+  /**
+   * The most connections open to Ollama at once; calls beyond it wait in the
+   * client for a free one, where the timeout does not run yet. Default: no
+   * cap, each call gets a connection at once (as with global fetch). A caller
+   * that knows how many calls it has in flight should pass that number:
+   * uncapped, undici's pool opens about twice as many, because a finished
+   * call's successor is sent before its connection is free again.
+   */
+  connections?: number;
 }
 
 export interface OllamaClient {
@@ -31,68 +54,133 @@ export function ollamaFromConfig(config: Config): OllamaClient | undefined {
 }
 
 export function createOllamaClient(options: OllamaOptions): OllamaClient {
-  const endpoint = `${options.url.replace(/\/+$/, '')}/api/generate`;
-  const shown = withoutCredentials(endpoint);
+  const target = resolve(options.url, '/api/generate');
   const { model, timeoutMs } = options;
+  const agent = ollamaAgent(timeoutMs, options.connections);
+  const headers = { 'content-type': 'application/json', ...target.authorization };
 
   return {
     model,
-    endpoint: shown,
+    endpoint: target.shown,
     async generate(prompt, signal) {
-      const timeout = AbortSignal.timeout(timeoutMs);
       let status: number;
       let statusText: string;
       let body: string;
       try {
-        const response = await fetch(endpoint, {
+        const response = await agent.request({
+          origin: target.origin,
+          path: target.path,
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers,
           body: JSON.stringify({ model, prompt, stream: false }),
-          signal: AbortSignal.any([signal, timeout]),
+          signal,
         });
-        ({ status, statusText } = response);
+        status = response.statusCode;
+        statusText = response.statusText ?? '';
         // Read inside the try: the body arrives after the headers, and a stop
         // or timeout while it streams must end it too.
-        body = await response.text();
+        body = await response.body.text();
       } catch (error) {
         if (signal.aborted) throw signal.reason;
-        if (timeout.aborted) {
-          throw new OllamaError(`ollama at ${shown} gave no answer within ${timeoutMs} ms (OLLAMA_TIMEOUT_MS, model ${model})`);
+        if (isTimeout(error)) {
+          throw new OllamaError(`ollama at ${target.shown} gave no answer within ${timeoutMs} ms (OLLAMA_TIMEOUT_MS, model ${model})`);
         }
-        throw new OllamaError(`cannot reach ollama at ${shown}: ${describeFetchError(error)}`, { cause: error });
+        throw new OllamaError(`cannot reach ollama at ${target.shown}: ${describeNetworkError(error)}`, { cause: error });
       }
 
       if (status < 200 || status > 299) {
-        throw new OllamaError(`ollama at ${shown} answered ${status}${statusText ? ` ${statusText}` : ''}: ${errorText(body)}`);
+        throw new OllamaError(`ollama at ${target.shown} answered ${status}${statusText ? ` ${statusText}` : ''}: ${errorText(body)}`);
       }
       let parsed: unknown;
       try {
         parsed = JSON.parse(body);
       } catch {
-        throw new OllamaError(`ollama at ${shown} answered with a body that is not JSON: ${snippet(body)}`);
+        throw new OllamaError(`ollama at ${target.shown} answered with a body that is not JSON: ${snippet(body)}`);
       }
       const answer = (parsed as { response?: unknown } | null)?.response;
       if (typeof answer !== 'string') {
-        throw new OllamaError(`ollama at ${shown} answered without a "response" string (model ${model}): ${snippet(body)}`);
+        throw new OllamaError(`ollama at ${target.shown} answered without a "response" string (model ${model}): ${snippet(body)}`);
       }
       return answer;
     },
   };
 }
 
-function withoutCredentials(url: string): string {
-  const parsed = new URL(url);
-  parsed.username = '';
-  parsed.password = '';
-  return parsed.href;
+/**
+ * Ollama is up when GET /api/tags (its model list, cheap: no model is loaded)
+ * answers 2xx. The health monitor's check, over the same kind of client as the
+ * model calls, so that a URL the workflow can use is also one it can probe.
+ */
+export function createOllamaProbe(baseUrl: string): { endpoint: string; probe(signal: AbortSignal): Promise<void> } {
+  const target = resolve(baseUrl, '/api/tags');
+  // The monitor bounds each probe with its signal; the Agent's own timeouts only back it up.
+  const agent = ollamaAgent(60_000);
+  const headers = { ...target.authorization };
+  return {
+    endpoint: target.shown,
+    async probe(signal) {
+      let status: number;
+      let statusText: string;
+      try {
+        const response = await agent.request({ origin: target.origin, path: target.path, method: 'GET', headers, signal });
+        status = response.statusCode;
+        statusText = response.statusText ?? '';
+        await response.body.dump();
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        throw new Error(`cannot reach ollama at ${target.shown}: ${describeNetworkError(error)}`, { cause: error });
+      }
+      if (status < 200 || status > 299) throw new Error(`ollama at ${target.shown} answered ${status}${statusText ? ` ${statusText}` : ''}`);
+    },
+  };
 }
 
-// undici reports every network failure as "fetch failed"; the reason is in its cause.
-function describeFetchError(error: unknown): string {
+// Keep-alive with undici's defaults (4 s idle, or the server's Keep-Alive
+// hint). Idle sockets are unref'd by undici, so the Agent keeps no process alive.
+function ollamaAgent(timeoutMs: number, connections?: number): Agent {
+  return new Agent({
+    connections: connections ?? null,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    // A host that does not accept a connection within 10 s is not there; never longer than the timeout.
+    connect: { timeout: Math.min(timeoutMs, 10_000) },
+  });
+}
+
+interface Target {
+  origin: string;
+  path: string;
+  /** The URL without credentials, fit for logs and messages. */
+  shown: string;
+  /** Basic auth from the URL's user:password, if any (a proxy in front of Ollama). */
+  authorization: { authorization?: string };
+}
+
+function resolve(baseUrl: string, endpoint: string): Target {
+  const url = new URL(`${baseUrl.replace(/\/+$/, '')}${endpoint}`);
+  const authorization =
+    url.username || url.password
+      ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` }
+      : {};
+  url.username = '';
+  url.password = '';
+  return { origin: url.origin, path: `${url.pathname}${url.search}`, shown: url.href, authorization };
+}
+
+function isTimeout(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+}
+
+// "connect ECONNREFUSED 127.0.0.1:11434 (ECONNREFUSED)". When a name resolves
+// to several addresses Node tries them all and throws an AggregateError with
+// an empty message: its parts say what happened.
+export function describeNetworkError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? error.cause : undefined;
-  const code = cause && 'code' in cause ? ` (${String(cause.code)})` : '';
-  return cause ? `${cause.message}${code}` : error.message;
+  const code = 'code' in error && error.code !== undefined ? ` (${String(error.code)})` : '';
+  const parts = error instanceof AggregateError ? error.errors.filter((e): e is Error => e instanceof Error).map((e) => e.message) : [];
+  const message = error.message || parts.join('; ') || error.name;
+  return `${message}${code}`;
 }
 
 // Ollama explains its refusals as {"error": "..."}; anything else is shown raw.

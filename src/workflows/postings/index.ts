@@ -1,5 +1,5 @@
 import { defineWorkflow, type ExternalService, type WorkflowDefinition, type WorkflowEnvironment } from '../define.ts';
-import { ollamaFromConfig } from '../ollama.ts';
+import { createOllamaProbe, ollamaFromConfig } from '../ollama.ts';
 import { ihlStep } from './ihl.ts';
 import { extractSkills, scoreIhl, summarize } from './local.ts';
 import { extractSkillsWithModel, summarizeWithModel } from './model.ts';
@@ -64,24 +64,8 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
   });
 }
 
-/** Ollama is up when GET /api/tags (its model list, cheap: no model is loaded) answers 2xx. */
+/** Ollama is up when GET /api/tags answers 2xx (see createOllamaProbe). */
 export function ollamaService(baseUrl: string): ExternalService {
-  const url = `${baseUrl.replace(/\/+$/, '')}/api/tags`;
-  const shown = new URL(url);
-  shown.username = '';
-  shown.password = '';
-  return {
-    name: 'ollama',
-    async probe(signal) {
-      let response: Response;
-      try {
-        response = await fetch(url, { signal });
-      } catch (error) {
-        const cause = (error as Error).cause as { message?: string; code?: string } | undefined;
-        throw new Error(`cannot reach ollama at ${shown.href}: ${cause?.message ?? (error as Error).message}${cause?.code ? ` (${cause.code})` : ''}`);
-      }
-      await response.arrayBuffer().catch(() => {});
-      if (!response.ok) throw new Error(`ollama at ${shown.href} answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
-    },
-  };
+  const { probe } = createOllamaProbe(baseUrl);
+  return { name: 'ollama', probe };
 }
