@@ -62,7 +62,7 @@ describe('completer', () => {
     const result = (subjectId: number): Result => {
       const item: Item = { page, subjectId, input: {}, inputJson: '{}', pendingId: null, claimedAtMs: Date.now(), attempts: 1, state: 'running', output: 'x', outputJson: '"x"' };
       page.items.push(item);
-      return { item, status: 'completed', output: 'x', outputJson: '"x"', error: null };
+      return { item, status: 'completed', error: null };
     };
     for (let id = 1; id <= 5; id++) await completer.add(result(id));
     const draining = completer.drainAndRelease();

@@ -153,7 +153,7 @@ export class Completer {
         } catch (itemError) {
           if (itemError instanceof FencedError || isConnectionError(itemError) || result.status === 'failed') throw itemError;
           const error = `save failed: ${(itemError as Error).message}`;
-          await this.commitBatch(step, [{ item: result.item, status: 'failed', output: null, outputJson: 'null', error }]);
+          await this.commitBatch(step, [{ item: result.item, status: 'failed', error }]);
         }
       }
     }
@@ -174,7 +174,7 @@ export class Completer {
         if (!recorded.owned) throw new FencedError();
         const saved = [];
         for (const result of batch) {
-          if (result.status === 'completed') saved.push({ subjectId: result.item.subjectId, interactionId: recorded.interactionIds.get(result.item.subjectId)!, output: result.output });
+          if (result.status === 'completed') saved.push({ subjectId: result.item.subjectId, interactionId: recorded.interactionIds.get(result.item.subjectId)!, output: result.item.output });
         }
         if (saved.length > 0) await step.definition.save(tx, saved);
       });
@@ -214,7 +214,7 @@ function toFinishedItem(result: Result): FinishedItem {
     pendingId: item.pendingId,
     attempts: item.attempts,
     inputJson: item.inputJson,
-    outputJson: result.outputJson,
+    outputJson: result.status === 'completed' ? item.outputJson! : 'null',
     error: result.error,
     claimedAtMs: item.claimedAtMs,
   };

@@ -94,11 +94,7 @@ export class Runner {
       call: (item, ctx) => item.page.step.definition.handle(item.input, ctx),
       accept: (item, value) => this.accept(item, value),
       settle: (item, outcome) =>
-        this.completer.add(
-          outcome.ok
-            ? { item, status: 'completed', output: item.output, outputJson: item.outputJson!, error: null }
-            : { item, status: 'failed', output: null, outputJson: 'null', error: outcome.error },
-        ),
+        this.completer.add(outcome.ok ? { item, status: 'completed', error: null } : { item, status: 'failed', error: outcome.error }),
     });
     this.completer = new Completer(options.db, options.fence, workflow.id, workflow.batchSize, {
       committed: (step, results, finishedPages) => {

@@ -44,11 +44,9 @@ export interface Item {
   outputJson: string | null;
 }
 
-/** An item's outcome, on its way to the database. */
+/** An item's outcome, on its way to the database (a completed item's output is on the item). */
 export interface Result {
   item: Item;
   status: 'completed' | 'failed';
-  output: unknown;
-  outputJson: string;
   error: string | null;
 }
