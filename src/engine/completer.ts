@@ -184,7 +184,11 @@ export class Completer {
     }
     const finishedPages: Page[] = [];
     for (const { item } of batch) {
+      // Its page may stay open a while (other items still running): keep nothing big.
       item.state = 'committed';
+      item.inputJson = '';
+      item.output = undefined;
+      item.outputJson = null;
       if (--item.page.open === 0) {
         finishedPages.push(item.page);
         this.releasable.push(item.page.claimId);

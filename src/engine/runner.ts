@@ -93,8 +93,10 @@ export class Runner {
       signal: this.controller.signal,
       call: (item, ctx) => item.page.step.definition.handle(item.input, ctx),
       accept: (item, value) => this.accept(item, value),
-      settle: (item, outcome) =>
-        this.completer.add(outcome.ok ? { item, status: 'completed', error: null } : { item, status: 'failed', error: outcome.error }),
+      settle: (item, outcome) => {
+        item.input = undefined; // no more calls; the JSON text goes to the database
+        return this.completer.add(outcome.ok ? { item, status: 'completed', error: null } : { item, status: 'failed', error: outcome.error });
+      },
     });
     this.completer = new Completer(options.db, options.fence, workflow.id, workflow.batchSize, {
       committed: (step, results, finishedPages) => {
