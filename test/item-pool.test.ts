@@ -120,7 +120,24 @@ describe('item pool', () => {
     assert.deepEqual(list.map((i) => i.attempts), [3, 3]);
   });
 
-  test('at most `startsPerTurn` calls start in one turn of the event loop', async () => {
+  test('at most `startsPerTurn` calls start in one turn of the event loop, also when a worker goes on to its next item', async () => {
+    // Handlers that answer at once: without the budget one worker would run
+    // through the whole queue in a single turn.
+    const turns: number[] = [0];
+    let counting = true;
+    const count = () => {
+      if (!counting) return;
+      turns.push(0);
+      setImmediate(count);
+    };
+    setImmediate(count);
+    const quick = harness(50, { concurrency: 3, startsPerTurn: 2, call: async () => void turns[turns.length - 1]!++ });
+    quick.pool.push(items(50));
+    await quick.done;
+    counting = false;
+    assert.equal(turns.reduce((a, b) => a + b, 0), 50);
+    assert.ok(Math.max(...turns) <= 2, `starts per turn: ${turns.filter(Boolean).join(' ')}`);
+
     const startsByTurn: number[] = [0];
     let ticking = true;
     const tick = () => {

@@ -82,7 +82,9 @@ export class ItemPool {
   #workers = 0;
   #calls = new Set<Call>();
   #paused = false;
-  #startsScheduled = false;
+  /** Calls started in this turn of the event loop, and the promise of the next turn for those over the budget. */
+  #turnStarts = 0;
+  #nextTurn: Promise<void> | null = null;
   #sweeper: NodeJS.Timeout | undefined;
   #idleWaiters: (() => void)[] = [];
   #quietWaiters: (() => void)[] = [];
@@ -151,30 +153,46 @@ export class ItemPool {
     return item;
   }
 
-  /** Fills free slots, startsPerTurn per turn of the event loop. */
+  /** Fills free slots with workers (each waits for its turn's start budget before each call). */
   #startWorkers(): void {
-    let started = 0;
     while (this.#workers < this.options.concurrency && this.size > 0 && !this.#paused && !this.options.signal.aborted) {
-      if (started === this.options.startsPerTurn) {
-        if (!this.#startsScheduled) {
-          this.#startsScheduled = true;
-          setImmediate(() => {
-            this.#startsScheduled = false;
-            this.#startWorkers();
-          });
-        }
-        return;
-      }
-      started++;
       this.#workers++;
       void this.#work();
     }
   }
 
+  /**
+   * At most startsPerTurn calls start in one turn of the event loop, whether
+   * a slot was just filled or a worker goes on to its next item: answers
+   * come back as their calls went out, so calls started together are
+   * answered (and handled) together, and the cap on starts is what bounds
+   * the work of a turn. Undefined: go now; a promise: the next turn.
+   */
+  #budget(): Promise<void> | undefined {
+    if (this.#turnStarts === 0) {
+      setImmediate(() => {
+        this.#turnStarts = 0;
+        const waiting = this.#resolveTurn;
+        this.#nextTurn = null;
+        waiting?.();
+      });
+    }
+    if (this.#turnStarts < this.options.startsPerTurn) {
+      this.#turnStarts++;
+      return undefined;
+    }
+    return (this.#nextTurn ??= new Promise<void>((resolve) => (this.#resolveTurn = resolve)));
+  }
+
+  #resolveTurn: (() => void) | undefined;
+
   async #work(): Promise<void> {
     let detached = false;
     try {
-      for (let item = this.#take(); item !== undefined; item = this.#take()) {
+      for (;;) {
+        for (let wait = this.#budget(); wait; wait = this.#budget()) await wait;
+        const item = this.#take();
+        if (item === undefined) break;
         this.#wake();
         const call = this.#begin(item);
         let outcome: Outcome;
