@@ -9,7 +9,7 @@
 //                 report what it did by then, marked unfinished: peak RSS, snapshot and
 //                 heartbeat figures stay meaningful, and the suite's time stays bounded.
 //
-// --explain K  EXPLAIN (ANALYZE, BUFFERS) the K-th claim page, re-check, save and
+// --explain K  EXPLAIN (ANALYZE, BUFFERS) the K-th claim page, page read, save and
 //              completion statement of the run (rolled back; printed to stderr).
 //              Pages are 500: with N subjects, K > N/500 lands in the second wave (skills).
 //
@@ -44,8 +44,8 @@ import { createLogger } from '../src/log.ts';
 import { resolveDefaults } from '../src/workflows/define.ts';
 import postingsWorkflow, { POSTINGS_WORKFLOW_ID, POSTINGS_WORKFLOW_NAME } from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
-import { assert, freshDatabase, intFlag, measureProcess, openServer, parseFlags, peakRssMb, printResult, REPO_ROOT, sampleRss, watchdog } from './lib.ts';
-import { formatSlowest, formatStats, traceSql } from './sql-trace.ts';
+import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, REPO_ROOT, sampleRss, watchdog } from './lib.ts';
+import { ENGINE_STATEMENTS, EXPLAINED_ENGINE_STATEMENTS, formatSlowest, formatStats, traceSql } from './sql-trace.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const subjects = intFlag(flags, 'subjects', 1_000_000);
@@ -138,19 +138,14 @@ try {
 
   // --- timed: start request → done -------------------------------------------------
   const trace = traceSql([
-    { name: 'heartbeat (UPDATE workflow_runs SET progress)', test: (s) => /^update "workflow_runs" set "heartbeat_at"/i.test(s) },
+    ...ENGINE_STATEMENTS,
     { name: 'metrics snapshot', test: (s) => s.includes('"postings_total"') },
-    { name: 'expected work (count pending)', test: (s) => s.startsWith('SELECT count(*)::int AS n FROM (') },
     { name: 'expected work (pendingCount)', test: (s) => s.includes('as "pending" from "postings_counters"') },
     { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
-    // Order matters: the claim, its re-check and the completion all start with the fence CTE.
-    { name: 'claim re-check', test: (s) => s.includes('DELETE FROM interactions') && s.includes('dropped AS') },
-    { name: 'complete (UPDATE interactions)', test: (s) => /UPDATE interactions AS i\s+SET status = 'completed'/.test(s) },
-    { name: 'claim page', test: (s) => s.includes('WITH fence AS') && s.includes('INSERT INTO interactions') },
-    { name: 'begin/commit', test: (s) => s === 'begin' || s === 'commit' },
-  ], explainAt === undefined ? {} : { explain: { kinds: ['claim page', 'claim re-check', 'save (UPDATE postings)', 'complete (UPDATE interactions)'], occurrence: explainAt } });
+  ], explainAt === undefined ? {} : { explain: { kinds: [...EXPLAINED_ENGINE_STATEMENTS, 'save (UPDATE postings)'], occurrence: explainAt } });
   const engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: HEARTBEAT_MS, forceGraceMs: 2_000 });
   const rss = sampleRss(200);
+  const serverUsage = await measureServer(database.url);
   const usage = measureProcess();
   const started = performance.now();
   const outcome = await engine.startRun({ workflow, mode: 'global_batch', force: false, requestedBy: 'bench', source: 'bench' });
@@ -176,6 +171,7 @@ try {
   const seconds = (performance.now() - started) / 1000;
   const sampledPeak = rss.stop();
   const used = usage.stop();
+  const serverCpuSeconds = await serverUsage.stop();
   trace.restore();
   await engine.close();
   const statements = trace.stats();
@@ -208,6 +204,8 @@ try {
     assert(done === expectedInteractions, `progress says ${done} done, expected ${expectedInteractions}`);
     assert(after.metrics.postings_with_ihl === subjects, `${after.metrics.postings_with_ihl} postings scored, expected ${subjects}`);
     assert(counts.total === expectedInteractions, `interactions ${JSON.stringify(counts)}, expected ${expectedInteractions}`);
+    const claims = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM interaction_claims`.execute(db)).rows[0]!.n;
+    assert(claims === 0, `${claims} claims left after the run`);
   }
   const sizes = (
     await sql<{ postings_mb: number; interactions_mb: number }>`
@@ -217,7 +215,7 @@ try {
   const version = (await sql<{ v: string }>`SELECT current_setting('server_version') AS v`.execute(db)).rows[0]!.v;
   await db.destroy();
 
-  const heartbeat = statements['heartbeat (UPDATE workflow_runs SET progress)'];
+  const heartbeat = statements['heartbeat'];
   const inRunSnapshot = statements['metrics snapshot'];
   const ms = (n: number) => n.toFixed(1);
   for (const [when, snap] of [['before', before], ['after', after]] as const) {
@@ -237,6 +235,7 @@ try {
     peakRssMb: peakRssMb(),
     sampledPeakRssMb: sampledPeak,
     cpuSeconds: used.cpuSeconds,
+    serverCpuSeconds,
     details: {
       subjects,
       interactionsPerSecond: done / seconds,
