@@ -9,6 +9,7 @@
 // --trace-sql  time every statement by kind (printed to stderr)
 // --explain K  EXPLAIN (ANALYZE, BUFFERS) the K-th claim, read, completion and save statement (implies --trace-sql)
 // --keep       keep the database afterwards (its name is printed)
+// --stale-statistics  do not VACUUM ANALYZE the subjects before the run (plans without statistics)
 import { sql } from 'kysely';
 import { createKysely, createPool } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
@@ -31,6 +32,7 @@ const batchSize = intFlag(flags, 'batch', 500);
 const explainAt = flags.has('explain') ? intFlag(flags, 'explain', 100) : undefined;
 const tracing = flags.has('trace-sql') || explainAt !== undefined;
 const keep = flags.has('keep');
+const staleStatistics = flags.has('stale-statistics');
 
 watchdog();
 const server = await openServer();
@@ -44,7 +46,10 @@ try {
   await sql`CREATE TABLE subjects (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false)`.execute(db);
   await sql`CREATE INDEX subjects_pending ON subjects (id) WHERE NOT done`.execute(db);
   await sql`INSERT INTO subjects (id) SELECT g FROM generate_series(1, ${subjects}::int) g`.execute(db);
-  await sql`VACUUM ANALYZE subjects`.execute(db);
+  // --stale-statistics: leave `subjects` and `interactions` unanalysed, as a
+  // server with autovacuum off or behind leaves them, to check that the
+  // engine's plans hold without statistics.
+  if (!staleStatistics) await sql`VACUUM ANALYZE subjects`.execute(db);
   await sql`CHECKPOINT`.execute(db);
   await db.insertInto('workflows').values({ id: WORKFLOW_ID, name: 'bench-noop', definition: '{}' }).execute();
 
@@ -146,7 +151,7 @@ try {
   }
   printResult({
     system: 'workflow-chatops engine',
-    config: `concurrency ${concurrency}, batch ${batchSize}`,
+    config: `concurrency ${concurrency}, batch ${batchSize}${staleStatistics ? ', stale statistics' : ''}`,
     items: subjects,
     seconds,
     itemsPerSecond: subjects / seconds,

@@ -43,6 +43,10 @@ export interface RecordedResults {
  *   `owned` false means nothing was written.
  * - Lineage: the parent is the subject's latest completed interaction of the
  *   step before, one probe into interactions_subject per row.
+ * - Adopted rows are also found by `id = ANY(adopted ids)`: redundant for the
+ *   result, it gives the primary key an index condition whatever the
+ *   statistics say; joined to the recordset alone, the planner may hash a
+ *   scan of the whole table while it believes the table small.
  */
 export async function recordResults(
   tx: Transaction<any>,
@@ -55,6 +59,7 @@ export async function recordResults(
       : sql`(SELECT max(u.id) FROM interactions u
                WHERE u.workflow_id = ${batch.workflowId} AND u.subject_id = ${subject}
                  AND u.step = ${batch.previousStep} AND u.status = 'completed')`;
+  const adopted = batch.items.flatMap((item) => (item.pendingId === null ? [] : [item.pendingId]));
   const { rows } = await sql<{ owned: boolean; written: [number, number][] | null }>`
     WITH fence AS (
       SELECT id FROM workflow_runs
@@ -68,7 +73,7 @@ export async function recordResults(
          SET run_id = ${fence.runId}, status = v.st, attempts = i.attempts + v.a, input = v.i, output = v.o,
              error = v.e, parent_id = ${parent(sql.ref('v.s'))}, claimed_at = to_timestamp(v.c / 1000), finished_at = now()
         FROM v
-       WHERE v.p IS NOT NULL AND i.id = v.p AND i.status = 'pending' AND EXISTS (SELECT 1 FROM fence)
+       WHERE v.p IS NOT NULL AND i.id = v.p AND i.id = ANY(${adopted}::bigint[]) AND i.status = 'pending' AND EXISTS (SELECT 1 FROM fence)
       RETURNING i.id, i.subject_id
     ), inserted AS (
       INSERT INTO interactions (run_id, workflow_id, step, subject_id, status, parent_id, attempts, input, output, error, claimed_at, finished_at)
