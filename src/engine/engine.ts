@@ -104,12 +104,8 @@ export class Engine extends EventEmitter {
     return this.options.log;
   }
 
-  workflow(id: number): ResolvedWorkflow | undefined {
-    return this.workflowsById.get(id);
-  }
-
-  /** For recovery: a lost run's claims are read with its workflow's pending queries. */
-  readonly lookup = (id: number): ResolvedWorkflow | undefined => this.workflowsById.get(id);
+  /** A defined workflow by id; an arrow, so that recovery can take it as it is (a lost run's claims are read with its steps' pending queries). */
+  readonly workflow = (id: number): ResolvedWorkflow | undefined => this.workflowsById.get(id);
 
   activeRuns(): ActiveRun[] {
     return [...this.active.values()];
@@ -168,7 +164,7 @@ export class Engine extends EventEmitter {
       }
       // We hold the lock: any run still marked running under it has lost its owner.
       const orphan = await runs.runningRunWithLockKey(this.db, lockKey);
-      if (orphan) await recoverRun(this.db, orphan.id, 'abandoned', { workflows: this.lookup });
+      if (orphan) await recoverRun(this.db, orphan.id, 'abandoned', { workflows: this.workflow });
 
       if (request.mode === 'global_batch' && !request.force) {
         const last = await runs.lastBatchStart(this.db, workflow.id);
@@ -230,7 +226,7 @@ export class Engine extends EventEmitter {
     if (!(await lock.waitAcquire(lockKey, this.options.forceGraceMs))) {
       throw new Error(`force: could not take the lock of workflow run ${holder?.id ?? '?'} even after terminating its holder`);
     }
-    if (holder) await recoverRun(this.db, holder.id, 'stopped', { workflows: this.lookup, stoppedBy: by, endedReason: 'forced' });
+    if (holder) await recoverRun(this.db, holder.id, 'stopped', { workflows: this.workflow, stoppedBy: by, endedReason: 'forced' });
     return holder;
   }
 
@@ -444,7 +440,7 @@ export class Engine extends EventEmitter {
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-check:${this.instanceId}`);
     try {
       if (!(await lock.tryAcquire(run.lock_key))) return undefined;
-      return await recoverRun(this.db, run.id, 'abandoned', { workflows: this.lookup });
+      return await recoverRun(this.db, run.id, 'abandoned', { workflows: this.workflow });
     } finally {
       await lock.close();
     }
