@@ -85,6 +85,7 @@ export class ItemPool {
   /** Calls started in this turn of the event loop, and the promise of the next turn for those over the budget. */
   #turnStarts = 0;
   #nextTurn: Promise<void> | null = null;
+  #resolveTurn: (() => void) | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #idleWaiters: (() => void)[] = [];
   #quietWaiters: (() => void)[] = [];
@@ -183,8 +184,6 @@ export class ItemPool {
     }
     return (this.#nextTurn ??= new Promise<void>((resolve) => (this.#resolveTurn = resolve)));
   }
-
-  #resolveTurn: (() => void) | undefined;
 
   async #work(): Promise<void> {
     let detached = false;
