@@ -25,6 +25,25 @@ function items(n: number): Item[] {
   }));
 }
 
+/** Counts calls per turn of the event loop (a turn ends at each setImmediate) until stopped. */
+function countPerTurn(): { count(): void; stop(): number[] } {
+  const turns = [0];
+  let counting = true;
+  const next = () => {
+    if (!counting) return;
+    turns.push(0);
+    setImmediate(next);
+  };
+  setImmediate(next);
+  return {
+    count: () => void turns[turns.length - 1]!++,
+    stop: () => {
+      counting = false;
+      return turns;
+    },
+  };
+}
+
 interface Harness {
   pool: ItemPool;
   settled: Map<number, Outcome>;
@@ -123,43 +142,29 @@ describe('item pool', () => {
   test('at most `startsPerTurn` calls start in one turn of the event loop, also when a worker goes on to its next item', async () => {
     // Handlers that answer at once: without the budget one worker would run
     // through the whole queue in a single turn.
-    const turns: number[] = [0];
-    let counting = true;
-    const count = () => {
-      if (!counting) return;
-      turns.push(0);
-      setImmediate(count);
-    };
-    setImmediate(count);
-    const quick = harness(50, { concurrency: 3, startsPerTurn: 2, call: async () => void turns[turns.length - 1]!++ });
+    const quickTurns = countPerTurn();
+    const quick = harness(50, { concurrency: 3, startsPerTurn: 2, call: async () => quickTurns.count() });
     quick.pool.push(items(50));
     await quick.done;
-    counting = false;
-    assert.equal(turns.reduce((a, b) => a + b, 0), 50);
-    assert.ok(Math.max(...turns) <= 2, `starts per turn: ${turns.filter(Boolean).join(' ')}`);
+    const quickCounts = quickTurns.stop();
+    assert.equal(quickCounts.reduce((a, b) => a + b, 0), 50);
+    assert.ok(Math.max(...quickCounts) <= 2, `starts per turn: ${quickCounts.filter(Boolean).join(' ')}`);
 
-    const startsByTurn: number[] = [0];
-    let ticking = true;
-    const tick = () => {
-      if (!ticking) return;
-      startsByTurn.push(0);
-      setImmediate(tick);
-    };
-    setImmediate(tick);
+    const slowTurns = countPerTurn();
     const h = harness(100, {
       concurrency: 100,
       startsPerTurn: 10,
       call: async () => {
-        startsByTurn[startsByTurn.length - 1]!++;
+        slowTurns.count();
         await new Promise((resolve) => setTimeout(resolve, 20));
         return 'ok';
       },
     });
     h.pool.push(items(100));
     await h.done;
-    ticking = false;
-    assert.equal(startsByTurn.reduce((a, b) => a + b, 0), 100);
-    assert.ok(Math.max(...startsByTurn) <= 10, `starts per turn: ${startsByTurn.filter(Boolean).join(' ')}`);
+    const slowCounts = slowTurns.stop();
+    assert.equal(slowCounts.reduce((a, b) => a + b, 0), 100);
+    assert.ok(Math.max(...slowCounts) <= 10, `starts per turn: ${slowCounts.filter(Boolean).join(' ')}`);
   });
 
   test('quiesce lets the calls in flight finish and starts no more; abort cancels what runs and drops what waits', async () => {
