@@ -140,8 +140,13 @@ try {
   // --- checks ------------------------------------------------------------------
   if (summary.outcome !== 'completed') {
     const errors = await sql<{ error: string | null; n: number }>`
-      SELECT error, count(*)::int AS n FROM interactions WHERE run_id = ${outcome.run.id} AND status <> 'completed' GROUP BY error ORDER BY n DESC LIMIT 5`.execute(db);
-    assert(false, `run outcome ${summary.outcome} (${JSON.stringify(summary.run.error ?? null)}), progress ${JSON.stringify(summary.progress)}; unfinished interactions: ${JSON.stringify(errors.rows)}`);
+      SELECT error, count(*)::int AS n FROM interactions WHERE run_id = ${outcome.run.id} AND status <> 'completed' GROUP BY error ORDER BY n DESC LIMIT 5`.execute(
+      db,
+    );
+    assert(
+      false,
+      `run outcome ${summary.outcome} (${JSON.stringify(summary.run.error ?? null)}), progress ${JSON.stringify(summary.progress)}; unfinished interactions: ${JSON.stringify(errors.rows)}`,
+    );
   }
   assert(summary.progress.ask?.done === subjects, `progress ${JSON.stringify(summary.progress)}, expected ${subjects} done`);
   const left = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM subjects WHERE NOT done OR answer IS NULL`.execute(db)).rows[0]!.n;
@@ -215,7 +220,12 @@ function httpClient(base: string, timeoutMs: number): Generator {
         const body = JSON.stringify({ model: 'llama3.2', prompt, stream: false });
         const request = http.request(
           url,
-          { method: 'POST', agent, signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+          {
+            method: 'POST',
+            agent,
+            signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+            headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          },
           (response) => {
             let text = '';
             response.setEncoding('utf8');
@@ -251,10 +261,14 @@ interface StandInStats {
 }
 
 function startStandIn(): { url: Promise<string>; stats(): Promise<StandInStats>; stop(): void } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/io-server.ts'), '--delay-ms', String(delayMs), '--server', serverKind], {
-    cwd: REPO_ROOT,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(REPO_ROOT, 'bench/io-server.ts'), '--delay-ms', String(delayMs), '--server', serverKind],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   const waiting: ((stats: StandInStats) => void)[] = [];
   const url = new Promise<string>((resolve, reject) => {
     child.on('error', reject);
@@ -313,7 +327,15 @@ async function ceiling(): Promise<void> {
       peakRssMb: peakRssMb(),
       sampledPeakRssMb: sampledPeak,
       cpuSeconds: used.cpuSeconds,
-      details: { client, idealPerSecond: ideal, shareOfIdeal: itemsPerSecond / ideal, steadyShareOfIdeal: itemsPerSecond / ideal, eventLoopDelayMs: used.eventLoopDelayMs, firstAnswerAfterMs: firstAnswer - started, standIn: served },
+      details: {
+        client,
+        idealPerSecond: ideal,
+        shareOfIdeal: itemsPerSecond / ideal,
+        steadyShareOfIdeal: itemsPerSecond / ideal,
+        eventLoopDelayMs: used.eventLoopDelayMs,
+        firstAnswerAfterMs: firstAnswer - started,
+        standIn: served,
+      },
     });
   } finally {
     standIn.stop();

@@ -125,8 +125,10 @@ try {
                                         GROUP BY subject_id HAVING count(*) = 1) AS x) AS once
       FROM interactions WHERE workflow_id = ${WORKFLOW_ID}`.execute(db);
   const c = counts.rows[0]!;
-  assert(c.total === subjects && c.completed === subjects && c.distinct_subjects === subjects && c.once === subjects,
-    `interactions: ${JSON.stringify(c)}, expected ${subjects} each`);
+  assert(
+    c.total === subjects && c.completed === subjects && c.distinct_subjects === subjects && c.once === subjects,
+    `interactions: ${JSON.stringify(c)}, expected ${subjects} each`,
+  );
   const size = await sql<{ mb: number }>`SELECT round(pg_total_relation_size('interactions') / 1048576.0, 1)::float8 AS mb`.execute(db);
   const version = await sql<{ v: string }>`SELECT current_setting('server_version') AS v`.execute(db);
   await db.destroy();
@@ -166,4 +168,3 @@ try {
   else await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));
   await server.release();
 }
-

@@ -55,9 +55,19 @@ const CASES: Case[] = [
     args: () => ['--config', 'C', '--jobs', String(Math.min(subjects, DEFAULTS_CASE_MAX_ITEMS))],
     slow: true,
   },
-  { name: 'pg-boss-A', script: 'bench/peers/pg-boss.ts', args: () => ['--config', 'A', '--jobs', String(Math.min(subjects, PGBOSS_ONE_WORKER_MAX_ITEMS))], slow: true },
+  {
+    name: 'pg-boss-A',
+    script: 'bench/peers/pg-boss.ts',
+    args: () => ['--config', 'A', '--jobs', String(Math.min(subjects, PGBOSS_ONE_WORKER_MAX_ITEMS))],
+    slow: true,
+  },
   { name: 'pg-boss-B', script: 'bench/peers/pg-boss.ts', args: () => ['--config', 'B', '--jobs', String(subjects)] },
-  { name: 'scale', script: 'bench/scale.ts', args: () => ['--subjects', String(scaleSubjects), '--stop-after', String(intFlag(flags, 'scale-stop-after', 900))], kind: 'figures' },
+  {
+    name: 'scale',
+    script: 'bench/scale.ts',
+    args: () => ['--subjects', String(scaleSubjects), '--stop-after', String(intFlag(flags, 'scale-stop-after', 900))],
+    kind: 'figures',
+  },
   { name: 'io-bound', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects)], kind: 'figures' },
   // The same with node:http, and with global fetch (the client before 2026-12-01): how much the HTTP client weighs.
   { name: 'io-bound-http', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--client', 'http'], kind: 'figures', slow: true },
@@ -71,11 +81,15 @@ const CASES: Case[] = [
 ];
 
 const only = flags.get('only');
-const wanted = typeof only === 'string' ? only.split(',').map((s) => s.trim()).filter(Boolean) : [];
+const wanted =
+  typeof only === 'string'
+    ? only
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
 const cases =
-  wanted.length === 0
-    ? CASES.filter((c) => !(quick && c.slow))
-    : CASES.filter((c) => wanted.some((w) => c.name === w || c.name.startsWith(`${w}-`)));
+  wanted.length === 0 ? CASES.filter((c) => !(quick && c.slow)) : CASES.filter((c) => wanted.some((w) => c.name === w || c.name.startsWith(`${w}-`)));
 if (cases.length === 0) {
   process.stderr.write(`--only ${String(only)} matches no case; cases: ${CASES.map((c) => c.name).join(', ')}\n`);
   process.exit(2);
@@ -129,7 +143,9 @@ function runCase(script: string, args: string[], databaseUrl: string): Promise<{
         if (line.startsWith(RESULT_PREFIX)) {
           result = JSON.parse(line.slice(RESULT_PREFIX.length)) as CaseResult;
           if (typeof result.seconds === 'number' && typeof result.itemsPerSecond === 'number') {
-            process.stderr.write(`   ${result.items} items in ${result.seconds.toFixed(2)} s = ${result.itemsPerSecond.toFixed(0)}/s, peak RSS ${Number(result.peakRssMb).toFixed(0)} MB\n`);
+            process.stderr.write(
+              `   ${result.items} items in ${result.seconds.toFixed(2)} s = ${result.itemsPerSecond.toFixed(0)}/s, peak RSS ${Number(result.peakRssMb).toFixed(0)} MB\n`,
+            );
           } else {
             process.stderr.write(`   result: ${line.slice(RESULT_PREFIX.length, RESULT_PREFIX.length + 300)}\n`);
           }
@@ -165,7 +181,12 @@ function codeVersion(): string {
   try {
     const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
     const dirty = git('status', '--porcelain', '--', 'src', 'migrations') !== '';
-    const diff = dirty ? createHash('sha256').update(git('diff', 'HEAD', '--', 'src', 'migrations')).digest('hex').slice(0, 12) : '';
+    const diff = dirty
+      ? createHash('sha256')
+          .update(git('diff', 'HEAD', '--', 'src', 'migrations'))
+          .digest('hex')
+          .slice(0, 12)
+      : '';
     return `commit ${git('rev-parse', '--short', 'HEAD')}${dirty ? ` + uncommitted changes in src/ or migrations/ (diff sha256 ${diff})` : ''}`;
   } catch {
     return 'unknown (no git)';
@@ -206,7 +227,19 @@ function latencyTable(): string {
   const latency = outcomes.filter((o) => kindOf(o.name) === 'latency');
   if (latency.length === 0) return '';
   type Stats = { p50: number; p99: number; max: number };
-  const header = ['system', 'config', 'requests', 'idle p50 ms', 'idle p99 ms', 'run p50 ms', 'run p99 ms', 'run max ms', 'run items/s meanwhile', 'p99 < 50 ms', 'peak RSS MB'];
+  const header = [
+    'system',
+    'config',
+    'requests',
+    'idle p50 ms',
+    'idle p99 ms',
+    'run p50 ms',
+    'run p99 ms',
+    'run max ms',
+    'run items/s meanwhile',
+    'p99 < 50 ms',
+    'peak RSS MB',
+  ];
   const rows = latency.map(({ name, result, error }) => {
     if (!result) return [name, `failed: ${error}`, ...header.slice(2).map(() => '')];
     const details = result.details as { latencyMs: { idle: Stats; loaded: Stats }; runItemsPerSecondDuringLoaded: number; meetsTarget: boolean };
@@ -246,7 +279,12 @@ function figuresTable(): string {
   // No-op throughput against the peers, same run.
   const engine = get('engine')?.result;
   if (get('engine')) {
-    rows.push(['no-op items/s, engine (1 step, keeps every interaction row)', engine ? `${engine.itemsPerSecond.toFixed(0)}/s (${engine.items} items, ${engine.peakRssMb.toFixed(0)} MB peak RSS)` : missing('engine'), '–', '']);
+    rows.push([
+      'no-op items/s, engine (1 step, keeps every interaction row)',
+      engine ? `${engine.itemsPerSecond.toFixed(0)}/s (${engine.items} items, ${engine.peakRssMb.toFixed(0)} MB peak RSS)` : missing('engine'),
+      '–',
+      '',
+    ]);
   }
   const ratioRow = (label: string, names: string[], target: number) => {
     const ran = names.map(get).filter((o) => o !== undefined);
@@ -258,7 +296,12 @@ function figuresTable(): string {
     }
     const best = results.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
     const ratio = engine.itemsPerSecond / best.itemsPerSecond;
-    rows.push([label, `${ratio.toFixed(2)}× (${best.itemsPerSecond.toFixed(0)}/s, ${best.config.split(':')[0]})`, `≥ ${target.toFixed(1)}×`, yes(ratio >= target)]);
+    rows.push([
+      label,
+      `${ratio.toFixed(2)}× (${best.itemsPerSecond.toFixed(0)}/s, ${best.config.split(':')[0]})`,
+      `≥ ${target.toFixed(1)}×`,
+      yes(ratio >= target),
+    ]);
   };
   ratioRow('engine ÷ graphile-worker, best single-process (B)', ['graphile-worker-B'], 1.0);
   ratioRow('engine ÷ pg-boss, batch fetch 500 (best config run)', ['pg-boss-A', 'pg-boss-B'], 2.0);
@@ -271,7 +314,12 @@ function figuresTable(): string {
     else {
       const d = r.details as {
         subjects: number;
-        snapshot: { before: { metricsMs: number; expectedWorkMs: number }; after: { metricsMs: number; expectedWorkMs: number }; maxMetricsMs: number; inRun: { maxMs: number } | null };
+        snapshot: {
+          before: { metricsMs: number; expectedWorkMs: number };
+          after: { metricsMs: number; expectedWorkMs: number };
+          maxMetricsMs: number;
+          inRun: { maxMs: number } | null;
+        };
         heartbeat: { count: number; p50Ms: number; maxMs: number } | null;
         heartbeatPlan: string;
       };
@@ -286,16 +334,28 @@ function figuresTable(): string {
           '**no**',
         ]);
       } else {
-        rows.push([`scale: ${d.subjects.toLocaleString('en')} postings × 3 steps, wall time`, `${r.seconds.toFixed(1)} s, ${r.itemsPerSecond.toFixed(0)} interactions/s`, '–', '']);
+        rows.push([
+          `scale: ${d.subjects.toLocaleString('en')} postings × 3 steps, wall time`,
+          `${r.seconds.toFixed(1)} s, ${r.itemsPerSecond.toFixed(0)} interactions/s`,
+          '–',
+          '',
+        ]);
       }
       rows.push([`scale: peak RSS${at}`, `${r.peakRssMb.toFixed(0)} MB`, '< 250 MB', yes(r.peakRssMb < 250) + partial]);
       const s = d.snapshot;
-      rows.push([`scale: state snapshot, metrics query${at}`, `${ms(s.before.metricsMs)} ms before, ${ms(s.after.metricsMs)} ms after, ${s.inRun ? ms(s.inRun.maxMs) : '?'} ms max in the run`, '< 300 ms', yes(s.maxMetricsMs < 300) + partial]);
+      rows.push([
+        `scale: state snapshot, metrics query${at}`,
+        `${ms(s.before.metricsMs)} ms before, ${ms(s.after.metricsMs)} ms after, ${s.inRun ? ms(s.inRun.maxMs) : '?'} ms max in the run`,
+        '< 300 ms',
+        yes(s.maxMetricsMs < 300) + partial,
+      ]);
       rows.push([`scale: expected-work counts (3 steps)${at}`, `${ms(s.before.expectedWorkMs)} ms before, ${ms(s.after.expectedWorkMs)} ms after`, '–', '']);
       const scansDomain = /postings/i.test(d.heartbeatPlan);
       rows.push([
-        'scale: progress update (heartbeat UPDATE of workflow_runs with the runner\'s counters)',
-        d.heartbeat ? `p50 ${ms(d.heartbeat.p50Ms)} ms, max ${ms(d.heartbeat.maxMs)} ms over ${d.heartbeat.count}; plan: workflow_runs_pkey only` : 'no heartbeat in the run',
+        "scale: progress update (heartbeat UPDATE of workflow_runs with the runner's counters)",
+        d.heartbeat
+          ? `p50 ${ms(d.heartbeat.p50Ms)} ms, max ${ms(d.heartbeat.maxMs)} ms over ${d.heartbeat.count}; plan: workflow_runs_pkey only`
+          : 'no heartbeat in the run',
         'no domain-table scan',
         yes(!scansDomain),
       ]);
@@ -318,8 +378,18 @@ function figuresTable(): string {
       const d = r.details as { idealPerSecond: number; shareOfIdeal: number; steadyShareOfIdeal: number; eventLoopDelayMs: { p99: number; max: number } };
       const target = name === 'io-bound';
       const steady = name === 'io-ceiling' ? '' : ` (steady part ${(d.steadyShareOfIdeal * 100).toFixed(0)}%)`;
-      rows.push([`I/O-bound (${how}): ${r.items.toLocaleString('en')} items × 200 ms HTTP, concurrency 500`, `${r.itemsPerSecond.toFixed(0)}/s = ${(d.shareOfIdeal * 100).toFixed(0)}% of ${d.idealPerSecond}/s${steady}; node CPU ${r.cpuSeconds.toFixed(1)} s in ${r.seconds.toFixed(1)} s`, target ? '≥ 90%' : '(≥ 90%)', target ? yes(d.shareOfIdeal >= 0.9) : '–']);
-      rows.push([`I/O-bound (${how}): event-loop delay p99`, `${ms(d.eventLoopDelayMs.p99)} ms (max ${ms(d.eventLoopDelayMs.max)})`, target ? '< 20 ms' : '(< 20 ms)', target ? yes(d.eventLoopDelayMs.p99 < 20) : '–']);
+      rows.push([
+        `I/O-bound (${how}): ${r.items.toLocaleString('en')} items × 200 ms HTTP, concurrency 500`,
+        `${r.itemsPerSecond.toFixed(0)}/s = ${(d.shareOfIdeal * 100).toFixed(0)}% of ${d.idealPerSecond}/s${steady}; node CPU ${r.cpuSeconds.toFixed(1)} s in ${r.seconds.toFixed(1)} s`,
+        target ? '≥ 90%' : '(≥ 90%)',
+        target ? yes(d.shareOfIdeal >= 0.9) : '–',
+      ]);
+      rows.push([
+        `I/O-bound (${how}): event-loop delay p99`,
+        `${ms(d.eventLoopDelayMs.p99)} ms (max ${ms(d.eventLoopDelayMs.max)})`,
+        target ? '< 20 ms' : '(< 20 ms)',
+        target ? yes(d.eventLoopDelayMs.p99 < 20) : '–',
+      ]);
     }
   }
 
@@ -342,10 +412,16 @@ function figuresTable(): string {
     const r = stop.result;
     const d = r?.details as { latencyMs?: { p50: number; p99: number; max: number }; inFlight?: number } | undefined;
     if (r && figuresOf(r).length > 0) rows.push(...figuresOf(r));
-    else if (!r || !d?.latencyMs) rows.push(['stop latency p99 (16 in flight)', r ? JSON.stringify(r.details).slice(0, 120) : missing('stop-latency'), '< 500 ms', '']);
+    else if (!r || !d?.latencyMs)
+      rows.push(['stop latency p99 (16 in flight)', r ? JSON.stringify(r.details).slice(0, 120) : missing('stop-latency'), '< 500 ms', '']);
     else {
       const l = d.latencyMs;
-      rows.push([`stop latency p99 (${d.inFlight ?? '?'} in flight; request → run ended, lock released)`, `${ms(l.p99)} ms (p50 ${ms(l.p50)}, max ${ms(l.max)}; ${r.items} stops)`, '< 500 ms', yes(l.p99 < 500)]);
+      rows.push([
+        `stop latency p99 (${d.inFlight ?? '?'} in flight; request → run ended, lock released)`,
+        `${ms(l.p99)} ms (p50 ${ms(l.p50)}, max ${ms(l.max)}; ${r.items} stops)`,
+        '< 500 ms',
+        yes(l.p99 < 500),
+      ]);
     }
   }
   const kill = get('kill-restart');
@@ -353,7 +429,8 @@ function figuresTable(): string {
     const r = kill.result;
     const d = r?.details as { lockFreeMs?: { p50: number; max: number }; restartMs?: { p50: number; max: number } } | undefined;
     if (r && figuresOf(r).length > 0) rows.push(...figuresOf(r));
-    else if (!r || !d?.restartMs) rows.push(['SIGKILL of the owner → a new run can start', r ? JSON.stringify(r.details).slice(0, 120) : missing('kill-restart'), '< 2 s', '']);
+    else if (!r || !d?.restartMs)
+      rows.push(['SIGKILL of the owner → a new run can start', r ? JSON.stringify(r.details).slice(0, 120) : missing('kill-restart'), '< 2 s', '']);
     else {
       rows.push([
         `SIGKILL of the owner → a new run has started (worst of ${r.items} kills)`,

@@ -63,7 +63,10 @@ try {
   await sql`CHECKPOINT`.execute(db);
   process.stderr.write(`   loaded ${subjects} postings twice in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s\n`);
   // Superuser only; without it there is no server-side figure, the rest stands.
-  const tracked = await sql`SET track_functions = 'pl'`.execute(db).then(() => true, () => false);
+  const tracked = await sql`SET track_functions = 'pl'`.execute(db).then(
+    () => true,
+    () => false,
+  );
 
   type Sample = { statementMs: number; transactionMs: number };
   const samples: Record<string, { on: Sample[]; off: Sample[] }> = {};
@@ -75,9 +78,11 @@ try {
       subjectId: Number(row.id),
       interactionId: 0,
       output:
-        step.name === 'summary' ? { summary: summarize(row.description) }
-        : step.name === 'skills' ? { skills: extractSkills(row.summary ?? '') }
-        : { ihl_score: scoreIhl(row.skills ?? [], row.summary ?? '') },
+        step.name === 'summary'
+          ? { summary: summarize(row.description) }
+          : step.name === 'skills'
+            ? { skills: extractSkills(row.summary ?? '') }
+            : { ihl_score: scoreIhl(row.skills ?? [], row.summary ?? '') },
     }));
   };
 
@@ -103,10 +108,12 @@ try {
   await sql`SELECT pg_stat_force_next_flush()`.execute(db);
   await sql`SELECT 1`.execute(db);
   await sql`SELECT pg_stat_clear_snapshot()`.execute(db);
-  const fn = !tracked ? undefined : (
-    await sql<{ calls: number; total_ms: number }>`
+  const fn = !tracked
+    ? undefined
+    : (
+        await sql<{ calls: number; total_ms: number }>`
       SELECT calls::int, total_time AS total_ms FROM pg_stat_user_functions WHERE funcname = 'postings_counters_changed'`.execute(db)
-  ).rows[0];
+      ).rows[0];
 
   // The conditions were what they claim: each table got its half, and the counters saw theirs.
   const seen = (
@@ -131,13 +138,19 @@ try {
       const a = stats(on.map((s) => s[part]));
       const b = stats(off.map((s) => s[part]));
       row[part] = { on: a, off: b, p50DeltaMs: a.p50 - b.p50, meanDeltaMs: a.mean - b.mean };
-      lines.push(`${name.padEnd(8)} ${part === 'statementMs' ? 'save UPDATE' : 'transaction'}  on        ${a.mean.toFixed(2).padStart(7)} ${a.p50.toFixed(2).padStart(7)} ${a.p95.toFixed(2).padStart(7)}`);
-      lines.push(`${name.padEnd(8)} ${part === 'statementMs' ? 'save UPDATE' : 'transaction'}  off       ${b.mean.toFixed(2).padStart(7)} ${b.p50.toFixed(2).padStart(7)} ${b.p95.toFixed(2).padStart(7)}`);
+      lines.push(
+        `${name.padEnd(8)} ${part === 'statementMs' ? 'save UPDATE' : 'transaction'}  on        ${a.mean.toFixed(2).padStart(7)} ${a.p50.toFixed(2).padStart(7)} ${a.p95.toFixed(2).padStart(7)}`,
+      );
+      lines.push(
+        `${name.padEnd(8)} ${part === 'statementMs' ? 'save UPDATE' : 'transaction'}  off       ${b.mean.toFixed(2).padStart(7)} ${b.p50.toFixed(2).padStart(7)} ${b.p95.toFixed(2).padStart(7)}`,
+      );
     }
     byStep[name] = row;
   }
   const triggerMsPerCall = fn && fn.calls > 0 ? fn.total_ms / fn.calls : null;
-  process.stderr.write(`\n${lines.join('\n')}\n\ntrigger function (server side): ${fn ? `${fn.calls} calls, ${triggerMsPerCall!.toFixed(3)} ms per call` : 'no statistics'}\n`);
+  process.stderr.write(
+    `\n${lines.join('\n')}\n\ntrigger function (server side): ${fn ? `${fn.calls} calls, ${triggerMsPerCall!.toFixed(3)} ms per call` : 'no statistics'}\n`,
+  );
   printResult({
     system: 'workflow-chatops postings counters',
     config: `3001's saves, ${BATCH} rows per UPDATE, ${batches} batches per step and condition, ${subjects} postings`,
@@ -147,7 +160,14 @@ try {
     peakRssMb: 0,
     sampledPeakRssMb: 0,
     cpuSeconds: 0,
-    details: { subjects, batches, byStep, triggerFunction: fn ? { calls: fn.calls, msPerCall: triggerMsPerCall } : null, serverVersion: version, server: await serverFacts(database.url) },
+    details: {
+      subjects,
+      batches,
+      byStep,
+      triggerFunction: fn ? { calls: fn.calls, msPerCall: triggerMsPerCall } : null,
+      serverVersion: version,
+      server: await serverFacts(database.url),
+    },
   });
 } finally {
   await db.destroy();

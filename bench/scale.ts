@@ -44,7 +44,20 @@ import { createLogger } from '../src/log.ts';
 import { resolveDefaults } from '../src/workflows/define.ts';
 import postingsWorkflow, { POSTINGS_WORKFLOW_ID, POSTINGS_WORKFLOW_NAME } from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
-import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, REPO_ROOT, sampleRss, watchdog } from './lib.ts';
+import {
+  assert,
+  freshDatabase,
+  intFlag,
+  measureProcess,
+  measureServer,
+  openServer,
+  parseFlags,
+  peakRssMb,
+  printResult,
+  REPO_ROOT,
+  sampleRss,
+  watchdog,
+} from './lib.ts';
 import { ENGINE_STATEMENTS, EXPLAINED_ENGINE_STATEMENTS, formatSlowest, formatStats, traceSql } from './sql-trace.ts';
 
 const flags = parseFlags(process.argv.slice(2));
@@ -75,10 +88,14 @@ const database = await freshDatabase(server.url, `wfbench_scale_${process.pid}`)
 try {
   // --- setup (not timed): postings loaded by a child process ----------------------
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench/scale.ts'), '--subjects', String(subjects), '--load-into', database.url], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(REPO_ROOT, 'bench/scale.ts'), '--subjects', String(subjects), '--load-into', database.url],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`loading postings exited ${code}`))));
   });
@@ -116,7 +133,10 @@ try {
     }
     const [scan, scanMs] = await timed(async () => Object.fromEntries(Object.entries((await scanMetrics()).rows[0]!).map(([k, v]) => [k, Number(v)])));
     assert(JSON.stringify(metrics) === JSON.stringify(scan), `metrics ${JSON.stringify(metrics)} differ from a scan of postings ${JSON.stringify(scan)}`);
-    assert(JSON.stringify(expected) === JSON.stringify(counted), `expected work ${JSON.stringify(expected)} differs from counting pending ${JSON.stringify(counted)}`);
+    assert(
+      JSON.stringify(expected) === JSON.stringify(counted),
+      `expected work ${JSON.stringify(expected)} differs from counting pending ${JSON.stringify(counted)}`,
+    );
     const sum = (ms: Record<string, number>) => Object.values(ms).reduce((a, b) => a + b, 0);
     return {
       metricsMs,
@@ -137,12 +157,15 @@ try {
   const metricsPlan = await explainMetrics();
 
   // --- timed: start request → done -------------------------------------------------
-  const trace = traceSql([
-    ...ENGINE_STATEMENTS,
-    { name: 'metrics snapshot', test: (s) => s.includes('"postings_total"') },
-    { name: 'expected work (pendingCount)', test: (s) => s.includes('as "pending" from "postings_counters"') },
-    { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
-  ], explainAt === undefined ? {} : { explain: { kinds: [...EXPLAINED_ENGINE_STATEMENTS, 'save (UPDATE postings)'], occurrence: explainAt } });
+  const trace = traceSql(
+    [
+      ...ENGINE_STATEMENTS,
+      { name: 'metrics snapshot', test: (s) => s.includes('"postings_total"') },
+      { name: 'expected work (pendingCount)', test: (s) => s.includes('as "pending" from "postings_counters"') },
+      { name: 'save (UPDATE postings)', test: (s) => s.includes('UPDATE postings AS p') },
+    ],
+    explainAt === undefined ? {} : { explain: { kinds: [...EXPLAINED_ENGINE_STATEMENTS, 'save (UPDATE postings)'], occurrence: explainAt } },
+  );
   const engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: HEARTBEAT_MS, forceGraceMs: 2_000 });
   const rss = sampleRss(200);
   const serverUsage = await measureServer(database.url);
@@ -189,7 +212,9 @@ try {
       UPDATE workflow_runs SET heartbeat_at = now(), progress = ${JSON.stringify(summary.progress)}
        WHERE id = ${summary.run.id} AND owner_token = ${summary.run.owner_token ?? ''}
        RETURNING stop_requested_by`.execute(db)
-  ).rows.map((r) => r['QUERY PLAN']).join('\n');
+  ).rows
+    .map((r) => r['QUERY PLAN'])
+    .join('\n');
   // EXPLAIN ANALYZE ran the UPDATE; it matched the run's row or none, and wrote only heartbeat_at/progress of an ended run.
   const expectedInteractions = 3 * subjects;
   const done = Object.values(summary.progress).reduce((n, p) => n + p.done, 0);
@@ -197,7 +222,9 @@ try {
   assert(finished || summary.outcome === 'stopped' || (cancelled && summary.outcome === 'failed'), `run outcome ${summary.outcome}`);
   const counts = (
     await sql<{ total: number; completed: number }>`
-      SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS completed FROM interactions WHERE run_id = ${summary.run.id}`.execute(db)
+      SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS completed FROM interactions WHERE run_id = ${summary.run.id}`.execute(
+      db,
+    )
   ).rows[0]!;
   assert(counts.completed === done, `progress says ${done} done, the run has ${counts.completed} completed interactions`);
   if (finished) {
@@ -215,10 +242,13 @@ try {
   const version = (await sql<{ v: string }>`SELECT current_setting('server_version') AS v`.execute(db)).rows[0]!.v;
   await db.destroy();
 
-  const heartbeat = statements['heartbeat'];
+  const heartbeat = statements.heartbeat;
   const inRunSnapshot = statements['metrics snapshot'];
   const ms = (n: number) => n.toFixed(1);
-  for (const [when, snap] of [['before', before], ['after', after]] as const) {
+  for (const [when, snap] of [
+    ['before', before],
+    ['after', after],
+  ] as const) {
     process.stderr.write(
       `\nsnapshot ${when} the run: metrics ${ms(snap.metricsMs)} ms (a scan of postings: ${ms(snap.reference.scanMetricsMs)} ms), ` +
         `expected work ${ms(snap.expectedWorkMs)} ms (count(*) of pending: ${ms(snap.reference.countPendingMs)} ms); ${JSON.stringify(snap.expected)}\n`,
@@ -251,7 +281,9 @@ try {
         inRun: inRunSnapshot ? { count: inRunSnapshot.count, maxMs: inRunSnapshot.maxMs, meanMs: inRunSnapshot.meanMs } : null,
         maxMetricsMs: Math.max(before.metricsMs, after.metricsMs, inRunSnapshot?.maxMs ?? 0),
       },
-      heartbeat: heartbeat ? { count: heartbeat.count, p50Ms: heartbeat.p50Ms, p95Ms: heartbeat.p95Ms, maxMs: heartbeat.maxMs, meanMs: heartbeat.meanMs } : null,
+      heartbeat: heartbeat
+        ? { count: heartbeat.count, p50Ms: heartbeat.p50Ms, p95Ms: heartbeat.p95Ms, maxMs: heartbeat.maxMs, meanMs: heartbeat.meanMs }
+        : null,
       heartbeatPlan,
       metricsPlan,
       statements,

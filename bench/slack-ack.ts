@@ -86,7 +86,10 @@ try {
     }),
   );
   engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: 2_000, forceGraceMs: 5_000 });
-  const service = new CommandService(engine, { all: () => [workflow], find: (ref) => (String(ref) === String(WORKFLOW_ID) || ref === workflow.name ? workflow : undefined) });
+  const service = new CommandService(engine, {
+    all: () => [workflow],
+    find: (ref) => (String(ref) === String(WORKFLOW_ID) || ref === workflow.name ? workflow : undefined),
+  });
   const config = loadConfig({
     SLACK_SIGNING_SECRET: SECRET,
     SLACK_BOT_TOKEN: 'xoxb-bench',
@@ -111,7 +114,10 @@ try {
     // --- while a run goes ----------------------------------------------------
     const mark = stub.mark();
     const started = await client.send(1, 1, `run ${WORKFLOW_ID}`);
-    assert(started.statuses.every((s) => s === 200), `the run request was answered ${started.statuses.join(',')}`);
+    assert(
+      started.statuses.every((s) => s === 200),
+      `the run request was answered ${started.statuses.join(',')}`,
+    );
     await stub.waitFor('chat.postMessage', (c) => c.body.channel === CHANNEL, { since: mark, timeoutMs: 30_000, what: 'the run started message' });
     const active = engine.activeRuns()[0];
     assert(active, 'the run did not start');
@@ -131,8 +137,14 @@ try {
     active.stop({ kind: 'stop', by: 'bench' });
     const summary = await active.done;
 
-    for (const [phase, r] of [['idle', idle], ['loaded', loaded]] as const) {
-      assert(r.statuses.every((s) => s === 200), `${phase}: answers other than 200: ${[...new Set(r.statuses)].join(',')}`);
+    for (const [phase, r] of [
+      ['idle', idle],
+      ['loaded', loaded],
+    ] as const) {
+      assert(
+        r.statuses.every((s) => s === 200),
+        `${phase}: answers other than 200: ${[...new Set(r.statuses)].join(',')}`,
+      );
       assert(r.latencies.length === requests, `${phase}: ${r.latencies.length} of ${requests} requests measured`);
     }
     assert(stub.problems.length === 0, `Block Kit problems: ${stub.problems.slice(0, 3).join('; ')}`);
@@ -191,7 +203,13 @@ function stats(ms: number[]): { p50: number; p90: number; p99: number; max: numb
   const sorted = [...ms].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
   const round = (x: number) => Math.round(x * 100) / 100;
-  return { p50: round(at(0.5)), p90: round(at(0.9)), p99: round(at(0.99)), max: round(sorted[sorted.length - 1]!), mean: round(ms.reduce((a, b) => a + b, 0) / ms.length) };
+  return {
+    p50: round(at(0.5)),
+    p90: round(at(0.9)),
+    p99: round(at(0.99)),
+    max: round(sorted[sorted.length - 1]!),
+    mean: round(ms.reduce((a, b) => a + b, 0) / ms.length),
+  };
 }
 
 /**

@@ -145,7 +145,20 @@ export function formatStats(stats: Record<string, KindStats>): string {
   const header = ['kind', 'count', 'rows', 'total ms', 'mean ms', 'p50 ms', 'p95 ms', 'max ms', 'first 10% ms', 'last 10% ms'];
   const rows = Object.entries(stats)
     .sort((a, b) => b[1].totalMs - a[1].totalMs)
-    .map(([kind, s]) => [kind, s.count, s.rows, s.totalMs.toFixed(0), s.meanMs.toFixed(2), s.p50Ms.toFixed(2), s.p95Ms.toFixed(2), s.maxMs.toFixed(2), s.firstTenthMeanMs.toFixed(2), s.lastTenthMeanMs.toFixed(2)].map(String));
+    .map(([kind, s]) =>
+      [
+        kind,
+        s.count,
+        s.rows,
+        s.totalMs.toFixed(0),
+        s.meanMs.toFixed(2),
+        s.p50Ms.toFixed(2),
+        s.p95Ms.toFixed(2),
+        s.maxMs.toFixed(2),
+        s.firstTenthMeanMs.toFixed(2),
+        s.lastTenthMeanMs.toFixed(2),
+      ].map(String),
+    );
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');

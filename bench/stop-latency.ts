@@ -51,10 +51,14 @@ try {
           handle: (_input, { signal }) =>
             new Promise((_resolve, reject) => {
               inFlight++;
-              signal.addEventListener('abort', () => {
-                inFlight--;
-                reject(signal.reason);
-              }, { once: true });
+              signal.addEventListener(
+                'abort',
+                () => {
+                  inFlight--;
+                  reject(signal.reason);
+                },
+                { once: true },
+              );
             }),
           save: async () => {},
         }),
@@ -62,7 +66,14 @@ try {
     }),
   );
   const owner = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: 2_000, forceGraceMs: 2_000, instanceId: 'bench-owner' });
-  const requester = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: 2_000, forceGraceMs: 2_000, instanceId: 'bench-requester' });
+  const requester = new Engine({
+    connectionString: database.url,
+    workflows: [workflow],
+    log,
+    heartbeatMs: 2_000,
+    forceGraceMs: 2_000,
+    instanceId: 'bench-requester',
+  });
 
   const latencies: number[] = [];
   const started = performance.now();

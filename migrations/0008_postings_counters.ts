@@ -51,15 +51,18 @@ const isZero = COUNTERS.map(([name]) => `d.${name} = 0`).join(' AND ');
 const add = COUNTERS.map(([name]) => `${name} = c.${name} + d.${name}`).join(', ');
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql.raw(`
+  await sql
+    .raw(`
     CREATE TABLE postings_counters (
       shard smallint PRIMARY KEY,
       ${COUNTERS.map(([name]) => `${name} bigint NOT NULL DEFAULT 0`).join(',\n      ')}
-    )`).execute(db);
+    )`)
+    .execute(db);
   await sql.raw(`INSERT INTO postings_counters (shard) SELECT generate_series(0, ${SHARDS - 1})`).execute(db);
 
   // Adds one statement's change to a shard this transaction may hold.
-  await sql.raw(`
+  await sql
+    .raw(`
     CREATE FUNCTION postings_counters_add(d postings_counters) RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
       UPDATE postings_counters AS c SET ${add}
@@ -70,11 +73,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         -- Every shard is held by another transaction: wait for this backend's.
         UPDATE postings_counters AS c SET ${add} WHERE c.shard = pg_backend_pid() % ${SHARDS};
       END IF;
-    END $$`).execute(db);
+    END $$`)
+    .execute(db);
 
   // One function for the three triggers; each names only the transition
   // tables its event has, and PL/pgSQL plans only the branch that runs.
-  await sql.raw(`
+  await sql
+    .raw(`
     CREATE FUNCTION postings_counters_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       d postings_counters;
@@ -97,7 +102,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         PERFORM postings_counters_add(d);
       END IF;
       RETURN NULL;
-    END $$`).execute(db);
+    END $$`)
+    .execute(db);
 
   await sql`
     CREATE TRIGGER postings_counters_insert AFTER INSERT ON postings
@@ -111,12 +117,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   // TRUNCATE has no transition table and fires no DELETE trigger. It holds
   // postings' ACCESS EXCLUSIVE lock, so no other writer holds a shard.
-  await sql.raw(`
+  await sql
+    .raw(`
     CREATE FUNCTION postings_counters_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       UPDATE postings_counters SET ${COUNTERS.map(([name]) => `${name} = 0`).join(', ')};
       RETURN NULL;
-    END $$`).execute(db);
+    END $$`)
+    .execute(db);
   await sql`
     CREATE TRIGGER postings_counters_truncate AFTER TRUNCATE ON postings
       FOR EACH STATEMENT EXECUTE FUNCTION postings_counters_truncated()`.execute(db);
@@ -126,7 +134,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // writes the triggers did not see. READ COMMITTED only: the count must
   // come from a snapshot taken after the lock, not from the transaction's
   // first statement.
-  await sql.raw(`
+  await sql
+    .raw(`
     CREATE FUNCTION postings_counters_recount() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
       IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -136,7 +145,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       UPDATE postings_counters AS c
          SET ${COUNTERS.map(([name]) => `${name} = CASE WHEN c.shard = 0 THEN n.${name} ELSE 0 END`).join(',\n             ')}
         FROM (SELECT ${deltas} FROM (SELECT 1 AS sign, ${counted} FROM postings) AS r) AS n;
-    END $$`).execute(db);
+    END $$`)
+    .execute(db);
 
   // Existing rows. The migration's transaction already holds a lock that
   // keeps writers out (CREATE TRIGGER's), so nothing written before the

@@ -23,60 +23,66 @@ const httpUrl = z
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
-const configSchema = z.object({
-  DATABASE_URL: postgresUrl,
-  DATABASE_LOCK_URL: postgresUrl,
-  WORKFLOW_DATA_DIR: z.string().trim().min(1).default('.data'),
-  WORKFLOW_MODULES: optionalString,
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  SLACK_BOT_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xoxb-'), 'a bot token (xoxb-…)'),
-  SLACK_APP_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xapp-'), 'an app-level token (xapp-…)'),
-  SLACK_SIGNING_SECRET: optionalString,
-  SLACK_API_URL: httpUrl,
-  SLACK_NOTIFY_CHANNEL: optionalString,
-  OLLAMA_URL: httpUrl,
-  OLLAMA_MODEL: z.string().trim().min(1).default('llama3.2'),
-  OLLAMA_TIMEOUT_MS: positiveInt(60_000),
-  /** Roles for chat users, as JSON: [{"role":"admin","to":["U123","S456"],"channels":["C789"]}, …]. */
-  WORKFLOW_ACCESS: z
-    .string()
-    .trim()
-    .optional()
-    .transform((text, ctx) => {
-      if (!text) return DEFAULT_ACCESS;
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'JSON: a list of {"role": "viewer|operator|admin", "to": [ids], "channels"?: [ids]}' });
-        return z.NEVER;
-      }
-    })
-    .pipe(accessSchema),
-  /** How often a running run proves it is alive. */
-  WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
-  /** How long `force` lets the current owner stop on its own before terminating it. */
-  WORKFLOW_FORCE_GRACE_MS: positiveInt(5_000),
-  /**
-   * Workflow ids to run continuously (comma-separated), for workflows whose
-   * module reads it: the built-in example 3001 becomes continuous on the
-   * postings table only when listed (a `demo` load would otherwise start runs).
-   */
-  WORKFLOW_CONTINUOUS: z
-    .string()
-    .trim()
-    .optional()
-    .refine((text) => !text || text.split(',').every((id) => /^\s*[1-9]\d*\s*$/.test(id)), 'a comma-separated list of workflow ids, e.g. 3001')
-    .transform((text) => (text ? [...new Set(text.split(',').map((id) => Number(id.trim())))] : [])),
-  /** How often the health monitor recovers dead runs' work and probes external services. */
-  HEALTH_INTERVAL_MS: positiveInt(60_000),
-  /** On SIGTERM/SIGINT, how long in-flight handlers may finish before they are aborted (the run ends `stopped`, reason `shutdown`). */
-  WORKFLOW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
-}).superRefine((config, ctx) => {
-  if ((config.SLACK_APP_TOKEN || config.SLACK_SIGNING_SECRET) && !config.SLACK_BOT_TOKEN) {
-    ctx.addIssue({ code: 'custom', path: ['SLACK_BOT_TOKEN'], message: 'a bot token (xoxb-…): required when SLACK_APP_TOKEN or SLACK_SIGNING_SECRET is set' });
-  }
-});
+const configSchema = z
+  .object({
+    DATABASE_URL: postgresUrl,
+    DATABASE_LOCK_URL: postgresUrl,
+    WORKFLOW_DATA_DIR: z.string().trim().min(1).default('.data'),
+    WORKFLOW_MODULES: optionalString,
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    SLACK_BOT_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xoxb-'), 'a bot token (xoxb-…)'),
+    SLACK_APP_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xapp-'), 'an app-level token (xapp-…)'),
+    SLACK_SIGNING_SECRET: optionalString,
+    SLACK_API_URL: httpUrl,
+    SLACK_NOTIFY_CHANNEL: optionalString,
+    OLLAMA_URL: httpUrl,
+    OLLAMA_MODEL: z.string().trim().min(1).default('llama3.2'),
+    OLLAMA_TIMEOUT_MS: positiveInt(60_000),
+    /** Roles for chat users, as JSON: [{"role":"admin","to":["U123","S456"],"channels":["C789"]}, …]. */
+    WORKFLOW_ACCESS: z
+      .string()
+      .trim()
+      .optional()
+      .transform((text, ctx) => {
+        if (!text) return DEFAULT_ACCESS;
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'JSON: a list of {"role": "viewer|operator|admin", "to": [ids], "channels"?: [ids]}' });
+          return z.NEVER;
+        }
+      })
+      .pipe(accessSchema),
+    /** How often a running run proves it is alive. */
+    WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
+    /** How long `force` lets the current owner stop on its own before terminating it. */
+    WORKFLOW_FORCE_GRACE_MS: positiveInt(5_000),
+    /**
+     * Workflow ids to run continuously (comma-separated), for workflows whose
+     * module reads it: the built-in example 3001 becomes continuous on the
+     * postings table only when listed (a `demo` load would otherwise start runs).
+     */
+    WORKFLOW_CONTINUOUS: z
+      .string()
+      .trim()
+      .optional()
+      .refine((text) => !text || text.split(',').every((id) => /^\s*[1-9]\d*\s*$/.test(id)), 'a comma-separated list of workflow ids, e.g. 3001')
+      .transform((text) => (text ? [...new Set(text.split(',').map((id) => Number(id.trim())))] : [])),
+    /** How often the health monitor recovers dead runs' work and probes external services. */
+    HEALTH_INTERVAL_MS: positiveInt(60_000),
+    /** On SIGTERM/SIGINT, how long in-flight handlers may finish before they are aborted (the run ends `stopped`, reason `shutdown`). */
+    WORKFLOW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  })
+  .superRefine((config, ctx) => {
+    if ((config.SLACK_APP_TOKEN || config.SLACK_SIGNING_SECRET) && !config.SLACK_BOT_TOKEN) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SLACK_BOT_TOKEN'],
+        message: 'a bot token (xoxb-…): required when SLACK_APP_TOKEN or SLACK_SIGNING_SECRET is set',
+      });
+    }
+  });
 
 export type Config = z.infer<typeof configSchema>;
 

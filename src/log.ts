@@ -3,10 +3,20 @@ import pino, { type Logger } from 'pino';
 // Secrets must never reach logs: tokens and connection strings are redacted
 // wherever they appear in a logged object.
 const REDACT = [
-  '*.token', '*.botToken', '*.appToken', '*.signingSecret', '*.password',
-  '*.connectionString', '*.DATABASE_URL', '*.DATABASE_LOCK_URL',
-  '*.SLACK_BOT_TOKEN', '*.SLACK_APP_TOKEN', '*.SLACK_SIGNING_SECRET',
-  'config.*.token', 'headers.authorization', '*.headers.authorization',
+  '*.token',
+  '*.botToken',
+  '*.appToken',
+  '*.signingSecret',
+  '*.password',
+  '*.connectionString',
+  '*.DATABASE_URL',
+  '*.DATABASE_LOCK_URL',
+  '*.SLACK_BOT_TOKEN',
+  '*.SLACK_APP_TOKEN',
+  '*.SLACK_SIGNING_SECRET',
+  'config.*.token',
+  'headers.authorization',
+  '*.headers.authorization',
 ];
 
 export type { Logger };

@@ -164,7 +164,19 @@ describe('runMessage', () => {
     const running = runMessage(adversarial(), { now: NOW });
     assertValid(running, 'adversarial running');
     for (const status of ['completed', 'failed', 'stopped', 'abandoned'] as const) {
-      const ended = runMessage(adversarial({ status, endedAt: '2025-05-01T13:00:00Z', stateAfter: hugeAfter, delta: null, error: errorText, stoppedBy: NASTY, takenOverByRunId: 99, endedReason: NASTY.repeat(50) }), { now: NOW });
+      const ended = runMessage(
+        adversarial({
+          status,
+          endedAt: '2025-05-01T13:00:00Z',
+          stateAfter: hugeAfter,
+          delta: null,
+          error: errorText,
+          stoppedBy: NASTY,
+          takenOverByRunId: 99,
+          endedReason: NASTY.repeat(50),
+        }),
+        { now: NOW },
+      );
       assertValid(ended, `adversarial ${status}`);
       assert.ok(allText(ended).includes('characters, cut'), 'a cut error says so');
     }
@@ -209,7 +221,14 @@ describe('resultMessage', () => {
     ['run', { kind: 'run', run: completed(), audit: { input: {}, output: {} } }],
     ['stop', { kind: 'stop', outcome: 'stopped', run: completed({ status: 'stopped', stoppedBy: 'U1' }), message: 'run 12 stopped' }],
     ['run_queued', { kind: 'run_queued', view: view({ status: 'queued', startedAt: null }) }],
-    ['permission', { kind: 'refused', reason: 'permission', message: '`force` needs the admin role; you have viewer, operator. Ask an admin to grant it (WORKFLOW_ACCESS).' }],
+    [
+      'permission',
+      {
+        kind: 'refused',
+        reason: 'permission',
+        message: '`force` needs the admin role; you have viewer, operator. Ask an admin to grant it (WORKFLOW_ACCESS).',
+      },
+    ],
     ['busy', { kind: 'refused', reason: 'busy', message: 'workflow 3001 is starting or ending a run; try again in a moment' }],
   ];
   for (const [name, result] of results) {
@@ -237,7 +256,12 @@ describe('resultMessage', () => {
   });
 
   test('duplicate: who started the running run, when, how far; Force restart confirm names the run', () => {
-    const result: CommandResult = { kind: 'refused', reason: 'duplicate', message: 'workflow 3001 is already running as run #12, started by U024BE7LH', running: view() };
+    const result: CommandResult = {
+      kind: 'refused',
+      reason: 'duplicate',
+      message: 'workflow 3001 is already running as run #12, started by U024BE7LH',
+      running: view(),
+    };
     const message = resultMessage(result, { now: NOW });
     assertValid(message, 'duplicate');
     assert.equal(message.ephemeral, true);
@@ -278,7 +302,13 @@ describe('resultMessage', () => {
   test('runs: each running run with its own Stop button; 500 runs stay within 50 blocks', () => {
     const few = resultMessage({ kind: 'runs', runs: [view(), view({ id: 13 })] }, { now: NOW });
     assertValid(few, 'runs');
-    assert.deepEqual(buttons(few).map((b) => buttonAction(b.action_id, b.value)), [{ type: 'stop', runId: 12 }, { type: 'stop', runId: 13 }]);
+    assert.deepEqual(
+      buttons(few).map((b) => buttonAction(b.action_id, b.value)),
+      [
+        { type: 'stop', runId: 12 },
+        { type: 'stop', runId: 13 },
+      ],
+    );
     assert.match(buttons(few)[1].confirm.title.text, /Stop run #13\?/);
     const many = resultMessage({ kind: 'runs', runs: Array.from({ length: 500 }, (_, i) => adversarial({ id: i + 1 })) }, { now: NOW });
     assertValid(many, '500 runs');
@@ -287,24 +317,50 @@ describe('resultMessage', () => {
   });
 
   test('history: recent runs with their deltas; 500 adversarial runs stay within limits', () => {
-    const message = resultMessage({ kind: 'history', runs: [completed(), completed({ id: 11, status: 'failed', delta: { postings_total: -2 } })] }, { now: NOW });
+    const message = resultMessage(
+      { kind: 'history', runs: [completed(), completed({ id: 11, status: 'failed', delta: { postings_total: -2 } })] },
+      { now: NOW },
+    );
     assertValid(message, 'history');
     const { text } = plainText(message);
     assert.match(text, /#12 completed/);
     assert.match(text, /Δ postings_with_summary \+300, postings_with_skills \+300, postings_with_ihl \+300/);
     assert.match(text, /Δ postings_total -2/);
-    const many = resultMessage({ kind: 'history', runs: Array.from({ length: 500 }, (_, i) => adversarial({ id: i + 1, status: 'completed', delta: hugeMetrics })) }, { now: NOW });
+    const many = resultMessage(
+      { kind: 'history', runs: Array.from({ length: 500 }, (_, i) => adversarial({ id: i + 1, status: 'completed', delta: hugeMetrics })) },
+      { now: NOW },
+    );
     assertValid(many, '500 history');
     assert.match(plainText(many).text, /…and \d+ more runs/);
     assertValid(resultMessage({ kind: 'history', runs: [] }), 'empty history');
   });
 
   test('workflows: pending work and running runs; many long ones stay within limits', () => {
-    const workflow: WorkflowView = { id: 3001, name: 'postings-enrichment', description: 'd', subject: 'posting', steps: ['summary', 'skills', 'ihl'], pending: { summary: 300, skills: 0, ihl: 0 }, rateLimitSeconds: 60, concurrency: 8, running: [12] };
+    const workflow: WorkflowView = {
+      id: 3001,
+      name: 'postings-enrichment',
+      description: 'd',
+      subject: 'posting',
+      steps: ['summary', 'skills', 'ihl'],
+      pending: { summary: 300, skills: 0, ihl: 0 },
+      rateLimitSeconds: 60,
+      concurrency: 8,
+      running: [12],
+    };
     const message = resultMessage({ kind: 'workflows', workflows: [workflow] });
     assertValid(message, 'workflows');
-    assert.match(plainText(message).text, /3001 postings-enrichment \(postings\): summary → skills → ihl\n\s+pending: summary 300, skills 0, ihl 0\n\s+running: #12/);
-    const nasty: WorkflowView = { ...workflow, name: NASTY.repeat(30), subject: NASTY, steps: Array(100).fill(NASTY), pending: hugeMetrics, running: Array.from({ length: 500 }, (_, i) => i) };
+    assert.match(
+      plainText(message).text,
+      /3001 postings-enrichment \(postings\): summary → skills → ihl\n\s+pending: summary 300, skills 0, ihl 0\n\s+running: #12/,
+    );
+    const nasty: WorkflowView = {
+      ...workflow,
+      name: NASTY.repeat(30),
+      subject: NASTY,
+      steps: Array(100).fill(NASTY),
+      pending: hugeMetrics,
+      running: Array.from({ length: 500 }, (_, i) => i),
+    };
     assertValid(resultMessage({ kind: 'workflows', workflows: Array(500).fill(nasty) }), 'nasty workflows');
   });
 
@@ -335,10 +391,20 @@ describe('resultMessage', () => {
 
 describe('homeView', () => {
   test('running runs with Stop buttons, then the last ten runs with their deltas', () => {
-    const home = homeView([view(), view({ id: 14, workflowId: 4001, workflowName: 'invoices' })], Array.from({ length: 15 }, (_, i) => completed({ id: 100 - i })), { now: NOW });
+    const home = homeView(
+      [view(), view({ id: 14, workflowId: 4001, workflowName: 'invoices' })],
+      Array.from({ length: 15 }, (_, i) => completed({ id: 100 - i })),
+      { now: NOW },
+    );
     assertValid(home, 'home');
     assert.equal(home.type, 'home');
-    assert.deepEqual(buttons(home).map((b) => buttonAction(b.action_id, b.value)), [{ type: 'stop', runId: 12 }, { type: 'stop', runId: 14 }]);
+    assert.deepEqual(
+      buttons(home).map((b) => buttonAction(b.action_id, b.value)),
+      [
+        { type: 'stop', runId: 12 },
+        { type: 'stop', runId: 14 },
+      ],
+    );
     const { text } = plainText(home);
     assert.ok(text.indexOf('#12') < text.indexOf('Recent runs'));
     assert.equal((text.match(/Δ postings_with_summary \+300/g) ?? []).length, 10);
@@ -348,7 +414,11 @@ describe('homeView', () => {
 
   test('empty, and 500 adversarial running runs, stay valid', () => {
     assertValid(homeView([], []), 'empty home');
-    const home = homeView(Array.from({ length: 500 }, (_, i) => adversarial({ id: i })), Array.from({ length: 500 }, (_, i) => adversarial({ id: i, status: 'completed', delta: hugeMetrics })), { now: NOW });
+    const home = homeView(
+      Array.from({ length: 500 }, (_, i) => adversarial({ id: i })),
+      Array.from({ length: 500 }, (_, i) => adversarial({ id: i, status: 'completed', delta: hugeMetrics })),
+      { now: NOW },
+    );
     assertValid(home, 'huge home');
     assert.ok(home.blocks.length <= SLACK_LIMITS.viewBlocks);
     assert.match(plainText(home).text, /…and 440 more running/);
@@ -388,7 +458,10 @@ describe('buttonAction', () => {
 describe('plainText', () => {
   test('mrkdwn simplified, code kept, entities decoded, dates and mentions readable', () => {
     assert.equal(mrkdwnToText('*bold* and _it_ ~gone~ `a *b*` &lt;x&gt; &amp;amp;'), 'bold and it gone a *b* <x> &amp;');
-    assert.equal(mrkdwnToText('<@U123> at <!date^1714564800^{date}|2024-05-01 12:00:00 UTC> <https://x.test|link>'), '@U123 at 2024-05-01 12:00:00 UTC link (https://x.test)');
+    assert.equal(
+      mrkdwnToText('<@U123> at <!date^1714564800^{date}|2024-05-01 12:00:00 UTC> <https://x.test|link>'),
+      '@U123 at 2024-05-01 12:00:00 UTC link (https://x.test)',
+    );
     assert.equal(mrkdwnToText('*T*\n```\na  *b*\n  c\n```\ntail'), 'T\na  *b*\n  c\ntail');
   });
 });
@@ -429,10 +502,22 @@ describe('blockKitProblems catches each rule', () => {
     ['action_id too long', msg({ type: 'actions', elements: [btn({ action_id: 'a'.repeat(256) })] }), /action_id: 256 characters, at most 255/],
     ['duplicate action_id in a block', msg({ type: 'actions', elements: [btn(), btn()] }), /duplicate action_id "a"/],
     ['bad button style', msg({ type: 'actions', elements: [btn({ style: 'red' })] }), /must be primary or danger/],
-    ['confirm title too long', msg({ type: 'actions', elements: [btn({ confirm: confirm({ title: plainT('t'.repeat(101)) }) })] }), /confirm\.title\.text: 101 characters, at most 100/],
-    ['confirm text too long', msg({ type: 'actions', elements: [btn({ confirm: confirm({ text: plainT('t'.repeat(301)) }) })] }), /confirm\.text\.text: 301 characters, at most 300/],
+    [
+      'confirm title too long',
+      msg({ type: 'actions', elements: [btn({ confirm: confirm({ title: plainT('t'.repeat(101)) }) })] }),
+      /confirm\.title\.text: 101 characters, at most 100/,
+    ],
+    [
+      'confirm text too long',
+      msg({ type: 'actions', elements: [btn({ confirm: confirm({ text: plainT('t'.repeat(301)) }) })] }),
+      /confirm\.text\.text: 301 characters, at most 300/,
+    ],
     ['confirm without deny', msg({ type: 'actions', elements: [btn({ confirm: confirm({ deny: undefined }) })] }), /confirm\.deny: missing/],
-    ['accessory button too long', msg({ type: 'section', text: text('x'), accessory: btn({ text: plainT('b'.repeat(80)) }) }), /accessory\.text\.text: 80 characters/],
+    [
+      'accessory button too long',
+      msg({ type: 'section', text: text('x'), accessory: btn({ text: plainT('b'.repeat(80)) }) }),
+      /accessory\.text\.text: 80 characters/,
+    ],
     ['26 actions', msg({ type: 'actions', elements: Array.from({ length: 26 }, (_, i) => btn({ action_id: `a${i}` })) }), /26 elements, at most 25/],
     ['duplicate block_id', msg({ ...ok(), block_id: 'b' }, { ...ok(), block_id: 'b' }), /duplicate block_id/],
     ['text object of unknown type', msg({ type: 'section', text: { type: 'html', text: 'x' } }), /must be plain_text or mrkdwn/],
@@ -440,7 +525,10 @@ describe('blockKitProblems catches each rule', () => {
   for (const [name, message, pattern] of cases) {
     test(name, () => {
       const problems = blockKitProblems(message);
-      assert.ok(problems.some((p) => pattern.test(p)), `expected ${pattern} in ${JSON.stringify(problems)}`);
+      assert.ok(
+        problems.some((p) => pattern.test(p)),
+        `expected ${pattern} in ${JSON.stringify(problems)}`,
+      );
     });
   }
 });

@@ -16,12 +16,100 @@ const COUNT = Number(process.env.CHAOS_FUZZ_COUNT ?? 10_000);
 const SEED = Number(process.env.CHAOS_SEED ?? 20261125);
 const KNOWN = 9400;
 
-const VERBS = ['run', 'force', 'list', 'stop', 'status', 'history', 'workflows', 'help', 'health', 'pause', 'resume', 'serve', 'migrate', 'demo', 'db-stop', 'RUN', 'Stop', 'frobnicate', ''];
-const FLAGS = ['--mode', '--subject', '--run', '--force', '--detach', '--json', '--posting-id', '--workflow-run-id', '--limit', '--postings', '--bogus', '--', '-', '--=', '--mode=', '--mode=single_run', '-f', '—mode', '--MODE'];
-const VALUES = ['global_batch', 'single_subject', 'single_run', 'single_posting', '0', '-1', '1', '42', '999999999999999999999', '1e9', '0x10', 'NaN', '3.5', '', '""', "'", '`rm -rf`', '${HOME}', '%s', '\\', 'null', 'undefined', '<@U123>', '<#C1|x>', '&amp;', '*bold*'];
+const VERBS = [
+  'run',
+  'force',
+  'list',
+  'stop',
+  'status',
+  'history',
+  'workflows',
+  'help',
+  'health',
+  'pause',
+  'resume',
+  'serve',
+  'migrate',
+  'demo',
+  'db-stop',
+  'RUN',
+  'Stop',
+  'frobnicate',
+  '',
+];
+const FLAGS = [
+  '--mode',
+  '--subject',
+  '--run',
+  '--force',
+  '--detach',
+  '--json',
+  '--posting-id',
+  '--workflow-run-id',
+  '--limit',
+  '--postings',
+  '--bogus',
+  '--',
+  '-',
+  '--=',
+  '--mode=',
+  '--mode=single_run',
+  '-f',
+  '—mode',
+  '--MODE',
+];
+const VALUES = [
+  'global_batch',
+  'single_subject',
+  'single_run',
+  'single_posting',
+  '0',
+  '-1',
+  '1',
+  '42',
+  '999999999999999999999',
+  '1e9',
+  '0x10',
+  'NaN',
+  '3.5',
+  '',
+  '""',
+  "'",
+  '`rm -rf`',
+  '${HOME}',
+  '%s',
+  '\\',
+  'null',
+  'undefined',
+  '<@U123>',
+  '<#C1|x>',
+  '&amp;',
+  '*bold*',
+];
 // Unknown to the service (so an unrestricted actor cannot start or pause anything): the known workflow is 9400 "items".
 const WORKFLOW_REFS = ['3001', '1', '0', '-3', 'postings', 'nope', '9401', '٣٠٠١', '３００１', 'ıtems'];
-const UNICODE = ['é', 'ß', 'Ω', '中文', '🚀', '👩‍👩‍👧', '\u200b', '\u202e', '\ufeff', '\u0000', '\ud800', '\udfff', '\t', '\n', '\r\n', '\u00a0', '\u2028', '\\u0000', 'İ', 'ﬀ'];
+const UNICODE = [
+  'é',
+  'ß',
+  'Ω',
+  '中文',
+  '🚀',
+  '👩‍👩‍👧',
+  '\u200b',
+  '\u202e',
+  '\ufeff',
+  '\u0000',
+  '\ud800',
+  '\udfff',
+  '\t',
+  '\n',
+  '\r\n',
+  '\u00a0',
+  '\u2028',
+  '\\u0000',
+  'İ',
+  'ﬀ',
+];
 
 function generator(seed: number) {
   const random = createRandom(seed);

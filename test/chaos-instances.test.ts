@@ -57,20 +57,31 @@ describe('three serve processes, one database', () => {
     await database?.drop();
   });
 
-  test(`${REQUESTS} concurrent run requests over three instances: one run, ${REQUESTS - 1} audited refusals; a stop via any instance reaches the owner`, { timeout: 120_000 }, async () => {
+  test(`${REQUESTS} concurrent run requests over three instances: one run, ${REQUESTS - 1} audited refusals; a stop via any instance reaches the owner`, {
+    timeout: 120_000,
+  }, async () => {
     const sent = performance.now();
     const responses = await Promise.all(
       Array.from({ length: REQUESTS }, (_, i) =>
-        postSigned(servers[i % 3]!.url, slashCommandBody({ text: 'run 3001', user_id: `U${String(i).padStart(3, '0')}`, channel_id: 'C0OPS' }), FORM, { secret: SECRET }),
+        postSigned(servers[i % 3]!.url, slashCommandBody({ text: 'run 3001', user_id: `U${String(i).padStart(3, '0')}`, channel_id: 'C0OPS' }), FORM, {
+          secret: SECRET,
+        }),
       ),
     );
-    assert.ok(responses.every((r) => r.status === 200), 'every request acknowledged');
+    assert.ok(
+      responses.every((r) => r.status === 200),
+      'every request acknowledged',
+    );
     const ackMax = Math.max(...responses.map((r) => r.ms));
 
-    const audit = await eventually(async () => {
-      const rows = await db.selectFrom('audit_log').select(['outcome', 'actor', 'run_id', 'reason', 'details']).where('action', '=', 'run').execute();
-      return rows.length >= REQUESTS ? rows : undefined;
-    }, `${REQUESTS} audited run requests`, 60_000);
+    const audit = await eventually(
+      async () => {
+        const rows = await db.selectFrom('audit_log').select(['outcome', 'actor', 'run_id', 'reason', 'details']).where('action', '=', 'run').execute();
+        return rows.length >= REQUESTS ? rows : undefined;
+      },
+      `${REQUESTS} audited run requests`,
+      60_000,
+    );
     const decidedMs = performance.now() - sent;
     const runs = await db.selectFrom('workflow_runs').select(['id', 'status', 'owner_instance', 'requested_by']).execute();
     assert.equal(runs.length, 1, 'exactly one run');
@@ -84,9 +95,16 @@ describe('three serve processes, one database', () => {
       reasons[reason] = (reasons[reason] ?? 0) + 1;
     }
     assert.equal(reasons.duplicate, REQUESTS - 1, `all refused as duplicates of run #${run.id}: ${JSON.stringify(reasons)}`);
-    assert.ok(refused.every((r) => r.run_id === run.id), 'every refusal names the run');
+    assert.ok(
+      refused.every((r) => r.run_id === run.id),
+      'every refusal names the run',
+    );
     // Every refused user was told, naming the run.
-    await eventually(async () => slack.callsTo('chat.postEphemeral', (c) => new RegExp(`run #${run.id}`).test(messageText(c))).length >= REQUESTS - 1, 'the refusals to be answered', 30_000);
+    await eventually(
+      async () => slack.callsTo('chat.postEphemeral', (c) => new RegExp(`run #${run.id}`).test(messageText(c))).length >= REQUESTS - 1,
+      'the refusals to be answered',
+      30_000,
+    );
 
     // Stop through an instance that does not own the run.
     await waitForRunProgress(db, 5);
@@ -96,10 +114,14 @@ describe('three serve processes, one database', () => {
     const stopSent = performance.now();
     const stop = await postSigned(other.url, slashCommandBody({ text: `stop ${run.id}`, user_id: 'USTOPPER', channel_id: 'C0OPS' }), FORM, { secret: SECRET });
     assert.equal(stop.status, 200);
-    const stopped = await eventually(async () => {
-      const row = await db.selectFrom('workflow_runs').selectAll().where('id', '=', run.id).executeTakeFirstOrThrow();
-      return row.status !== 'running' ? row : undefined;
-    }, 'the run to stop', 15_000);
+    const stopped = await eventually(
+      async () => {
+        const row = await db.selectFrom('workflow_runs').selectAll().where('id', '=', run.id).executeTakeFirstOrThrow();
+        return row.status !== 'running' ? row : undefined;
+      },
+      'the run to stop',
+      15_000,
+    );
     const stopMs = performance.now() - stopSent;
     assert.equal(stopped.status, 'stopped');
     assert.match(stopped.stopped_by ?? '', /^USTOPPER/);
@@ -110,6 +132,14 @@ describe('three serve processes, one database', () => {
 
     for (const s of servers) s.process.child.kill('SIGTERM');
     for (const s of servers) assert.equal((await s.process.exited).code, 0);
-    await recordFigure('three-instances', { requests: REQUESTS, runs: 1, refused: refused.length, reasons, ackMaxMs: Math.round(ackMax), allDecidedMs: Math.round(decidedMs), stopViaOtherInstanceMs: Math.round(stopMs) });
+    await recordFigure('three-instances', {
+      requests: REQUESTS,
+      runs: 1,
+      refused: refused.length,
+      reasons,
+      ackMaxMs: Math.round(ackMax),
+      allDecidedMs: Math.round(decidedMs),
+      stopViaOtherInstanceMs: Math.round(stopMs),
+    });
   });
 });

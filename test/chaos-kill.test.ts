@@ -97,13 +97,19 @@ describe(`${KILLS} SIGKILLs at random moments of runs`, () => {
       } else if (moment === 'at-start') {
         await eventually(newRun, 'the run to start', 30_000);
       } else {
-        await eventually(async () => (await newRun()) && (await completedCount(db)) >= completedBefore + threshold, `${threshold} more completed interactions`, 30_000);
+        await eventually(
+          async () => (await newRun()) && (await completedCount(db)) >= completedBefore + threshold,
+          `${threshold} more completed interactions`,
+          30_000,
+        );
       }
       victim.child.kill('SIGKILL');
       await victim.exited;
       const lockFreeMs = await waitForLockFree(database.url, db);
 
-      const started = (await db.selectFrom('workflow_runs').selectAll().orderBy('id', 'desc').execute()).filter((row) => !knownRuns.has(row.id) && row.status !== 'queued');
+      const started = (await db.selectFrom('workflow_runs').selectAll().orderBy('id', 'desc').execute()).filter(
+        (row) => !knownRuns.has(row.id) && row.status !== 'queued',
+      );
       assert.ok(started.length <= 1, 'at most one run started per round');
       const run = started[0];
       const recoverStart = performance.now();
@@ -125,7 +131,15 @@ describe(`${KILLS} SIGKILLs at random moments of runs`, () => {
       }
       assert.equal((await interactionStatuses(db)).running, undefined, `round ${round}: no interaction left running`);
       await assertDomainMatchesInteractions(db);
-      rounds.push({ round, surface, moment, runId: run?.id ?? null, lockFreeMs: Math.round(lockFreeMs), recoverMs: Math.round(recoverMs), completed: await completedCount(db) });
+      rounds.push({
+        round,
+        surface,
+        moment,
+        runId: run?.id ?? null,
+        lockFreeMs: Math.round(lockFreeMs),
+        recoverMs: Math.round(recoverMs),
+        completed: await completedCount(db),
+      });
     }
 
     // The last resume completes the work.

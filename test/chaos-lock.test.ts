@@ -18,7 +18,7 @@ const ITEMS = 200;
 describe('lock connection terminated from outside', () => {
   let t: TestEngine;
   let releaseHandlers: () => void = () => {};
-  let held = new Promise<void>((resolve) => (releaseHandlers = resolve));
+  const held = new Promise<void>((resolve) => (releaseHandlers = resolve));
   let calls = 0;
 
   before(async () => {
@@ -42,7 +42,9 @@ describe('lock connection terminated from outside', () => {
   });
 
   const counts = async () => {
-    const { rows } = await sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM interactions GROUP BY status ORDER BY status`.execute(t.db);
+    const { rows } = await sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM interactions GROUP BY status ORDER BY status`.execute(
+      t.db,
+    );
     const { rows: domain } = await sql<{ n: number }>`SELECT count(result)::int AS n FROM items`.execute(t.db);
     const run = await t.db.selectFrom('workflow_runs').select(['status', 'heartbeat_at', 'interactions_completed', 'progress']).executeTakeFirstOrThrow();
     return { interactions: Object.fromEntries(rows.map((r) => [r.status, r.n])), domain: domain[0]!.n, run };
@@ -80,10 +82,20 @@ describe('lock connection terminated from outside', () => {
     const checker = startEngine(t.database.url, t.workflows);
     try {
       const recovered = await checker.recoverAbandoned();
-      assert.deepEqual(recovered.map((r) => [r.id, r.status]), [[run.id, 'abandoned']]);
+      assert.deepEqual(
+        recovered.map((r) => [r.id, r.status]),
+        [[run.id, 'abandoned']],
+      );
       const after = await counts();
       assert.equal(after.interactions.running, undefined);
-      const resumed = await checker.startRun({ workflow: t.workflows[0]!, mode: 'single_run', resumeRunId: run.id, force: false, requestedBy: 'chaos', source: 'test' });
+      const resumed = await checker.startRun({
+        workflow: t.workflows[0]!,
+        mode: 'single_run',
+        resumeRunId: run.id,
+        force: false,
+        requestedBy: 'chaos',
+        source: 'test',
+      });
       assert.ok(resumed.started);
       const end = await resumed.run.done;
       assert.equal(end.outcome, 'completed');
@@ -93,6 +105,11 @@ describe('lock connection terminated from outside', () => {
     } finally {
       await checker.close();
     }
-    await recordFigure('lock-terminated', { heartbeatMs: HEARTBEAT_MS, noticedMs: Math.round(noticedMs), completedAtTermination: atTermination.interactions.completed ?? 0, writesAfter: 0 });
+    await recordFigure('lock-terminated', {
+      heartbeatMs: HEARTBEAT_MS,
+      noticedMs: Math.round(noticedMs),
+      completedAtTermination: atTermination.interactions.completed ?? 0,
+      writesAfter: 0,
+    });
   });
 });

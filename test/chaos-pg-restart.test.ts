@@ -99,17 +99,30 @@ describe('PostgreSQL restarted mid-run', () => {
 
     // Commands work again (the pools reconnect on their own); `list` also recovers the run whose owner lost the database.
     const back = performance.now();
-    const answer = await eventually(async () => {
-      const reply = await command('list');
-      return /database unavailable/.test(reply.text) ? undefined : reply;
-    }, 'a normal answer after the restart', 30_000);
+    const answer = await eventually(
+      async () => {
+        const reply = await command('list');
+        return /database unavailable/.test(reply.text) ? undefined : reply;
+      },
+      'a normal answer after the restart',
+      30_000,
+    );
     const backMs = performance.now() - back;
     assert.doesNotMatch(answer.text, /unavailable|failed on our side/);
 
-    const run = await eventually(async () => {
-      const row = await db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirst().catch(() => undefined);
-      return row && row.status !== 'running' ? row : undefined;
-    }, 'the run to have ended or been recovered', 20_000);
+    const run = await eventually(
+      async () => {
+        const row = await db
+          .selectFrom('workflow_runs')
+          .selectAll()
+          .where('id', '=', runId)
+          .executeTakeFirst()
+          .catch(() => undefined);
+        return row && row.status !== 'running' ? row : undefined;
+      },
+      'the run to have ended or been recovered',
+      20_000,
+    );
     assert.ok(['abandoned', 'failed'].includes(run.status), `run ended ${run.status}`);
     assert.equal((await interactionStatuses(db)).running, undefined, 'nothing left running');
     await assertDomainMatchesInteractions(db);
@@ -117,8 +130,16 @@ describe('PostgreSQL restarted mid-run', () => {
 
     // A resume, through Slack, finishes the work.
     ollama.setDelay(0);
-    await postSigned(events, slashCommandBody({ text: `run 3001 --mode single_run --run ${runId}`, user_id: 'UOPS', channel_id: 'C0OPS' }), FORM, { secret: SECRET });
-    await eventually(async () => (await pendingPostings(db)) === 0 && (await db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').executeTakeFirst()) === undefined, 'the resume to complete', 60_000);
+    await postSigned(events, slashCommandBody({ text: `run 3001 --mode single_run --run ${runId}`, user_id: 'UOPS', channel_id: 'C0OPS' }), FORM, {
+      secret: SECRET,
+    });
+    await eventually(
+      async () =>
+        (await pendingPostings(db)) === 0 &&
+        (await db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').executeTakeFirst()) === undefined,
+      'the resume to complete',
+      60_000,
+    );
     await assertDomainMatchesInteractions(db);
     assert.equal(server.child.exitCode, null, 'the serving process is still up');
 

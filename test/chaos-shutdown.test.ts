@@ -77,7 +77,12 @@ describe('SIGTERM during a run', () => {
     assert.ok(ollama.aborted > 0, 'in-flight model calls were aborted');
     await assertDomainMatchesInteractions(db);
     await waitForLockFree(database.url, db, 1_000);
-    const audit = await db.selectFrom('audit_log').select(['action', 'reason']).where('run_id', '=', runId).where('action', '=', 'run_ended').executeTakeFirstOrThrow();
+    const audit = await db
+      .selectFrom('audit_log')
+      .select(['action', 'reason'])
+      .where('run_id', '=', runId)
+      .where('action', '=', 'run_ended')
+      .executeTakeFirstOrThrow();
     assert.equal(audit.reason, 'shutdown');
 
     ollama.setDelay(0);

@@ -22,7 +22,18 @@ async function liveRun(t: TestEngine, mode: 'global_batch' | 'single_subject' = 
   const token = randomUUID();
   const row = await t.db
     .insertInto('workflow_runs')
-    .values({ workflow_id: WORKFLOW_ID, mode, lock_key: Math.floor(Math.random() * 1e9), status: 'running', action: 'run', requested_by: 'test', source: 'test', owner_token: token, started_at: sql`now()`, heartbeat_at: sql`now()` } as any)
+    .values({
+      workflow_id: WORKFLOW_ID,
+      mode,
+      lock_key: Math.floor(Math.random() * 1e9),
+      status: 'running',
+      action: 'run',
+      requested_by: 'test',
+      source: 'test',
+      owner_token: token,
+      started_at: sql`now()`,
+      heartbeat_at: sql`now()`,
+    } as any)
     .returning('id')
     .executeTakeFirstOrThrow();
   return { runId: row.id, ownerToken: token };
@@ -50,7 +61,11 @@ async function claims(t: TestEngine): Promise<{ run_id: number; first: number; l
 }
 
 async function endRun(t: TestEngine, fence: Fence): Promise<void> {
-  await t.db.updateTable('workflow_runs').set({ status: 'stopped', ended_at: sql`now()` } as any).where('id', '=', fence.runId).execute();
+  await t.db
+    .updateTable('workflow_runs')
+    .set({ status: 'stopped', ended_at: sql`now()` } as any)
+    .where('id', '=', fence.runId)
+    .execute();
   await sql`DELETE FROM interaction_claims WHERE run_id = ${fence.runId}`.execute(t.db);
 }
 
@@ -58,16 +73,26 @@ describe('claims', () => {
   let t: TestEngine;
   let gate: Promise<void> = Promise.resolve();
   before(async () => {
-    t = await testEngine('claims', [
-      itemsWorkflow({ id: WORKFLOW_ID, concurrency: 2, batchSize: 10, rateLimitSeconds: 0, handle: async ({ id }) => {
-        await gate;
-        return `done ${id}`;
-      } }),
-    ], (db) => createItems(db, 30));
+    t = await testEngine(
+      'claims',
+      [
+        itemsWorkflow({
+          id: WORKFLOW_ID,
+          concurrency: 2,
+          batchSize: 10,
+          rateLimitSeconds: 0,
+          handle: async ({ id }) => {
+            await gate;
+            return `done ${id}`;
+          },
+        }),
+      ],
+      (db) => createItems(db, 30),
+    );
   });
   after(() => t.close());
 
-  test("two runs never hold overlapping claims of one step: the second gets a conflict and claims nothing; beside it, and in another step, they may", async () => {
+  test('two runs never hold overlapping claims of one step: the second gets a conflict and claims nothing; beside it, and in another step, they may', async () => {
     const a = await liveRun(t);
     const b = await liveRun(t, 'single_subject');
     const first = await claimPage(t.db, page(t, a, { after: 0, limit: 10 }));
@@ -78,14 +103,25 @@ describe('claims', () => {
     assert.equal(beside.kind, 'claimed');
     const otherStep = await claimPage(t.db, page(t, b, { step: 'another', subjectId: 7, after: Number.MIN_SAFE_INTEGER }));
     assert.equal(otherStep.kind, 'claimed');
-    assert.deepEqual((await claims(t)).map((c) => [c.run_id, c.first, c.last]), [[a.runId, 1, 10], [b.runId, 7, 7], [b.runId, 11, 11]]);
+    assert.deepEqual(
+      (await claims(t)).map((c) => [c.run_id, c.first, c.last]),
+      [
+        [a.runId, 1, 10],
+        [b.runId, 7, 7],
+        [b.runId, 11, 11],
+      ],
+    );
     await endRun(t, a);
     await endRun(t, b);
   });
 
   test('a run that is no longer running claims nothing (fenced)', async () => {
     const gone = await liveRun(t);
-    await t.db.updateTable('workflow_runs').set({ status: 'abandoned' } as any).where('id', '=', gone.runId).execute();
+    await t.db
+      .updateTable('workflow_runs')
+      .set({ status: 'abandoned' } as any)
+      .where('id', '=', gone.runId)
+      .execute();
     assert.deepEqual(await claimPage(t.db, page(t, gone)), { kind: 'fenced' });
     const wrongOwner = await liveRun(t);
     assert.deepEqual(await claimPage(t.db, page(t, { runId: wrongOwner.runId, ownerToken: randomUUID() })), { kind: 'fenced' });
@@ -97,7 +133,9 @@ describe('claims', () => {
     // The other run holds subject 5 and is committing its result: its claim
     // deleted and the subject saved, not yet committed.
     const other = await liveRun(t, 'single_subject');
-    await sql`INSERT INTO interaction_claims (run_id, workflow_id, step, subjects) VALUES (${other.runId}, ${WORKFLOW_ID}, 'process', int8range(5, 5, '[]'))`.execute(t.db);
+    await sql`INSERT INTO interaction_claims (run_id, workflow_id, step, subjects) VALUES (${other.runId}, ${WORKFLOW_ID}, 'process', int8range(5, 5, '[]'))`.execute(
+      t.db,
+    );
     const committer = new pg.Client({ connectionString: t.database.url });
     await committer.connect();
     try {
@@ -133,15 +171,24 @@ describe('claims', () => {
 
   test("a batch steps around another run's claim: everything else is processed, that subject is left to its run; the next batch takes it once the claim ends", async () => {
     const holder = await liveRun(t, 'single_subject');
-    await sql`INSERT INTO interaction_claims (run_id, workflow_id, step, subjects) VALUES (${holder.runId}, ${WORKFLOW_ID}, 'process', int8range(12, 12, '[]'))`.execute(t.db);
+    await sql`INSERT INTO interaction_claims (run_id, workflow_id, step, subjects) VALUES (${holder.runId}, ${WORKFLOW_ID}, 'process', int8range(12, 12, '[]'))`.execute(
+      t.db,
+    );
     const first = await t.service.handle('run 9100', actor, 'chat');
     assert.equal(first.result.kind, 'run_started', JSON.stringify(first.result));
     const summary = await (first.result as any).run.done;
     assert.equal(summary.run.status, 'completed');
     assert.equal(summary.run.interactions_completed, 29);
     const { rows: left } = await sql<{ id: number }>`SELECT id FROM items WHERE result IS NULL`.execute(t.db);
-    assert.deepEqual(left.map((r) => r.id), [12]);
-    assert.deepEqual((await claims(t)).map((c) => [c.run_id, c.first, c.last]), [[holder.runId, 12, 12]], "only the other run's claim is left");
+    assert.deepEqual(
+      left.map((r) => r.id),
+      [12],
+    );
+    assert.deepEqual(
+      (await claims(t)).map((c) => [c.run_id, c.first, c.last]),
+      [[holder.runId, 12, 12]],
+      "only the other run's claim is left",
+    );
 
     await endRun(t, holder);
     const second = await t.service.handle('run 9100', actor, 'chat');
@@ -164,7 +211,12 @@ describe('claims', () => {
     assert.equal(stop.result.kind, 'stop', JSON.stringify(stop.result));
     const stopped = await run.done;
     assert.equal(stopped.run.status, 'stopped');
-    const pending = await t.db.selectFrom('interactions').select(['subject_id', 'attempts', 'run_id']).where('status', '=', 'pending').orderBy('subject_id').execute();
+    const pending = await t.db
+      .selectFrom('interactions')
+      .select(['subject_id', 'attempts', 'run_id'])
+      .where('status', '=', 'pending')
+      .orderBy('subject_id')
+      .execute();
     // The two in flight were tried once; the rest of their claimed page never started.
     assert.ok(pending.length >= 2, `pending: ${pending.length}`);
     assert.equal(pending.filter((p) => p.attempts === 1).length, 2);

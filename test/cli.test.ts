@@ -35,7 +35,10 @@ async function run(id: number) {
 }
 
 async function interactionStatuses(runId?: number): Promise<Record<string, number>> {
-  let query = db.selectFrom('interactions').select(['status', sql<number>`count(*)::int`.as('n')]).groupBy('status');
+  let query = db
+    .selectFrom('interactions')
+    .select(['status', sql<number>`count(*)::int`.as('n')])
+    .groupBy('status');
   if (runId !== undefined) query = query.where('run_id', '=', runId);
   return Object.fromEntries((await query.execute()).map((r) => [r.status, r.n]));
 }
@@ -43,7 +46,6 @@ async function interactionStatuses(runId?: number): Promise<Record<string, numbe
 async function completedOf(runId: number): Promise<number> {
   return (await interactionStatuses(runId)).completed ?? 0;
 }
-
 
 async function waitForProgress(runId?: number): Promise<number> {
   return eventually(async () => {
@@ -99,7 +101,12 @@ describe('two processes', () => {
     assert.match(winner.stdout, new RegExp(`run #${runningRun.id} completed`));
     const runs = await db.selectFrom('workflow_runs').select(['id', 'status']).execute();
     assert.deepEqual(runs, [{ id: runningRun.id, status: 'completed' }]);
-    const audit = await db.selectFrom('audit_log').select(['action', 'outcome', 'run_id', 'source']).where('outcome', '!=', 'event').orderBy('outcome').execute();
+    const audit = await db
+      .selectFrom('audit_log')
+      .select(['action', 'outcome', 'run_id', 'source'])
+      .where('outcome', '!=', 'event')
+      .orderBy('outcome')
+      .execute();
     assert.deepEqual(audit, [
       { action: 'run', outcome: 'accepted', run_id: runningRun.id, source: 'cli' },
       { action: 'run', outcome: 'refused', run_id: runningRun.id, source: 'cli' },
@@ -247,7 +254,12 @@ describe('bad input', () => {
     });
   }
 
-  for (const [variable, value] of [['PORT', 'abc'], ['LOG_LEVEL', 'loud'], ['DATABASE_URL', 'mysql://nope'], ['OLLAMA_URL', 'not a url']] as const) {
+  for (const [variable, value] of [
+    ['PORT', 'abc'],
+    ['LOG_LEVEL', 'loud'],
+    ['DATABASE_URL', 'mysql://nope'],
+    ['OLLAMA_URL', 'not a url'],
+  ] as const) {
     test(`invalid ${variable}: exit 2 naming the variable, nothing written`, async () => {
       const before = await counts();
       const result = await runCli(['run', '3001'], { ...env, [variable]: value });

@@ -28,7 +28,17 @@ describe('completer', () => {
     await db.insertInto('workflows').values({ id: 1, name: 'completer', definition: '{}' }).execute();
     const run = await db
       .insertInto('workflow_runs')
-      .values({ workflow_id: 1, mode: 'global_batch', lock_key: 1, status: 'running', action: 'run', requested_by: 'test', source: 'test', owner_token: token, started_at: sql`now()` } as any)
+      .values({
+        workflow_id: 1,
+        mode: 'global_batch',
+        lock_key: 1,
+        status: 'running',
+        action: 'run',
+        requested_by: 'test',
+        source: 'test',
+        owner_token: token,
+        started_at: sql`now()`,
+      } as any)
       .returning('id')
       .executeTakeFirstOrThrow();
     const claim = await sql<{ id: number }>`
@@ -55,12 +65,30 @@ describe('completer', () => {
     const page: Page = { claimId: claim.rows[0]!.id, step, items: [], open: 5 };
     const committed: number[] = [];
     // Batches of 4, one flush in flight at a time: the fifth result waits for the first flush.
-    const completer = new Completer(db, { runId: run.id, ownerToken: token }, 1, 4, {
-      committed: (_step, results) => committed.push(...results.map((r) => r.item.subjectId)),
-      fatal: (error) => assert.fail(error),
-    }, 1);
+    const completer = new Completer(
+      db,
+      { runId: run.id, ownerToken: token },
+      1,
+      4,
+      {
+        committed: (_step, results) => committed.push(...results.map((r) => r.item.subjectId)),
+        fatal: (error) => assert.fail(error),
+      },
+      1,
+    );
     const result = (subjectId: number): Result => {
-      const item: Item = { page, subjectId, input: {}, inputJson: '{}', pendingId: null, claimedAtMs: Date.now(), attempts: 1, state: 'running', output: 'x', outputJson: '"x"' };
+      const item: Item = {
+        page,
+        subjectId,
+        input: {},
+        inputJson: '{}',
+        pendingId: null,
+        claimedAtMs: Date.now(),
+        attempts: 1,
+        state: 'running',
+        output: 'x',
+        outputJson: '"x"',
+      };
       page.items.push(item);
       return { item, status: 'completed', error: null };
     };
@@ -69,8 +97,14 @@ describe('completer', () => {
     open();
     await draining;
 
-    assert.deepEqual([...committed].sort((a, b) => a - b), [1, 2, 3, 4, 5]);
-    assert.deepEqual([...saved].sort((a, b) => a - b), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      [...committed].sort((a, b) => a - b),
+      [1, 2, 3, 4, 5],
+    );
+    assert.deepEqual(
+      [...saved].sort((a, b) => a - b),
+      [1, 2, 3, 4, 5],
+    );
     assert.equal(page.open, 0);
     const { rows } = await sql<{ n: number; claims: number }>`
       SELECT (SELECT count(*)::int FROM interactions WHERE run_id = ${run.id} AND status = 'completed') AS n,

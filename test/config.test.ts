@@ -21,7 +21,10 @@ for (const [variable, value, expected] of [
   ['WORKFLOW_ACCESS', '[{"role":"root","to":["U1A"]}]', /WORKFLOW_ACCESS: expected one of viewer, operator, admin at 0\.role/],
 ] as const) {
   test(`${variable}=${value} stops start-up naming the variable`, () => {
-    assert.throws(() => loadConfig({ [variable]: value }), (error: Error) => error instanceof ConfigError && expected.test(error.message));
+    assert.throws(
+      () => loadConfig({ [variable]: value }),
+      (error: Error) => error instanceof ConfigError && expected.test(error.message),
+    );
   });
 }
 

@@ -77,7 +77,11 @@ describe('console chat over workflow 3001', () => {
   let transcript: Transcript;
   let started: Promise<void>;
   before(async () => {
-    t = await testEngine('console_postings', [postingsWorkflow({ config: loadConfig({}), log: quietLog })], async (db) => void (await replaceDemoPostings(db, 200)));
+    t = await testEngine(
+      'console_postings',
+      [postingsWorkflow({ config: loadConfig({}), log: quietLog })],
+      async (db) => void (await replaceDemoPostings(db, 200)),
+    );
     ({ transcript, started } = open(t));
     await transcript.waitFor(/workflow console/, 0);
   });
@@ -167,7 +171,9 @@ describe('console chat: duplicate, force restart, stop', () => {
         if (!immediate.has(id)) {
           await Promise.race([
             gate.promise,
-            new Promise((_, reject) => (signal.aborted ? reject(new Error('aborted')) : signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }))),
+            new Promise((_, reject) =>
+              signal.aborted ? reject(new Error('aborted')) : signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }),
+            ),
           ]);
         }
         return `ok ${id}`;
@@ -198,7 +204,12 @@ describe('console chat: duplicate, force restart, stop', () => {
     await transcript.waitFor(new RegExp(`Run #${first} stopped[\\s\\S]*Stopped by console:`), 0);
     gate.resolve();
     const from = transcript.text.indexOf(`Run #${second} running`);
-    await transcript.waitFor(new RegExp(`Run #${second} completed[\\s\\S]*Interactions: 5 done, 0 failed[\\s\\S]*Forced by console:\\S+ over run #${first}[\\s\\S]*items_done\\s+0\\s+5\\s+\\+5`), from);
+    await transcript.waitFor(
+      new RegExp(
+        `Run #${second} completed[\\s\\S]*Interactions: 5 done, 0 failed[\\s\\S]*Forced by console:\\S+ over run #${first}[\\s\\S]*items_done\\s+0\\s+5\\s+\\+5`,
+      ),
+      from,
+    );
     const old = await t.service.runView(Number(first));
     assert.equal(old?.status, 'stopped');
     assert.equal(old?.takenOverByRunId, Number(second));

@@ -168,7 +168,11 @@ describe('continuous workflows', () => {
     const audit = await auditOf(t, BURSTS.id, { source: 'continuous', action: 'run' });
     const accepted = audit.filter((a) => a.outcome === 'accepted');
     const refused = audit.filter((a) => a.outcome === 'refused');
-    assert.deepEqual(accepted.map((a) => a.run_id), runs.map((r) => r.id), 'one accepted entry per run');
+    assert.deepEqual(
+      accepted.map((a) => a.run_id),
+      runs.map((r) => r.id),
+      'one accepted entry per run',
+    );
     for (const a of accepted) assert.equal(a.actor, 'continuous');
     for (const r of refused) {
       assert.equal((r.details as { refusal?: string }).refusal, 'rate_limited', JSON.stringify(r));
@@ -241,7 +245,13 @@ describe('continuous workflows', () => {
       assert.match((result as { message: string }).message, /is not continuous/);
     }
     const entries = await auditOf(t, PLAIN.id, { source: operator.source });
-    assert.deepEqual(entries.map((a) => [a.action, a.outcome]), [['pause', 'refused'], ['resume', 'refused']]);
+    assert.deepEqual(
+      entries.map((a) => [a.action, a.outcome]),
+      [
+        ['pause', 'refused'],
+        ['resume', 'refused'],
+      ],
+    );
     assert.ok(entries.every((a) => /is not continuous/.test(a.reason ?? '')));
 
     const viewer = { ...operator, id: 'U_VIEWER', roles: new Set(['viewer'] as const) };
@@ -309,7 +319,10 @@ describe('WORKFLOW_CONTINUOUS', () => {
   test('lists workflow ids; the example 3001 is continuous on postings only when listed', () => {
     assert.deepEqual(loadConfig({}).WORKFLOW_CONTINUOUS, []);
     assert.deepEqual(loadConfig({ WORKFLOW_CONTINUOUS: ' 3001, 42,3001 ' }).WORKFLOW_CONTINUOUS, [3001, 42]);
-    assert.throws(() => loadConfig({ WORKFLOW_CONTINUOUS: '3001,postings' }), (error) => error instanceof ConfigError && /WORKFLOW_CONTINUOUS/.test(error.message));
+    assert.throws(
+      () => loadConfig({ WORKFLOW_CONTINUOUS: '3001,postings' }),
+      (error) => error instanceof ConfigError && /WORKFLOW_CONTINUOUS/.test(error.message),
+    );
     assert.equal(postingsWorkflow({ config: loadConfig({}), log: quietLog }).continuous, undefined);
     assert.deepEqual(postingsWorkflow({ config: loadConfig({ WORKFLOW_CONTINUOUS: '3001' }), log: quietLog }).continuous, { table: 'postings' });
   });

@@ -77,8 +77,10 @@ test('starts a server in a fresh directory, then reuses it', TIMEOUT, async () =
   const url = await ensureEmbeddedServer(dir);
   assert.match(url, /^postgresql:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/);
 
-  const [settings] = await query<{ listen: string; max: string; answer: number }>(url,
-    "SELECT current_setting('listen_addresses') AS listen, current_setting('max_connections') AS max, 6 * 7 AS answer");
+  const [settings] = await query<{ listen: string; max: string; answer: number }>(
+    url,
+    "SELECT current_setting('listen_addresses') AS listen, current_setting('max_connections') AS max, 6 * 7 AS answer",
+  );
   assert.deepEqual(settings, { listen: '127.0.0.1', max: '200', answer: 42 });
   if (process.getuid?.() === 0) assert.notEqual((await fs.stat(path.join(dir, 'pg'))).uid, 0, 'the cluster must not belong to root');
 

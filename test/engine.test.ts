@@ -69,10 +69,13 @@ describe('workflow 3001 global_batch', () => {
     assert.equal(forced.run.status, 'completed');
     assert.equal(forced.run.ended_reason, 'no_work');
     assert.equal(forced.run.interactions_completed, 0);
-    assert.match(renderSummary((await t.service.execute({ verb: "status", runId: forced.run.id }, actor) as any).run), /no pending work/);
+    assert.match(renderSummary(((await t.service.execute({ verb: 'status', runId: forced.run.id }, actor)) as any).run), /no pending work/);
 
     const audit = await t.db.selectFrom('audit_log').select(['action', 'outcome', 'reason']).where('actor', '=', 'tester').orderBy('id').execute();
-    assert.deepEqual(audit.filter((a) => a.outcome !== 'event').map((a) => `${a.action}:${a.outcome}`), ['run:accepted', 'run:refused', 'force:accepted']);
+    assert.deepEqual(
+      audit.filter((a) => a.outcome !== 'event').map((a) => `${a.action}:${a.outcome}`),
+      ['run:accepted', 'run:refused', 'force:accepted'],
+    );
   });
 
   test('the audit view returns the seed JSON per run', async () => {
@@ -121,7 +124,10 @@ describe('single_subject', () => {
     assert.equal(summary.run.subject_id, 7);
     assert.equal(summary.run.interactions_completed, 3);
     const { rows } = await sql<{ id: number }>`SELECT id FROM postings WHERE ihl_score IS NOT NULL`.execute(t.db);
-    assert.deepEqual(rows.map((r) => r.id), [7]);
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [7],
+    );
   });
 
   test('beside a batch, no (step, subject) is processed twice', async () => {
@@ -176,13 +182,16 @@ describe('failing handlers', () => {
       .where('status', '=', 'failed')
       .orderBy('subject_id')
       .execute();
-    assert.deepEqual(failed.map((f) => f.attempts), [3, 3, 3]);
+    assert.deepEqual(
+      failed.map((f) => f.attempts),
+      [3, 3, 3],
+    );
     assert.match(failed[0]!.error!, /model exploded/);
     assert.match(failed[1]!.error!, /timed out after 200 ms/);
     assert.match(failed[2]!.error!, /output rejected by step process/);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM items WHERE result IS NOT NULL`.execute(t.db);
     assert.equal(rows[0]!.n, 7);
-    const view = await t.service.execute({ verb: "status", runId: summary.run.id }, actor);
+    const view = await t.service.execute({ verb: 'status', runId: summary.run.id }, actor);
     assert.match(renderSummary((view as any).run), /7 done, 3 failed/);
   });
 });

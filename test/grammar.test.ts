@@ -26,7 +26,8 @@ function err(input: string | string[], surface: Surface = 'chat'): string {
 /** Asserts the error fails and that its message mentions every fragment. */
 function rejects(input: string | string[], fragments: string[], surface: Surface = 'chat'): void {
   const error = err(input, surface);
-  for (const fragment of fragments) assert.ok(error.includes(fragment), `error for ${JSON.stringify(input)} should mention ${JSON.stringify(fragment)}: ${error}`);
+  for (const fragment of fragments)
+    assert.ok(error.includes(fragment), `error for ${JSON.stringify(input)} should mention ${JSON.stringify(fragment)}: ${error}`);
 }
 
 function assertOneLine(error: string): void {
@@ -260,7 +261,11 @@ describe('tokens', () => {
     assert.deepEqual(ok("run 'enrich' --subject '4'"), run({ workflow: 'enrich', mode: 'single_subject', subjectId: 4 }));
     assert.deepEqual(ok('run 3 --subject="4"'), run({ mode: 'single_subject', subjectId: 4 }));
     assert.deepEqual(ok('run 3 "--force"'), run({ force: true }));
-    assert.deepEqual(ok('run \u201cenrich\u201d --subject \u20184\u2019'), run({ workflow: 'enrich', mode: 'single_subject', subjectId: 4 }), 'curly quotes from Slack');
+    assert.deepEqual(
+      ok('run \u201cenrich\u201d --subject \u20184\u2019'),
+      run({ workflow: 'enrich', mode: 'single_subject', subjectId: 4 }),
+      'curly quotes from Slack',
+    );
     assert.deepEqual(ok('run 3 \u2014force'), run({ force: true }), 'an em dash from Slack is --');
     rejects('run "my flow"', ['<workflow>', '"my flow"']);
     rejects('run ""', ['<workflow>', '""']);
@@ -323,7 +328,21 @@ describe('errors', () => {
   });
 
   test('ids are positive decimal integers, nothing else', () => {
-    for (const bad of ['0', '-1', '1.5', '1e3', '0x10', '+5', '007', '1_000', 'Infinity', 'NaN', '٣', String(Number.MAX_SAFE_INTEGER + 1), '99999999999999999999999']) {
+    for (const bad of [
+      '0',
+      '-1',
+      '1.5',
+      '1e3',
+      '0x10',
+      '+5',
+      '007',
+      '1_000',
+      'Infinity',
+      'NaN',
+      '٣',
+      String(Number.MAX_SAFE_INTEGER + 1),
+      '99999999999999999999999',
+    ]) {
       rejects(['status', bad], ['<run-id>']);
       rejects(['run', '3', '--subject', bad], ['--subject']);
     }
@@ -359,7 +378,7 @@ describe('errors', () => {
 
   test('SQL-looking text is just an invalid token', () => {
     rejects("'; DROP TABLE workflow_runs; --", ['unclosed']);
-    rejects("run \"'; DROP TABLE workflow_runs; --\"", ['<workflow>', 'DROP TABLE']);
+    rejects('run "\'; DROP TABLE workflow_runs; --"', ['<workflow>', 'DROP TABLE']);
     rejects(['run', "'; DROP TABLE workflow_runs; --"], ['<workflow>', 'DROP TABLE']);
     rejects('status 1;DROP', ['<run-id>', '"1;DROP"']);
     rejects("status '1; DROP TABLE workflow_runs'", ['<run-id>', 'DROP TABLE']);
@@ -427,12 +446,82 @@ describe('property: any token string gives a command or a one-line error', () =>
   }
 
   const vocabulary = [
-    'run', 'force', 'list', 'stop', 'status', 'history', 'workflows', 'help', 'serve', 'migrate', 'demo', 'db', 'RUN', '/workflow', 'workflow',
-    '--mode', 'global_batch', 'single_subject', 'single_run', 'single_posting', '--subject', '--run', '--force', '--posting-id', '--workflow-run-id',
-    '--list-running', '--stop', '--limit', '--postings', '--json', '--detach', '--help', '-h', '--', '-', '=', '--mode=single_run', '--subject=',
-    '0', '1', '3', '42', '-1', '1.5', '1e3', '0x1f', '9007199254740992', '100', '101', 'enrich', 'Enrich-Postings', 'a_b', 'é', '🚀', '\u0000',
-    '\u202e', '\u2028', '"', "'", '\u201c', '\u2019', '\u2014force', '"quoted words"', "'; DROP TABLE workflow_runs; --", 'constructor', '__proto__',
-    '--__proto__', '--constructor=1', 'toString', '\\', '$(rm -rf /)', '%s', '${x}', '\uD800', '\t', '\n',
+    'run',
+    'force',
+    'list',
+    'stop',
+    'status',
+    'history',
+    'workflows',
+    'help',
+    'serve',
+    'migrate',
+    'demo',
+    'db',
+    'RUN',
+    '/workflow',
+    'workflow',
+    '--mode',
+    'global_batch',
+    'single_subject',
+    'single_run',
+    'single_posting',
+    '--subject',
+    '--run',
+    '--force',
+    '--posting-id',
+    '--workflow-run-id',
+    '--list-running',
+    '--stop',
+    '--limit',
+    '--postings',
+    '--json',
+    '--detach',
+    '--help',
+    '-h',
+    '--',
+    '-',
+    '=',
+    '--mode=single_run',
+    '--subject=',
+    '0',
+    '1',
+    '3',
+    '42',
+    '-1',
+    '1.5',
+    '1e3',
+    '0x1f',
+    '9007199254740992',
+    '100',
+    '101',
+    'enrich',
+    'Enrich-Postings',
+    'a_b',
+    'é',
+    '🚀',
+    '\u0000',
+    '\u202e',
+    '\u2028',
+    '"',
+    "'",
+    '\u201c',
+    '\u2019',
+    '\u2014force',
+    '"quoted words"',
+    "'; DROP TABLE workflow_runs; --",
+    'constructor',
+    '__proto__',
+    '--__proto__',
+    '--constructor=1',
+    'toString',
+    '\\',
+    '$(rm -rf /)',
+    '%s',
+    '${x}',
+    '\uD800',
+    '\t',
+    '\n',
   ];
 
   test('5,000 random inputs, strings and token arrays, both surfaces', () => {
@@ -470,7 +559,7 @@ describe('property: any token string gives a command or a one-line error', () =>
         assert.equal(command.mode === 'single_run', command.runId !== undefined, JSON.stringify(input));
         assert.ok(command.workflow !== undefined || command.mode === 'single_run');
       }
-      for (const id of [('runId' in command && command.runId), ('subjectId' in command && command.subjectId)]) {
+      for (const id of ['runId' in command && command.runId, 'subjectId' in command && command.subjectId]) {
         if (typeof id === 'number') assert.ok(Number.isSafeInteger(id) && id > 0);
       }
       if (command.verb === 'history') assert.ok(command.limit >= 1 && command.limit <= 100);

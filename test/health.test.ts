@@ -25,7 +25,14 @@ interface Served {
 async function serve(routes: CustomRoute[]): Promise<Served> {
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const route = routes.find((r) => r.path === path && [r.method].flat().map((m) => m.toUpperCase()).includes(req.method ?? ''));
+    const route = routes.find(
+      (r) =>
+        r.path === path &&
+        [r.method]
+          .flat()
+          .map((m) => m.toUpperCase())
+          .includes(req.method ?? ''),
+    );
     if (!route) {
       res.writeHead(404).end();
       return;
@@ -110,7 +117,20 @@ describe('/healthz and /metrics', () => {
   let gate = Promise.resolve();
 
   before(async () => {
-    t = await testEngine('health', [itemsWorkflow({ id: WORKFLOW_ID, rateLimitSeconds: 1, handle: async ({ id }) => (await gate, `r${id}`) })], (db) => createItems(db, ITEMS));
+    t = await testEngine(
+      'health',
+      [
+        itemsWorkflow({
+          id: WORKFLOW_ID,
+          rateLimitSeconds: 1,
+          handle: async ({ id }) => {
+            await gate;
+            return `r${id}`;
+          },
+        }),
+      ],
+      (db) => createItems(db, ITEMS),
+    );
     const observability = createObservability({ service: t.service, engineAlive: () => alive });
     served = await serve(observability.routes);
   });
@@ -149,7 +169,10 @@ describe('/healthz and /metrics', () => {
     assert.equal(before.types.get('workflow_lock_waits_total'), 'counter');
     assert.equal(value(before.samples, 'workflow_database_up'), 1);
     assert.equal(value(before.samples, 'workflow_runs', { workflow_id: String(WORKFLOW_ID), status: 'completed' }) ?? 0, 0);
-    assert.ok(before.samples.some((s) => s.name === 'process_cpu_user_seconds_total'), 'process metrics from its own registry');
+    assert.ok(
+      before.samples.some((s) => s.name === 'process_cpu_user_seconds_total'),
+      'process metrics from its own registry',
+    );
 
     // A run held at its handlers, a duplicate request refused meanwhile, then the run let go.
     gate = new Promise<void>((resolve) => (release = resolve));
@@ -157,11 +180,15 @@ describe('/healthz and /metrics', () => {
     assert.equal(result.kind, 'run_started', JSON.stringify(result));
     const started = result as Extract<CommandResult, { kind: 'run_started' }>;
 
-    const during = await eventually(async () => {
-      const samples = parsePrometheus((await get(`${served.url}/metrics`)).body).samples;
-      const live = { workflow_id: String(WORKFLOW_ID), step: 'process', status: 'running' };
-      return (value(samples, 'workflow_interactions', live) ?? 0) > 0 && samples;
-    }, 'claimed interactions in /metrics', 10_000);
+    const during = await eventually(
+      async () => {
+        const samples = parsePrometheus((await get(`${served.url}/metrics`)).body).samples;
+        const live = { workflow_id: String(WORKFLOW_ID), step: 'process', status: 'running' };
+        return (value(samples, 'workflow_interactions', live) ?? 0) > 0 && samples;
+      },
+      'claimed interactions in /metrics',
+      10_000,
+    );
     assert.equal(value(during, 'workflow_runs', { workflow_id: String(WORKFLOW_ID), status: 'running' }), 1);
 
     const duplicate = await t.service.handle(`run ${WORKFLOW_ID}`, actor, 'chat');

@@ -97,7 +97,7 @@ describe('item pool', () => {
     assert.ok([...h.settled.values()].every((o) => o.ok));
   });
 
-  test("a hung call times out and frees its slot at once: the others finish meanwhile; it is retried, then failed with the timeout", async () => {
+  test('a hung call times out and frees its slot at once: the others finish meanwhile; it is retried, then failed with the timeout', async () => {
     const calls = new Map<number, number>();
     const signals: AbortSignal[] = [];
     const h = harness(5, {
@@ -118,7 +118,10 @@ describe('item pool', () => {
     assert.deepEqual(h.settled.get(1), { ok: false, error: 'timed out after 50 ms' });
     assert.equal(calls.get(1), 2, 'tried once more after the first timeout');
     for (const id of [2, 3, 4, 5]) assert.deepEqual(h.settled.get(id), { ok: true, value: 'ok' });
-    assert.ok(signals.every((s) => s.aborted), 'each timed-out call was told through its signal');
+    assert.ok(
+      signals.every((s) => s.aborted),
+      'each timed-out call was told through its signal',
+    );
     await h.pool.onIdle();
   });
 
@@ -136,7 +139,10 @@ describe('item pool', () => {
     await h.done;
     assert.deepEqual(h.settled.get(1), { ok: true, value: 'x' });
     assert.deepEqual(h.settled.get(2), { ok: false, error: 'output rejected' });
-    assert.deepEqual(list.map((i) => i.attempts), [3, 3]);
+    assert.deepEqual(
+      list.map((i) => i.attempts),
+      [3, 3],
+    );
   });
 
   test('at most `startsPerTurn` calls start in one turn of the event loop, also when a worker goes on to its next item', async () => {
@@ -147,7 +153,10 @@ describe('item pool', () => {
     quick.pool.push(items(50));
     await quick.done;
     const quickCounts = quickTurns.stop();
-    assert.equal(quickCounts.reduce((a, b) => a + b, 0), 50);
+    assert.equal(
+      quickCounts.reduce((a, b) => a + b, 0),
+      50,
+    );
     assert.ok(Math.max(...quickCounts) <= 2, `starts per turn: ${quickCounts.filter(Boolean).join(' ')}`);
 
     const slowTurns = countPerTurn();
@@ -163,7 +172,10 @@ describe('item pool', () => {
     h.pool.push(items(100));
     await h.done;
     const slowCounts = slowTurns.stop();
-    assert.equal(slowCounts.reduce((a, b) => a + b, 0), 100);
+    assert.equal(
+      slowCounts.reduce((a, b) => a + b, 0),
+      100,
+    );
     assert.ok(Math.max(...slowCounts) <= 10, `starts per turn: ${slowCounts.filter(Boolean).join(' ')}`);
   });
 
@@ -193,7 +205,7 @@ describe('item pool', () => {
     // A second pool, aborted with calls in flight.
     const g = harness(4, {
       concurrency: 2,
-      call: (item, ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true })),
+      call: (_item, ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true })),
     });
     g.pool.push(items(4));
     await new Promise((resolve) => setImmediate(resolve));

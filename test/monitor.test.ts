@@ -159,12 +159,22 @@ async function serveRoutes(routes: CustomRoute[]): Promise<{ url: string; close(
 }
 
 before(async () => {
-  t = await testEngine('monitor', [
-    itemsWorkflow({ id: WORKFLOW_ID, retries: 1, timeoutMs: 1_000, concurrency: 2, handle: async ({ id }, ctx) => {
-      await Promise.race([gate, new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }))]);
-      return `done ${id}`;
-    } }),
-  ], (db) => createItems(db, 4));
+  t = await testEngine(
+    'monitor',
+    [
+      itemsWorkflow({
+        id: WORKFLOW_ID,
+        retries: 1,
+        timeoutMs: 1_000,
+        concurrency: 2,
+        handle: async ({ id }, ctx) => {
+          await Promise.race([gate, new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }))]);
+          return `done ${id}`;
+        },
+      }),
+    ],
+    (db) => createItems(db, 4),
+  );
 });
 
 after(async () => {
@@ -190,7 +200,10 @@ describe('health monitor: runs', () => {
     assert.equal(found.interactionsReleased, 3);
     assert.ok(found.silentSeconds >= 29);
     assert.equal(found.ownerInstance, 'killed-instance');
-    assert.match(renderResult({ kind: 'health', report }), new RegExp(`run #${dead.id} \\(workflow ${WORKFLOW_ID}\\) marked abandoned .* 3 unfinished interactions left pending`));
+    assert.match(
+      renderResult({ kind: 'health', report }),
+      new RegExp(`run #${dead.id} \\(workflow ${WORKFLOW_ID}\\) marked abandoned .* 3 unfinished interactions left pending`),
+    );
     const recovered = events.filter((e) => e.type === 'recovered');
     assert.equal(recovered.length, 1);
     assert.match(plainText(monitorEventMessage(recovered[0]!)).text, new RegExp(`run #${dead.id} .*marked abandoned, 3 unfinished interactions left pending`));
@@ -213,9 +226,18 @@ describe('health monitor: runs', () => {
       const claims = await claimCount(run.id);
       assert.ok(claims > 0, 'the run holds claims');
       const report = await monitor.runOnce();
-      assert.equal(report.recovered.some((r) => r.runId === run.id), false);
-      assert.equal(report.stuck.some((r) => r.runId === run.id), false);
-      assert.equal(report.orphans.some((o) => o.runId === run.id), false);
+      assert.equal(
+        report.recovered.some((r) => r.runId === run.id),
+        false,
+      );
+      assert.equal(
+        report.stuck.some((r) => r.runId === run.id),
+        false,
+      );
+      assert.equal(
+        report.orphans.some((o) => o.runId === run.id),
+        false,
+      );
       assert.equal(await runStatus(run.id), 'running');
       assert.equal(await claimCount(run.id), claims, 'its claims kept');
       assert.ok((run.progress().process?.running ?? 0) >= 2, 'its work still in flight');
@@ -238,7 +260,10 @@ describe('health monitor: runs', () => {
       monitor.on('event', (e: MonitorEvent) => events.push(e));
       const first = await monitor.runOnce();
       await monitor.runOnce();
-      assert.deepEqual(first.stuck.map((r) => r.runId), [stuck.id]);
+      assert.deepEqual(
+        first.stuck.map((r) => r.runId),
+        [stuck.id],
+      );
       assert.equal(first.recovered.length, 0);
       assert.equal(await runStatus(stuck.id), 'running');
       assert.equal(await claimCount(stuck.id), 1, 'its claim kept');
@@ -250,7 +275,10 @@ describe('health monitor: runs', () => {
     // The owner is gone now: the next pass recovers it.
     const monitor = newMonitor();
     const report = await monitor.runOnce();
-    assert.deepEqual(report.recovered.map((r) => r.runId), [stuck.id]);
+    assert.deepEqual(
+      report.recovered.map((r) => r.runId),
+      [stuck.id],
+    );
     assert.equal(await runStatus(stuck.id), 'abandoned');
     await monitor.close();
   });
@@ -259,9 +287,16 @@ describe('health monitor: runs', () => {
     const finishing = await deadRun({ silentSeconds: 30, claims: 2 });
     const monitor = newMonitor({
       beforeRecover: async (candidates) => {
-        assert.ok(candidates.some((c) => c.id === finishing.id), 'the scan saw it running and stale');
+        assert.ok(
+          candidates.some((c) => c.id === finishing.id),
+          'the scan saw it running and stale',
+        );
         // Its owner ends it now, as a slow final commit would.
-        await t.db.updateTable('workflow_runs').set({ status: 'completed', ended_at: sql`now()` } as any).where('id', '=', finishing.id).execute();
+        await t.db
+          .updateTable('workflow_runs')
+          .set({ status: 'completed', ended_at: sql`now()` } as any)
+          .where('id', '=', finishing.id)
+          .execute();
         await sql`DELETE FROM interaction_claims WHERE run_id = ${finishing.id}`.execute(t.db);
         await sql`UPDATE items SET result = 'finished' WHERE id = ANY(${finishing.subjects}::bigint[])`.execute(t.db);
       },
@@ -271,7 +306,10 @@ describe('health monitor: runs', () => {
     assert.equal(await runStatus(finishing.id), 'completed');
     assert.deepEqual(await interactionStatuses(finishing.id), [], 'nothing left pending');
     const audit = await t.db.selectFrom('audit_log').select('action').where('run_id', '=', finishing.id).execute();
-    assert.equal(audit.some((a) => a.action === 'run_abandoned'), false);
+    assert.equal(
+      audit.some((a) => a.action === 'run_abandoned'),
+      false,
+    );
     await monitor.close();
   });
 
@@ -290,17 +328,29 @@ describe('health monitor: runs', () => {
       const report = await monitor.runOnce();
       assert.deepEqual(report.orphans, [{ runId: ended.id, workflowId: WORKFLOW_ID, status: 'failed', claims: 2, interactionsReleased: 2 }]);
       assert.equal(await claimCount(ended.id), 0);
-      const left = await t.db.selectFrom('interactions').select(['run_id', 'subject_id', 'status', 'attempts']).where('subject_id', 'in', ended.subjects).orderBy('subject_id').execute();
+      const left = await t.db
+        .selectFrom('interactions')
+        .select(['run_id', 'subject_id', 'status', 'attempts'])
+        .where('subject_id', 'in', ended.subjects)
+        .orderBy('subject_id')
+        .execute();
       assert.deepEqual(left, [
         { run_id: ended.id, subject_id: ended.subjects[0]!, status: 'pending', attempts: 1 },
         { run_id: ended.id, subject_id: ended.subjects[1]!, status: 'pending', attempts: 3 },
       ]);
-      assert.match(renderResult({ kind: 'health', report }), new RegExp(`orphaned claims: run #${ended.id} .*still held 2: released, 2 unfinished interactions left pending`));
+      assert.match(
+        renderResult({ kind: 'health', report }),
+        new RegExp(`orphaned claims: run #${ended.id} .*still held 2: released, 2 unfinished interactions left pending`),
+      );
       assert.equal(await claimCount(live.id), 1, "the live run's claim kept");
       await monitor.close();
     } finally {
       await owner.end();
-      await t.db.updateTable('workflow_runs').set({ status: 'completed' } as any).where('id', '=', live.id).execute();
+      await t.db
+        .updateTable('workflow_runs')
+        .set({ status: 'completed' } as any)
+        .where('id', '=', live.id)
+        .execute();
       await sql`DELETE FROM interaction_claims WHERE run_id = ${live.id}`.execute(t.db);
     }
   });
@@ -325,13 +375,18 @@ describe('health monitor: one active per database', () => {
     assert.equal(await monitorLockHolder(), null);
     const taken = await b.runOnce();
     assert.equal(taken.active, true);
-    assert.deepEqual(taken.recovered.map((r) => r.runId), [dead.id]);
+    assert.deepEqual(
+      taken.recovered.map((r) => r.runId),
+      [dead.id],
+    );
     assert.equal(await monitorLockHolder(), 'workflow-monitor:mon-b');
 
     // The active instance dies (its backend terminated, as a SIGKILL ends its session).
     const c = newMonitor({ instanceId: 'mon-c' });
     assert.equal((await c.runOnce()).active, false);
-    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'workflow-monitor:mon-b' AND datname = current_database()`.execute(t.db);
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'workflow-monitor:mon-b' AND datname = current_database()`.execute(
+      t.db,
+    );
     await eventually(async () => (await monitorLockHolder()) === null, 'the lock freed with its session');
     assert.equal((await c.runOnce()).active, true);
     assert.equal(await monitorLockHolder(), 'workflow-monitor:mon-c');
@@ -374,7 +429,10 @@ describe('health monitor: external services', () => {
     } finally {
       await again.close();
     }
-    assert.deepEqual(events.map((e) => e.type), ['service_down', 'service_up']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['service_down', 'service_up'],
+    );
     const [downEvent, upEvent] = events as [Extract<MonitorEvent, { type: 'service_down' }>, Extract<MonitorEvent, { type: 'service_up' }>];
     assert.equal(downEvent.service, 'ollama');
     assert.deepEqual(downEvent.workflows, [WORKFLOW_ID]);
@@ -398,7 +456,11 @@ describe('health monitor: external services', () => {
     const report = await standby.runOnce();
     assert.equal(report.active, false);
     assert.equal(report.services[0]!.up, false);
-    assert.deepEqual(heard.map((e) => e.type), ['service_down'], 'one alert, from the active monitor');
+    assert.deepEqual(
+      heard.map((e) => e.type),
+      ['service_down'],
+      'one alert, from the active monitor',
+    );
     await active.close();
     await standby.close();
   });
@@ -415,7 +477,10 @@ describe('workflow health and /healthz', () => {
       const { result } = await t.service.handle('health', actor, 'chat');
       assert.equal(result.kind, 'health');
       if (result.kind !== 'health') return;
-      assert.deepEqual(result.report.recovered.map((r) => [r.runId, r.interactionsReleased]), [[dead.id, 2]]);
+      assert.deepEqual(
+        result.report.recovered.map((r) => [r.runId, r.interactionsReleased]),
+        [[dead.id, 2]],
+      );
       assert.equal(result.report.services[0]!.up, true);
       assert.ok(result.report.lastPassAt);
       assert.equal(await runStatus(dead.id), 'abandoned');

@@ -217,7 +217,13 @@ describe('ollama probe (health monitor)', () => {
       await service.probe(noSignal());
       status = 502;
       await assert.rejects(service.probe(noSignal()), new Error(`ollama at ${s.url}/api/tags answered 502 Bad Gateway`));
-      assert.deepEqual(s.seen.map((r) => [r.method, r.url]), [['GET', '/api/tags'], ['GET', '/api/tags']]);
+      assert.deepEqual(
+        s.seen.map((r) => [r.method, r.url]),
+        [
+          ['GET', '/api/tags'],
+          ['GET', '/api/tags'],
+        ],
+      );
     } finally {
       await s.close();
     }
@@ -240,7 +246,12 @@ describe('ollama probe (health monitor)', () => {
 });
 
 test('a name with several addresses, all refused: the message lists each (Node throws an AggregateError with an empty message)', () => {
-  const error = Object.assign(new AggregateError([new Error('connect ECONNREFUSED ::1:11434'), new Error('connect ECONNREFUSED 127.0.0.1:11434')], ''), { code: 'ECONNREFUSED' });
+  const error = Object.assign(new AggregateError([new Error('connect ECONNREFUSED ::1:11434'), new Error('connect ECONNREFUSED 127.0.0.1:11434')], ''), {
+    code: 'ECONNREFUSED',
+  });
   assert.equal(describeNetworkError(error), 'connect ECONNREFUSED ::1:11434; connect ECONNREFUSED 127.0.0.1:11434 (ECONNREFUSED)');
-  assert.equal(describeNetworkError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })), 'connect ECONNREFUSED 127.0.0.1:1 (ECONNREFUSED)');
+  assert.equal(
+    describeNetworkError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })),
+    'connect ECONNREFUSED 127.0.0.1:1 (ECONNREFUSED)',
+  );
 });

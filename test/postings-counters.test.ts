@@ -72,12 +72,16 @@ describe('postings counters', () => {
   /** Everything a direct look at the table and the engine's readings of the counters must agree on. */
   async function check(what: string): Promise<Counts> {
     const direct = await exact(raw, what);
-    assert.deepEqual(await takeSnapshot(db, workflow), {
-      postings_total: direct.total,
-      postings_with_summary: direct.with_summary,
-      postings_with_skills: direct.with_skills,
-      postings_with_ihl: direct.with_ihl,
-    }, `metrics: ${what}`);
+    assert.deepEqual(
+      await takeSnapshot(db, workflow),
+      {
+        postings_total: direct.total,
+        postings_with_summary: direct.with_summary,
+        postings_with_skills: direct.with_skills,
+        postings_with_ihl: direct.with_ihl,
+      },
+      `metrics: ${what}`,
+    );
     const counted: Record<string, number> = {};
     for (const s of workflow.steps) counted[s.name] = await countPending(db, s.pending(db), null);
     assert.deepEqual(await expectedWork(db, workflow, null), counted, `expected work: ${what}`);
@@ -87,10 +91,29 @@ describe('postings counters', () => {
   const items = <O>(ids: number[], output: (id: number) => O): CompletedItem<O>[] =>
     ids.map((id) => ({ subjectId: id, interactionId: id, output: output(id) }));
   /** The steps' own saves, each in its own transaction as the completer commits them. */
-  const saveSummaries = (ids: number[]) => db.transaction().execute((tx) => step('summary').save(tx, items(ids, (id) => ({ summary: `summary ${id}` }))));
-  const saveSkills = (ids: number[]) => db.transaction().execute((tx) => step('skills').save(tx, items(ids, (id) => ({ skills: id % 4 === 0 ? [] : ['sql'] }))));
-  const saveScores = (ids: number[]) => db.transaction().execute((tx) => step('ihl').save(tx, items(ids, (id) => ({ ihl_score: id % 101 }))));
-  const counterVersions = async () => (await sql<{ v: string }>`SELECT string_agg(xmin::text, ',' ORDER BY shard) AS v FROM postings_counters`.execute(db)).rows[0]!.v;
+  const saveSummaries = (ids: number[]) =>
+    db.transaction().execute((tx) =>
+      step('summary').save(
+        tx,
+        items(ids, (id) => ({ summary: `summary ${id}` })),
+      ),
+    );
+  const saveSkills = (ids: number[]) =>
+    db.transaction().execute((tx) =>
+      step('skills').save(
+        tx,
+        items(ids, (id) => ({ skills: id % 4 === 0 ? [] : ['sql'] })),
+      ),
+    );
+  const saveScores = (ids: number[]) =>
+    db.transaction().execute((tx) =>
+      step('ihl').save(
+        tx,
+        items(ids, (id) => ({ ihl_score: id % 101 })),
+      ),
+    );
+  const counterVersions = async () =>
+    (await sql<{ v: string }>`SELECT string_agg(xmin::text, ',' ORDER BY shard) AS v FROM postings_counters`.execute(db)).rows[0]!.v;
 
   before(async () => {
     database = await createTestDatabase('counters');
@@ -107,7 +130,7 @@ describe('postings counters', () => {
     await database?.drop();
   });
 
-  test('inserts, the steps\' saves, updates that clear a column, deletes, upserts and MERGE', async () => {
+  test("inserts, the steps' saves, updates that clear a column, deletes, upserts and MERGE", async () => {
     await replaceDemoPostings(db, 400, 1);
     assert.equal((await check('after loading demo postings')).total, 400);
 
@@ -140,7 +163,9 @@ describe('postings counters', () => {
     await sql`DELETE FROM postings WHERE id > 390`.execute(db);
     await check('the last rows deleted');
 
-    await sql`INSERT INTO postings (title, description, summary, skills, ihl_score) VALUES ('done', 'd', 's', '{a}', 50), ('half', 'd', 's', NULL, NULL)`.execute(db);
+    await sql`INSERT INTO postings (title, description, summary, skills, ihl_score) VALUES ('done', 'd', 's', '{a}', 50), ('half', 'd', 's', NULL, NULL)`.execute(
+      db,
+    );
     await check('rows inserted already processed');
 
     // One statement that inserts some rows and updates others fires both triggers.
@@ -256,7 +281,8 @@ describe('postings counters', () => {
       await client.query(`SET LOCAL lock_timeout = '2s'`);
       await client.query(`UPDATE postings SET summary = 'x' WHERE id = ${client === first ? 1 : 2}`);
     }
-    const shard = async (client: pg.Client) => (await client.query('SELECT shard FROM postings_counters WHERE xmin = pg_current_xact_id()::xid')).rows.map((r) => r.shard);
+    const shard = async (client: pg.Client) =>
+      (await client.query('SELECT shard FROM postings_counters WHERE xmin = pg_current_xact_id()::xid')).rows.map((r) => r.shard);
     const [a, b] = [await shard(first), await shard(second)];
     assert.equal(a.length, 1);
     assert.equal(b.length, 1);
@@ -365,7 +391,7 @@ describe('postings counters', () => {
   });
 });
 
-describe('expected work from a step\'s pendingCount', () => {
+describe("expected work from a step's pendingCount", () => {
   // A workflow over no table at all: the counts say which path was taken.
   const counted = defineStep<any, object, null>({
     name: 'counted',
@@ -393,7 +419,10 @@ describe('expected work from a step\'s pendingCount', () => {
 
   test('the registry accepts pendingCount as a function and names it when it is not one', () => {
     assert.equal(createRegistry([definition]).find(9100)?.steps[0]?.pendingCount, counted.pendingCount);
-    assert.throws(() => createRegistry([{ ...definition, steps: [{ ...counted, pendingCount: 'SELECT 1' as any }] }]), /steps\.0\.pendingCount: pendingCount must be a function/);
+    assert.throws(
+      () => createRegistry([{ ...definition, steps: [{ ...counted, pendingCount: 'SELECT 1' as any }] }]),
+      /steps\.0\.pendingCount: pendingCount must be a function/,
+    );
   });
 });
 
@@ -421,9 +450,24 @@ describe('a run of 3001 on the counters', () => {
     t = await testEngine('counters_run', [workflow], async (db) => {
       await replaceDemoPostings(db, 300, 10);
       // Part of the work done already, so every step has some left.
-      await db.transaction().execute((tx) => step('summary').save(tx, range(1, 120).map((id) => ({ subjectId: id, interactionId: 0, output: { summary: `s ${id}` } }))));
-      await db.transaction().execute((tx) => step('skills').save(tx, range(1, 50).map((id) => ({ subjectId: id, interactionId: 0, output: { skills: ['sql'] } }))));
-      await db.transaction().execute((tx) => step('ihl').save(tx, range(1, 20).map((id) => ({ subjectId: id, interactionId: 0, output: { ihl_score: 7 } }))));
+      await db.transaction().execute((tx) =>
+        step('summary').save(
+          tx,
+          range(1, 120).map((id) => ({ subjectId: id, interactionId: 0, output: { summary: `s ${id}` } })),
+        ),
+      );
+      await db.transaction().execute((tx) =>
+        step('skills').save(
+          tx,
+          range(1, 50).map((id) => ({ subjectId: id, interactionId: 0, output: { skills: ['sql'] } })),
+        ),
+      );
+      await db.transaction().execute((tx) =>
+        step('ihl').save(
+          tx,
+          range(1, 20).map((id) => ({ subjectId: id, interactionId: 0, output: { ihl_score: 7 } })),
+        ),
+      );
     });
   });
   after(() => t.close());

@@ -118,8 +118,14 @@ describe('with PostgreSQL', () => {
     assert.equal(await replaceDemoPostings(db, 200, 42), 200);
     assert.equal(await countPostings(db), 200);
     const first = await read();
-    assert.deepEqual(first.map((r) => r.id), Array.from({ length: 200 }, (_, i) => i + 1));
-    assert.deepEqual(first.map(({ id, ...rest }) => rest), [...generatePostings(200, 42)]);
+    assert.deepEqual(
+      first.map((r) => r.id),
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      first.map(({ id, ...rest }) => rest),
+      [...generatePostings(200, 42)],
+    );
     assert.ok(new Set(first.map((r) => r.description)).size > 190, 'descriptions vary');
     assert.ok(new Set(first.map((r) => r.title)).size > 20, 'titles vary');
 
@@ -144,13 +150,19 @@ describe('with PostgreSQL', () => {
 
     const summarised = [2, 3, 5, 8, 13, 21, 29, 30];
     await process('summary', summarised);
-    assert.deepEqual(await pendingIds('summary'), all.filter((id) => !summarised.includes(id)));
+    assert.deepEqual(
+      await pendingIds('summary'),
+      all.filter((id) => !summarised.includes(id)),
+    );
     assert.deepEqual(await pendingIds('skills'), summarised);
     assert.deepEqual(await pendingIds('ihl'), []);
 
     const extracted = [3, 8, 21, 30];
     const skillOutputs = await process('skills', extracted);
-    assert.deepEqual(await pendingIds('skills'), summarised.filter((id) => !extracted.includes(id)));
+    assert.deepEqual(
+      await pendingIds('skills'),
+      summarised.filter((id) => !extracted.includes(id)),
+    );
     assert.deepEqual(await pendingIds('ihl'), extracted);
 
     const scored = [8, 30];
@@ -159,7 +171,10 @@ describe('with PostgreSQL', () => {
     assert.deepEqual(await metrics(), { postings_total: 30, postings_with_summary: 8, postings_with_skills: 4, postings_with_ihl: 2 });
 
     const saved = await db.selectFrom('postings').selectAll().where('id', 'in', extracted).orderBy('id').execute();
-    assert.deepEqual(saved.map((r) => ({ skills: r.skills })), skillOutputs);
+    assert.deepEqual(
+      saved.map((r) => ({ skills: r.skills })),
+      skillOutputs,
+    );
     for (const row of saved) {
       assert.equal(row.summary, summarize(row.description));
       assert.ok(row.summarized_at instanceof Date && row.skills_extracted_at instanceof Date);
@@ -179,20 +194,40 @@ describe('with PostgreSQL', () => {
     for (let i = 0; i < 2; i++) {
       // Twice: delivery is at-least-once, so a repeated save must land the same.
       const statements: string[] = [];
-      const counting = db.withPlugin({ transformQuery: (args) => (statements.push(args.queryId.queryId), args.node), transformResult: async (args) => args.result });
+      const counting = db.withPlugin({
+        transformQuery: (args) => {
+          statements.push(args.queryId.queryId);
+          return args.node;
+        },
+        transformResult: async (args) => args.result,
+      });
       await counting.transaction().execute((tx) => step('skills').save(tx, items));
       assert.equal(statements.length, 1);
     }
     const rows = await db.selectFrom('postings').select(['id', 'skills']).orderBy('id').execute();
-    assert.deepEqual(rows, [{ id: 1, skills: awkward }, { id: 2, skills: [] }, { id: 3, skills: null }]);
+    assert.deepEqual(rows, [
+      { id: 1, skills: awkward },
+      { id: 2, skills: [] },
+      { id: 3, skills: null },
+    ]);
     assert.deepEqual(await pendingIds('ihl'), [1, 2]);
     await db.transaction().execute((tx) => step('summary').save(tx, []));
   });
 
   test("each step's pending query, wrapped as the engine claims, scans its partial index", async () => {
     await replaceDemoPostings(db, 2_000, 9);
-    await db.transaction().execute((tx) => step('summary').save(tx, Array.from({ length: 1_500 }, (_, i) => ({ subjectId: i + 1, interactionId: 0, output: { summary: 'x' } }))));
-    await db.transaction().execute((tx) => step('skills').save(tx, Array.from({ length: 1_000 }, (_, i) => ({ subjectId: i + 1, interactionId: 0, output: { skills: ['sql'] } }))));
+    await db.transaction().execute((tx) =>
+      step('summary').save(
+        tx,
+        Array.from({ length: 1_500 }, (_, i) => ({ subjectId: i + 1, interactionId: 0, output: { summary: 'x' } })),
+      ),
+    );
+    await db.transaction().execute((tx) =>
+      step('skills').save(
+        tx,
+        Array.from({ length: 1_000 }, (_, i) => ({ subjectId: i + 1, interactionId: 0, output: { skills: ['sql'] } })),
+      ),
+    );
     await sql`ANALYZE postings`.execute(db);
     for (const name of ['summary', 'skills', 'ihl']) {
       const plan = await db.transaction().execute(async (tx) => {
@@ -291,7 +326,14 @@ describe('with Ollama', () => {
 
   const failures: [string, (res: http.ServerResponse) => void, RegExp][] = [
     ['a 500', (res) => json(res, 500, '{"error":"model \'test-model\' not found"}'), /answered 500 Internal Server Error: model 'test-model' not found/],
-    ['a 502 with an HTML page', (res) => { res.writeHead(502, { 'content-type': 'text/html' }); res.end('<html>\n<b>Bad gateway</b></html>'); }, /answered 502 Bad Gateway: <html> <b>Bad gateway<\/b><\/html>/],
+    [
+      'a 502 with an HTML page',
+      (res) => {
+        res.writeHead(502, { 'content-type': 'text/html' });
+        res.end('<html>\n<b>Bad gateway</b></html>');
+      },
+      /answered 502 Bad Gateway: <html> <b>Bad gateway<\/b><\/html>/,
+    ],
     ['bad JSON', (res) => json(res, 200, '{"response": "trunc'), /answered with a body that is not JSON: \{"response": "trunc/],
     ['no response field', (res) => json(res, 200, '{"done":true}'), /answered without a "response" string \(model test-model\)/],
     ['an empty summary', (res) => json(res, 200, '{"response":"  "}'), /model test-model answered with an empty summary/],

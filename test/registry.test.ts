@@ -6,14 +6,7 @@ import { createKysely, createPool, type Db } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { createLogger } from '../src/log.ts';
 import type { WorkflowEnvironment } from '../src/workflows/define.ts';
-import {
-  createRegistry,
-  loadWorkflows,
-  storedDefinition,
-  syncWorkflows,
-  WorkflowModuleError,
-  WorkflowSyncError,
-} from '../src/workflows/registry.ts';
+import { createRegistry, loadWorkflows, storedDefinition, syncWorkflows, WorkflowModuleError, WorkflowSyncError } from '../src/workflows/registry.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const env: WorkflowEnvironment = { config: loadConfig({ LOG_LEVEL: 'silent' }), log: createLogger('silent') };
@@ -23,14 +16,20 @@ describe('loading', () => {
   test('no modules means the built-in example, with defaults filled in', async () => {
     for (const modules of [undefined, '', ' , ']) {
       const registry = await loadWorkflows(modules, env);
-      assert.deepEqual(registry.all().map((w) => w.id), [3001]);
+      assert.deepEqual(
+        registry.all().map((w) => w.id),
+        [3001],
+      );
     }
     const registry = await loadWorkflows(undefined, env);
     const postings = registry.find(3001);
     assert.ok(postings);
     assert.equal(postings.name, 'postings-enrichment');
     assert.equal(postings.subject, 'posting');
-    assert.deepEqual(postings.steps.map((s) => s.name), ['summary', 'skills', 'ihl']);
+    assert.deepEqual(
+      postings.steps.map((s) => s.name),
+      ['summary', 'skills', 'ihl'],
+    );
     assert.equal(postings.concurrency, 8);
     assert.equal(postings.rateLimitSeconds, 60);
     assert.equal(postings.timeoutMs, 30_000);
@@ -45,7 +44,10 @@ describe('loading', () => {
 
   test('modules are paths relative to the working directory; factories get the environment', async () => {
     const registry = await loadWorkflows(`${FIXTURES}/valid.ts, src/workflows/postings/index.ts`, env);
-    assert.deepEqual(registry.all().map((w) => w.id), [3001, 9001]);
+    assert.deepEqual(
+      registry.all().map((w) => w.id),
+      [3001, 9001],
+    );
     const valid = registry.find('valid-example');
     assert.equal(valid?.description, `fixture (model ${env.config.OLLAMA_MODEL})`);
     assert.equal(valid?.retries, 0);
@@ -59,7 +61,10 @@ describe('loading', () => {
     ['no-default.ts', /has no default export \(it exports workflow\)/],
     ['factory-throws.ts', /factory threw: Error: SOME_API_KEY is required/],
     ['not-a-workflow.ts', /invalid definition/],
-    ['invalid.ts', /invalid definition: id: .*; name: must be lowercase.*; steps\.1\.handle: handle must be a function; concurrency: .*; unknown field\(s\) concurency; steps\.1\.name: duplicate step name "one"$/],
+    [
+      'invalid.ts',
+      /invalid definition: id: .*; name: must be lowercase.*; steps\.1\.handle: handle must be a function; concurrency: .*; unknown field\(s\) concurency; steps\.1\.name: duplicate step name "one"$/,
+    ],
   ];
   for (const [name, problem] of broken) {
     test(`a broken module is refused with its file named: ${name}`, async () => {
@@ -122,14 +127,26 @@ describe('syncing to the workflows table', () => {
   test('inserts new workflows and updates known ones', async () => {
     await db
       .insertInto('workflows')
-      .values({ id: 3001, name: 'postings-enrichment', description: 'old', definition: JSON.stringify({ steps: ['summary'] }), synced_at: new Date('2020-01-01T00:00:00Z') })
+      .values({
+        id: 3001,
+        name: 'postings-enrichment',
+        description: 'old',
+        definition: JSON.stringify({ steps: ['summary'] }),
+        synced_at: new Date('2020-01-01T00:00:00Z'),
+      })
       .execute();
     const registry = await loadWorkflows(`src/workflows/postings/index.ts,${FIXTURES}/valid.ts`, env);
     await syncWorkflows(db, registry);
     await syncWorkflows(db, registry); // idempotent
 
     const stored = await rows();
-    assert.deepEqual(stored.map((r) => [r.id, r.name]), [[3001, 'postings-enrichment'], [9001, 'valid-example']]);
+    assert.deepEqual(
+      stored.map((r) => [r.id, r.name]),
+      [
+        [3001, 'postings-enrichment'],
+        [9001, 'valid-example'],
+      ],
+    );
     const postings = registry.find(3001)!;
     assert.equal(stored[0]!.description, postings.description);
     assert.deepEqual(stored[0]!.definition, storedDefinition(postings));
@@ -148,10 +165,13 @@ describe('syncing to the workflows table', () => {
   });
 
   test('an id registered under another name, or a name under another id, is refused and nothing changes', async () => {
-    await db.insertInto('workflows').values([
-      { id: 9100, name: 'someone-else', definition: '{}' },
-      { id: 9200, name: 'taken-name', definition: '{}' },
-    ]).execute();
+    await db
+      .insertInto('workflows')
+      .values([
+        { id: 9100, name: 'someone-else', definition: '{}' },
+        { id: 9200, name: 'taken-name', definition: '{}' },
+      ])
+      .execute();
     const before = await rows();
     const valid = (await import('./fixtures/workflows/valid.ts')).default(env);
 

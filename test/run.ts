@@ -102,7 +102,7 @@ async function cleanUp(): Promise<boolean> {
 
 // An embedded server's data dir holds its cluster in `pg/` (src/db/embedded.ts).
 async function findEmbeddedDataDirs(dir: string, depth = 0): Promise<string[]> {
-  let entries;
+  let entries: import('node:fs').Dirent[];
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });
   } catch {

@@ -149,7 +149,10 @@ describe('Slack app over HTTP', () => {
   }
 
   function ephemeralTo(user: string, since: number, what?: string, match?: RegExp) {
-    return stub.waitFor('chat.postEphemeral', (c) => c.body.user === user && (!match || match.test(messageText(c))), { since, what: what ?? `an ephemeral reply to ${user}` });
+    return stub.waitFor('chat.postEphemeral', (c) => c.body.user === user && (!match || match.test(messageText(c))), {
+      since,
+      what: what ?? `an ephemeral reply to ${user}`,
+    });
   }
 
   function waitUntil<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 15_000): Promise<T> {
@@ -164,25 +167,33 @@ describe('Slack app over HTTP', () => {
   /** The newest run of a workflow newer than `after`, once it exists. */
   function newRun(workflowId: number, afterId: number) {
     return waitUntil(
-      () => t.db.selectFrom('workflow_runs').selectAll().where('workflow_id', '=', workflowId).where('id', '>', afterId).orderBy('id', 'desc').executeTakeFirst(),
+      () =>
+        t.db.selectFrom('workflow_runs').selectAll().where('workflow_id', '=', workflowId).where('id', '>', afterId).orderBy('id', 'desc').executeTakeFirst(),
       `a new run of workflow ${workflowId}`,
     );
   }
   const maxRunId = async () => Number((await sql<{ id: number | null }>`SELECT max(id)::int AS id FROM workflow_runs`.execute(t.db)).rows[0]!.id ?? 0);
 
   function runPosted(runId: number, channel: string, since: number) {
-    return stub.waitFor('chat.postMessage', (c) => c.body.channel === channel && c.body.text.includes(`Run #${runId} `), { since, what: `run #${runId}'s message in ${channel}` });
+    return stub.waitFor('chat.postMessage', (c) => c.body.channel === channel && c.body.text.includes(`Run #${runId} `), {
+      since,
+      what: `run #${runId}'s message in ${channel}`,
+    });
   }
 
   function runUpdated(posted: SlackCall, match: RegExp, since: number) {
-    return stub.waitFor('chat.update', (c) => c.body.ts === posted.response.ts && match.test(c.body.text), { since, what: `an update of ${posted.response.ts} matching ${match}` });
+    return stub.waitFor('chat.update', (c) => c.body.ts === posted.response.ts && match.test(c.body.text), {
+      since,
+      what: `an update of ${posted.response.ts} matching ${match}`,
+    });
   }
 
   /** Pending work and a closed gate for the held workflow, with no run of it left from an earlier test. */
   async function resetHeld() {
     gate.release();
     await waitUntil(
-      async () => !(await t.db.selectFrom('workflow_runs').select('id').where('workflow_id', '=', HELD).where('status', 'in', ['running', 'queued']).executeTakeFirst()),
+      async () =>
+        !(await t.db.selectFrom('workflow_runs').select('id').where('workflow_id', '=', HELD).where('status', 'in', ['running', 'queued']).executeTakeFirst()),
       'no held run running',
     );
     await waitUntil(async () => slack.notifier.shown().length === 0, 'the notifier to have sent every final update');
@@ -235,7 +246,10 @@ describe('Slack app over HTTP', () => {
     assert.equal(stub.callsTo('chat.update', (c) => c.body.ts === posted.response.ts).at(-1), finished);
 
     const entries = await auditSince(audit);
-    assert.deepEqual(entries.map((e) => [e.actor, e.source, e.action, e.outcome]), [['UOPER (olga)', 'slack', 'run', 'accepted']]);
+    assert.deepEqual(
+      entries.map((e) => [e.actor, e.source, e.action, e.outcome]),
+      [['UOPER (olga)', 'slack', 'run', 'accepted']],
+    );
 
     // Stop on the message of a run that has ended: nothing to stop, and the user is told why.
     const mark = stub.mark();
@@ -441,7 +455,10 @@ describe('Slack app over HTTP', () => {
     await runPosted(run.id, OPS, mark);
     mark = stub.mark();
     await command('UGROUPIE', `stop ${run.id}`);
-    await stub.waitFor('chat.postMessage', (c) => c.body.channel === OPS && new RegExp(`run ${run.id} stopped`).test(c.body.text), { since: mark, what: 'the stop answer' });
+    await stub.waitFor('chat.postMessage', (c) => c.body.channel === OPS && new RegExp(`run ${run.id} stopped`).test(c.body.text), {
+      since: mark,
+      what: 'the stop answer',
+    });
     assert.equal((await getRun(run.id)).stopped_by, 'UGROUPIE (gus)');
   });
 
@@ -455,10 +472,19 @@ describe('Slack app over HTTP', () => {
     assert.equal(forged.status, 401);
     const stale = await command('UADMIN', `force ${HELD}`, { timestamp: Math.floor(Date.now() / 1000) - 6 * 60 });
     assert.equal(stale.status, 401);
-    const clickBody = blockActionsBody({ user_id: 'UADMIN', message_ts: '1.000001', action_id: 'workflow_force_start', value: JSON.stringify({ workflowId: HELD }) });
+    const clickBody = blockActionsBody({
+      user_id: 'UADMIN',
+      message_ts: '1.000001',
+      action_id: 'workflow_force_start',
+      value: JSON.stringify({ workflowId: HELD }),
+    });
     assert.equal((await postSigned(url, clickBody, FORM, { secret: SECRET, signWith: 'nope' })).status, 401);
     assert.equal((await postSigned(url, clickBody, FORM, { secret: SECRET, timestamp: Math.floor(Date.now() / 1000) - 301 })).status, 401);
-    const unsigned = await fetch(url, { method: 'POST', headers: { 'content-type': FORM }, body: slashCommandBody({ text: `run ${HELD}`, user_id: 'UADMIN' }) });
+    const unsigned = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': FORM },
+      body: slashCommandBody({ text: `run ${HELD}`, user_id: 'UADMIN' }),
+    });
     assert.equal(unsigned.status, 401);
 
     // A good request after them is answered: had the forged ones run, their traces would be before it.
@@ -466,7 +492,10 @@ describe('Slack app over HTTP', () => {
     await ephemeralTo('UVIEW', mark, 'the sentinel');
     const earlier = new Set(stub.calls.slice(0, mark).map((c) => c.response.ts ?? c.body.ts));
     const since = stub.calls.slice(mark).filter((c) => !(c.method === 'chat.update' && earlier.has(c.body.ts)));
-    assert.deepEqual(since.map((c) => c.method), ['chat.postEphemeral']);
+    assert.deepEqual(
+      since.map((c) => c.method),
+      ['chat.postEphemeral'],
+    );
     assert.deepEqual(await auditSince(audit), []);
     assert.equal(await runCount(), runs);
   });
@@ -539,7 +568,12 @@ describe('Slack app over HTTP', () => {
     await runPosted(run.id, OPS, mark);
 
     mark = stub.mark();
-    const opened = await postSigned(url, eventBody({ type: 'app_home_opened', user: 'UOPER', channel: 'D0HOME', tab: 'home', event_ts: `${Date.now() / 1000}` }), JSON_TYPE, { secret: SECRET });
+    const opened = await postSigned(
+      url,
+      eventBody({ type: 'app_home_opened', user: 'UOPER', channel: 'D0HOME', tab: 'home', event_ts: `${Date.now() / 1000}` }),
+      JSON_TYPE,
+      { secret: SECRET },
+    );
     assert.equal(opened.status, 200);
     const home = await stub.waitFor('views.publish', (c) => c.body.user_id === 'UOPER', { since: mark, what: 'the home tab' });
     assert.equal(home.body.view.type, 'home');
@@ -565,6 +599,9 @@ describe('Slack app over HTTP', () => {
     assert.equal(stub.callsTo('usergroups.users.list').length, 1);
     // Every Web API call carried the bot token.
     assert.ok(stub.calls.filter((c) => c.method !== 'response_url').every((c) => c.token === 'xoxb-test-token'));
-    assert.ok(stub.calls.every((c) => c.response.ok !== false || c.method === 'chat.postEphemeral' || c.method === 'usergroups.users.list'), JSON.stringify(stub.calls.filter((c) => c.response.ok === false).map((c) => [c.method, c.response.error])));
+    assert.ok(
+      stub.calls.every((c) => c.response.ok !== false || c.method === 'chat.postEphemeral' || c.method === 'usergroups.users.list'),
+      JSON.stringify(stub.calls.filter((c) => c.response.ok === false).map((c) => [c.method, c.response.error])),
+    );
   });
 });

@@ -99,7 +99,14 @@ async function startSocketSide(): Promise<SocketSide> {
       waiters.delete(message.envelope_id);
     });
     // What Slack sends first on every connection.
-    ws.send(JSON.stringify({ type: 'hello', num_connections: 1, debug_info: { host: 'applink-test', approximate_connection_time: 18060 }, connection_info: { app_id: 'A0TEST' } }));
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        num_connections: 1,
+        debug_info: { host: 'applink-test', approximate_connection_time: 18060 },
+        connection_info: { app_id: 'A0TEST' },
+      }),
+    );
     onConnected?.();
   });
   return side;
@@ -237,7 +244,10 @@ describe('Socket Mode', () => {
     assert.ok(api.opens.length >= 1);
     assert.equal(api.opens[0]!.token, APP_TOKEN);
     // The bot token, never the app token, for everything else.
-    assert.ok(stub.calls.every((c) => c.token === BOT_TOKEN), `tokens used: ${[...new Set(stub.calls.map((c) => c.token))].join(', ')}`);
+    assert.ok(
+      stub.calls.every((c) => c.token === BOT_TOKEN),
+      `tokens used: ${[...new Set(stub.calls.map((c) => c.token))].join(', ')}`,
+    );
   });
 
   test('`/workflow run 3001` is acknowledged by envelope_id over the socket, then runs, and the channel hears of it', async () => {
@@ -258,13 +268,20 @@ describe('Socket Mode', () => {
     assert.equal(run.source, 'slack');
     assert.match(run.requested_by, new RegExp(`^${USER}\\b`), 'the run is requested by the Slack user, not the bot');
 
-    const posted = await stub.waitFor('chat.postMessage', (c) => c.body.channel === CHANNEL && messageText(c).includes(`#${run.id}`), { since: mark, what: 'the run message in the channel' });
+    const posted = await stub.waitFor('chat.postMessage', (c) => c.body.channel === CHANNEL && messageText(c).includes(`#${run.id}`), {
+      since: mark,
+      what: 'the run message in the channel',
+    });
     assert.equal(posted.token, BOT_TOKEN);
 
-    const ended = await eventually(async () => {
-      const row = await t.db.selectFrom('workflow_runs').selectAll().where('id', '=', run.id).executeTakeFirstOrThrow();
-      return row.status !== 'running' && row;
-    }, 'the run to end', 30_000);
+    const ended = await eventually(
+      async () => {
+        const row = await t.db.selectFrom('workflow_runs').selectAll().where('id', '=', run.id).executeTakeFirstOrThrow();
+        return row.status !== 'running' && row;
+      },
+      'the run to end',
+      30_000,
+    );
     assert.equal(ended.status, 'completed');
     assert.equal(ended.interactions_completed, 120);
     assert.deepEqual(stub.problems, []);

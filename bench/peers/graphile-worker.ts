@@ -128,7 +128,14 @@ try {
     sampledPeakRssMb: sampledPeak,
     cpuSeconds: used.cpuSeconds,
     serverCpuSeconds,
-    details: { handled, duplicates, jobsLeft: left, firstJobSeconds: (firstJobMs ?? 0) / 1000, eventLoopDelayMs: used.eventLoopDelayMs, serverVersion: version },
+    details: {
+      handled,
+      duplicates,
+      jobsLeft: left,
+      firstJobSeconds: (firstJobMs ?? 0) / 1000,
+      eventLoopDelayMs: used.eventLoopDelayMs,
+      serverVersion: version,
+    },
   });
 } finally {
   await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));

@@ -107,9 +107,13 @@ try {
   await boss.offWork(QUEUE);
 
   // --- checks ---------------------------------------------------------------------
-  const states = (await client.query<{ state: string; n: number }>(`SELECT state::text, count(*)::int AS n FROM pgboss.job WHERE name = $1 GROUP BY 1`, [QUEUE])).rows;
+  const states = (
+    await client.query<{ state: string; n: number }>(`SELECT state::text, count(*)::int AS n FROM pgboss.job WHERE name = $1 GROUP BY 1`, [QUEUE])
+  ).rows;
   const version = (await client.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
-  const tableMb = (await client.query<{ mb: number }>(`SELECT round(sum(pg_total_relation_size(relid)) / 1048576.0, 1)::float8 AS mb FROM pg_partition_tree('pgboss.job')`)).rows[0]!.mb;
+  const tableMb = (
+    await client.query<{ mb: number }>(`SELECT round(sum(pg_total_relation_size(relid)) / 1048576.0, 1)::float8 AS mb FROM pg_partition_tree('pgboss.job')`)
+  ).rows[0]!.mb;
   await client.end();
   let distinct = 0;
   for (let i = 1; i <= jobs; i++) distinct += seen[i]!;

@@ -55,7 +55,10 @@ export function blockKitProblems(messageOrView: unknown): string[] {
   const blockIds = new Set<string>();
   m.blocks.forEach((block, i) => {
     const where = `blocks[${i}]`;
-    if (!isObject(block)) return add(where, 'not an object');
+    if (!isObject(block)) {
+      add(where, 'not an object');
+      return;
+    }
     if (block.block_id !== undefined) {
       const id = block.block_id;
       if (typeof id !== 'string' || id === '') add(`${where}.block_id`, 'must be a non-empty string');
@@ -83,7 +86,9 @@ function checkBlock(block: Json, where: string, add: (where: string, what: strin
         if (!Array.isArray(fields) || fields.length === 0) add(`${where}.fields`, 'must be a non-empty array');
         else {
           if (fields.length > SLACK_LIMITS.fields) add(`${where}.fields`, `${fields.length} fields, at most ${SLACK_LIMITS.fields}`);
-          fields.forEach((f, j) => checkText(f, `${where}.fields[${j}]`, SLACK_LIMITS.fieldText, add));
+          fields.forEach((f, j) => {
+            checkText(f, `${where}.fields[${j}]`, SLACK_LIMITS.fieldText, add);
+          });
         }
       }
       if (block.accessory !== undefined) element(block.accessory, `${where}.accessory`);
@@ -106,7 +111,9 @@ function checkBlock(block: Json, where: string, add: (where: string, what: strin
       const elements = block.elements;
       if (!Array.isArray(elements) || elements.length === 0) return add(`${where}.elements`, 'must be a non-empty array');
       if (elements.length > SLACK_LIMITS.actionsElements) add(`${where}.elements`, `${elements.length} elements, at most ${SLACK_LIMITS.actionsElements}`);
-      elements.forEach((e, j) => element(e, `${where}.elements[${j}]`));
+      elements.forEach((e, j) => {
+        element(e, `${where}.elements[${j}]`);
+      });
       return;
     }
     case 'divider':
@@ -138,8 +145,10 @@ function checkElement(el: unknown, where: string, add: (where: string, what: str
     if (typeof el.value !== 'string') add(`${where}.value`, 'must be a string');
     else if (el.value.length > SLACK_LIMITS.buttonValue) add(`${where}.value`, tooLong(el.value.length, SLACK_LIMITS.buttonValue));
   }
-  if (el.url !== undefined && (typeof el.url !== 'string' || el.url.length > SLACK_LIMITS.url)) add(`${where}.url`, `must be a string of at most ${SLACK_LIMITS.url} characters`);
-  if (el.style !== undefined && el.style !== 'primary' && el.style !== 'danger') add(`${where}.style`, `must be primary or danger, got ${JSON.stringify(el.style)}`);
+  if (el.url !== undefined && (typeof el.url !== 'string' || el.url.length > SLACK_LIMITS.url))
+    add(`${where}.url`, `must be a string of at most ${SLACK_LIMITS.url} characters`);
+  if (el.style !== undefined && el.style !== 'primary' && el.style !== 'danger')
+    add(`${where}.style`, `must be primary or danger, got ${JSON.stringify(el.style)}`);
   if (el.confirm !== undefined) {
     const c = el.confirm;
     if (!isObject(c)) return add(`${where}.confirm`, 'not an object');

@@ -239,9 +239,15 @@ export function resultMessage(result: CommandResult, options: { now?: Date; work
     case 'run_started':
       return runMessage(result.view, { now });
     case 'run_queued':
-      return message(`Run #${result.view.id} queued for a serving instance`, [
-        section(`🕒 *Run #${result.view.id} queued* for a serving instance: workflow ${workflowLabel(result.view)}, ${modeLabel(result.view)}, requested by ${who(result.view.requestedBy)}.`),
-      ], false);
+      return message(
+        `Run #${result.view.id} queued for a serving instance`,
+        [
+          section(
+            `🕒 *Run #${result.view.id} queued* for a serving instance: workflow ${workflowLabel(result.view)}, ${modeLabel(result.view)}, requested by ${who(result.view.requestedBy)}.`,
+          ),
+        ],
+        false,
+      );
     case 'run':
       return { ...runMessage(result.run, { now }), ephemeral: true };
     case 'invalid':
@@ -256,10 +262,14 @@ export function resultMessage(result: CommandResult, options: { now?: Date; work
     case 'done':
       return message(truncate(oneLine(result.message), 200) || 'done', [section(esc(truncate(result.message, 2_000)) || 'done')]);
     case 'stop':
-      return message(truncate(oneLine(result.message), 200), [
-        section(`${result.outcome === 'not_running' ? 'ℹ️' : STATUS_EMOJI.stopped} ${esc(truncate(result.message, 2_000))}`),
-        context([runLine(result.run, now)]),
-      ], result.outcome === 'not_running');
+      return message(
+        truncate(oneLine(result.message), 200),
+        [
+          section(`${result.outcome === 'not_running' ? 'ℹ️' : STATUS_EMOJI.stopped} ${esc(truncate(result.message, 2_000))}`),
+          context([runLine(result.run, now)]),
+        ],
+        result.outcome === 'not_running',
+      );
     case 'runs':
       return runsMessage(result.runs, now);
     case 'history':
@@ -284,10 +294,14 @@ export function healthMessage(report: HealthReport): Message {
       : 'no instance is monitoring (start one with `workflow serve`)';
   const fixed: string[] = [];
   for (const r of report.recovered) {
-    fixed.push(`⚠️ run #${r.runId} (workflow ${r.workflowId}) marked *abandoned*: silent ${formatDuration(r.silentSeconds)} with its lock free; its claims released, ${r.interactionsReleased} unfinished interaction${r.interactionsReleased === 1 ? '' : 's'} left pending`);
+    fixed.push(
+      `⚠️ run #${r.runId} (workflow ${r.workflowId}) marked *abandoned*: silent ${formatDuration(r.silentSeconds)} with its lock free; its claims released, ${r.interactionsReleased} unfinished interaction${r.interactionsReleased === 1 ? '' : 's'} left pending`,
+    );
   }
   for (const r of report.stuck) {
-    fixed.push(`🐢 run #${r.runId} (workflow ${r.workflowId}) *stuck*: silent ${formatDuration(r.silentSeconds)} while its owner${r.ownerInstance ? ` ${code(r.ownerInstance, 60)}` : ''} holds its lock (not recovered)`);
+    fixed.push(
+      `🐢 run #${r.runId} (workflow ${r.workflowId}) *stuck*: silent ${formatDuration(r.silentSeconds)} while its owner${r.ownerInstance ? ` ${code(r.ownerInstance, 60)}` : ''} holds its lock (not recovered)`,
+    );
   }
   for (const o of report.orphans) fixed.push(`♻️ ${orphanLine(o)}`);
   if (report.error) fixed.push(`❌ the pass failed: ${esc(truncate(report.error, 500))}`);
@@ -316,27 +330,52 @@ function serviceLine(s: HealthReport['services'][number]): string {
 export function monitorEventMessage(event: MonitorEvent): Message {
   switch (event.type) {
     case 'recovered': {
-      const runs = event.runs.map((r) => `run #${r.runId} (workflow ${r.workflowId}): owner gone, marked abandoned, ${r.interactionsReleased} unfinished interaction${r.interactionsReleased === 1 ? '' : 's'} left pending`);
+      const runs = event.runs.map(
+        (r) =>
+          `run #${r.runId} (workflow ${r.workflowId}): owner gone, marked abandoned, ${r.interactionsReleased} unfinished interaction${r.interactionsReleased === 1 ? '' : 's'} left pending`,
+      );
       runs.push(...event.orphans.map(orphanLine));
       const summary = event.runs.length ? `recovered ${event.runs.length} abandoned run${event.runs.length === 1 ? '' : 's'}` : 'released orphaned claims';
-      return message(`🩺 Health monitor ${summary}`, [
-        section(`🩺 *Health monitor ${summary}*`),
-        ...linesBlocks(runs.map((line) => `• ${esc(line)}`), 8, 'runs'),
-        context([`Resume with \`run <workflow> --mode single_run --run <id>\`, or the next batch picks the work up.`]),
-      ], false);
+      return message(
+        `🩺 Health monitor ${summary}`,
+        [
+          section(`🩺 *Health monitor ${summary}*`),
+          ...linesBlocks(
+            runs.map((line) => `• ${esc(line)}`),
+            8,
+            'runs',
+          ),
+          context([`Resume with \`run <workflow> --mode single_run --run <id>\`, or the next batch picks the work up.`]),
+        ],
+        false,
+      );
     }
     case 'stuck':
-      return message(`🐢 Run #${event.run.runId} looks stuck`, [
-        section(`🐢 *Run #${event.run.runId}* (workflow ${event.run.workflowId}) has not sent a heartbeat for ${formatDuration(event.run.silentSeconds)}, but its owner${event.run.ownerInstance ? ` ${code(event.run.ownerInstance, 60)}` : ''} still holds its lock. Not recovered; \`stop\` or \`force\` it if it does not move.`),
-      ], false);
+      return message(
+        `🐢 Run #${event.run.runId} looks stuck`,
+        [
+          section(
+            `🐢 *Run #${event.run.runId}* (workflow ${event.run.workflowId}) has not sent a heartbeat for ${formatDuration(event.run.silentSeconds)}, but its owner${event.run.ownerInstance ? ` ${code(event.run.ownerInstance, 60)}` : ''} still holds its lock. Not recovered; \`stop\` or \`force\` it if it does not move.`,
+          ),
+        ],
+        false,
+      );
     case 'service_down':
-      return message(`🔴 ${event.service} is down`, [
-        section(`🔴 *${esc(truncate(event.service, 100))} is down*: ${esc(truncate(event.error, 1_000))}\nWorkflow${event.workflows.length === 1 ? '' : 's'} ${event.workflows.join(', ')} will fail their calls to it until it is back.`),
-      ], false);
+      return message(
+        `🔴 ${event.service} is down`,
+        [
+          section(
+            `🔴 *${esc(truncate(event.service, 100))} is down*: ${esc(truncate(event.error, 1_000))}\nWorkflow${event.workflows.length === 1 ? '' : 's'} ${event.workflows.join(', ')} will fail their calls to it until it is back.`,
+          ),
+        ],
+        false,
+      );
     case 'service_up':
-      return message(`🟢 ${event.service} is back`, [
-        section(`🟢 *${esc(truncate(event.service, 100))} is back*${event.downSeconds !== null ? ` after ${formatDuration(event.downSeconds)} down` : ''}.`),
-      ], false);
+      return message(
+        `🟢 ${event.service} is back`,
+        [section(`🟢 *${esc(truncate(event.service, 100))} is back*${event.downSeconds !== null ? ` after ${formatDuration(event.downSeconds)} down` : ''}.`)],
+        false,
+      );
   }
 }
 
@@ -393,11 +432,19 @@ function historyMessage(runs: RunView[], now: Date): Message {
 function workflowsMessage(workflows: WorkflowView[]): Message {
   if (workflows.length === 0) return message('No workflows are defined', [section('No workflows are defined.')]);
   const lines = workflows.map((w) => {
-    const running = w.running.length ? `\n      running: ${w.running.slice(0, 20).map((id) => `#${id}`).join(', ')}${w.running.length > 20 ? ` …and ${w.running.length - 20} more` : ''}` : '';
+    const running = w.running.length
+      ? `\n      running: ${w.running
+          .slice(0, 20)
+          .map((id) => `#${id}`)
+          .join(', ')}${w.running.length > 20 ? ` …and ${w.running.length - 20} more` : ''}`
+      : '';
     const mode = w.continuous ? (w.paused ? ` · continuous, *paused*${w.paused.by ? ` by ${esc(truncate(w.paused.by, 40))}` : ''}` : ' · continuous') : '';
     return `*${w.id}* ${code(w.name, 80)} (${esc(truncate(w.subject, 40))}s): ${esc(truncate(w.steps.join(' → '), 300))}${mode}\n      pending: ${esc(truncate(formatWork(w.pending), 300))}${running}`;
   });
-  return message(`${workflows.length} workflow${workflows.length === 1 ? '' : 's'}`, [header('Workflows'), ...linesBlocks(lines, L.messageBlocks - 1, 'workflows')]);
+  return message(`${workflows.length} workflow${workflows.length === 1 ? '' : 's'}`, [
+    header('Workflows'),
+    ...linesBlocks(lines, L.messageBlocks - 1, 'workflows'),
+  ]);
 }
 
 // ─── App Home ────────────────────────────────────────────────────────────────
@@ -491,8 +538,12 @@ function confirmDialog(title: string, text: string, confirm: string): Confirmati
 function runLine(run: RunView, now: Date): string {
   const when = run.startedAt ? formatTime(run.startedAt) : 'not started';
   const took = isLive(run)
-    ? run.startedAt ? `running ${formatDuration((now.getTime() - Date.parse(run.startedAt)) / 1000)}` : ''
-    : run.durationSeconds !== null ? formatDuration(run.durationSeconds) : '';
+    ? run.startedAt
+      ? `running ${formatDuration((now.getTime() - Date.parse(run.startedAt)) / 1000)}`
+      : ''
+    : run.durationSeconds !== null
+      ? formatDuration(run.durationSeconds)
+      : '';
   const progress = isLive(run) && run.progress ? ` — ${esc(truncate(progressLabel(run), 300))}` : '';
   const counts = !isLive(run) ? ` · ${run.interactionsCompleted} done, ${run.interactionsFailed} failed` : '';
   return `${STATUS_EMOJI[run.status]} *#${run.id}* ${run.status} · workflow ${workflowLabel(run)} · ${modeLabel(run)} · by ${who(run.requestedBy)} · ${when}${took ? ` · ${took}` : ''}${counts}${progress}`;
@@ -503,7 +554,8 @@ function progressLabel(run: RunView): string {
   if (!run.progress || rows.every((r) => r.done + r.failed === 0)) return 'just started';
   return rows
     .filter((r) => r.done + r.failed > 0 || (r.expected ?? 0) > 0)
-    .map((r) => `${r.step} ${r.done} done${r.failed ? `, ${r.failed} failed` : ''}${r.expected !== undefined ? ` of ${r.expected} expected` : ''}`).join('; ');
+    .map((r) => `${r.step} ${r.done} done${r.failed ? `, ${r.failed} failed` : ''}${r.expected !== undefined ? ` of ${r.expected} expected` : ''}`)
+    .join('; ');
 }
 
 function workflowLabel(run: RunView): string {
@@ -520,11 +572,18 @@ function modeLabel(run: RunView): string {
 
 function formatWork(work: Record<string, number> | null): string {
   if (!work || Object.keys(work).length === 0) return '-';
-  return Object.entries(work).map(([step, n]) => `${step} ${n}`).join(', ');
+  return Object.entries(work)
+    .map(([step, n]) => `${step} ${n}`)
+    .join(', ');
 }
 
 function formatDelta(delta: Record<string, number>): string {
-  return Object.entries(delta).filter(([, v]) => numeric(v) !== 0).map(([k, v]) => `${k} ${formatNumber(numeric(v), true)}`).join(', ') || 'no change';
+  return (
+    Object.entries(delta)
+      .filter(([, v]) => numeric(v) !== 0)
+      .map(([k, v]) => `${k} ${formatNumber(numeric(v), true)}`)
+      .join(', ') || 'no change'
+  );
 }
 
 // ─── Block primitives ────────────────────────────────────────────────────────
@@ -635,7 +694,9 @@ export function truncate(text: string, max: number): string {
 /** Truncates escaped mrkdwn without leaving half an entity or a code fence open. */
 function fitMrkdwn(text: string, max: number): string {
   if (text.length <= max) return text;
-  let cut = truncate(text, max - 4).slice(0, -1).replace(/&[a-z]{0,4}$/, '');
+  let cut = truncate(text, max - 4)
+    .slice(0, -1)
+    .replace(/&[a-z]{0,4}$/, '');
   if ((cut.match(/```/g)?.length ?? 0) % 2 === 1) cut = `${truncate(cut, max - 5).slice(0, -1)}…\n\`\`\``;
   else cut = `${cut}…`;
   return cut;
@@ -656,7 +717,8 @@ function who(id: string): string {
 function codeBlock(text: string, max: number): string {
   const body = escCode(text);
   const room = max - 8;
-  const shown = body.length > room ? `${truncate(body, room - 30).replace(/&[a-z]{0,4}…$/, '…')}\n(${text.length.toLocaleString('en-US')} characters, cut)` : body;
+  const shown =
+    body.length > room ? `${truncate(body, room - 30).replace(/&[a-z]{0,4}…$/, '…')}\n(${text.length.toLocaleString('en-US')} characters, cut)` : body;
   return `\`\`\`\n${shown}\n\`\`\``;
 }
 

@@ -70,8 +70,10 @@ export class ConsoleChat {
   private readonly live = new Map<number, Shown>();
   private readonly announced = new Set<number>();
   private readonly ended = new Set<number>();
+  private readonly options: ConsoleChatOptions;
 
-  constructor(private readonly options: ConsoleChatOptions) {
+  constructor(options: ConsoleChatOptions) {
+    this.options = options;
     this.service = options.service;
     this.output = options.output;
     this.actor = options.actor ?? localActor();

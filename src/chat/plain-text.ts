@@ -40,7 +40,12 @@ export function plainText(message: { text?: string; blocks?: readonly unknown[] 
         if (block.accessory) button(block.accessory);
         break;
       case 'context':
-        lines.push((block.elements ?? []).filter((e: Json) => e?.type !== 'image').map(textOf).join(' · '));
+        lines.push(
+          (block.elements ?? [])
+            .filter((e: Json) => e?.type !== 'image')
+            .map(textOf)
+            .join(' · '),
+        );
         break;
       case 'actions':
         for (const el of block.elements ?? []) button(el);

@@ -18,7 +18,9 @@ export function showProgress(run: ActiveRun, out: NodeJS.WriteStream): () => voi
     }
     const total = Math.max(run.estimatedInteractions, done + failed);
     const seconds = Math.round((Date.now() - started) / 1000);
-    const steps = Object.entries(progress).map(([name, p]) => `${name} ${p.done}`).join(' · ');
+    const steps = Object.entries(progress)
+      .map(([name, p]) => `${name} ${p.done}`)
+      .join(' · ');
     if (!tty) return `run #${run.id}: ${done + failed}/${total} interactions (${failed} failed) · ${steps} · ${seconds}s`;
     const width = 24;
     const filled = total === 0 ? width : Math.round((width * (done + failed)) / total);

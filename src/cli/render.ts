@@ -34,7 +34,10 @@ export function renderResult(result: CommandResult | RunFinished): string {
       return result.message;
     case 'workflows':
       return result.workflows
-        .map((w) => `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}${continuousNote(w)}\n  pending: ${formatWork(w.pending)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`)
+        .map(
+          (w) =>
+            `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}${continuousNote(w)}\n  pending: ${formatWork(w.pending)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`,
+        )
         .join('\n');
     case 'health':
       return renderHealth(result.report);
@@ -53,13 +56,19 @@ export function renderHealth(report: HealthReport): string {
     `last pass: ${report.lastPassAt ?? 'never'} (every ${report.intervalMs / 1000} s; runs silent over ${report.staleAfterMs / 1000} s are checked)`,
   ];
   for (const r of report.recovered) {
-    lines.push(`recovered: run #${r.runId} (workflow ${r.workflowId}) marked abandoned — silent ${r.silentSeconds} s, lock free; its claims released, ${r.interactionsReleased} unfinished interactions left pending`);
+    lines.push(
+      `recovered: run #${r.runId} (workflow ${r.workflowId}) marked abandoned — silent ${r.silentSeconds} s, lock free; its claims released, ${r.interactionsReleased} unfinished interactions left pending`,
+    );
   }
   for (const r of report.stuck) {
-    lines.push(`stuck: run #${r.runId} (workflow ${r.workflowId}) silent ${r.silentSeconds} s while its owner${r.ownerInstance ? ` ${r.ownerInstance}` : ''} holds its lock (not recovered)`);
+    lines.push(
+      `stuck: run #${r.runId} (workflow ${r.workflowId}) silent ${r.silentSeconds} s while its owner${r.ownerInstance ? ` ${r.ownerInstance}` : ''} holds its lock (not recovered)`,
+    );
   }
   for (const o of report.orphans) {
-    lines.push(`orphaned claims: run #${o.runId} (workflow ${o.workflowId}, ${o.status}) still held ${o.claims}: released, ${o.interactionsReleased} unfinished interactions left pending`);
+    lines.push(
+      `orphaned claims: run #${o.runId} (workflow ${o.workflowId}, ${o.status}) still held ${o.claims}: released, ${o.interactionsReleased} unfinished interactions left pending`,
+    );
   }
   if (report.recovered.length + report.stuck.length + report.orphans.length === 0) lines.push('nothing to fix: no stale runs, no orphaned claims');
   if (report.error) lines.push(`error: the pass failed: ${report.error}`);
@@ -115,9 +124,16 @@ export function metricsTable(before: Metrics, after: Metrics | null, delta: Metr
 
 function formatWork(work: Record<string, number> | null): string {
   if (!work) return '-';
-  return Object.entries(work).map(([step, n]) => `${step} ${n}`).join(', ');
+  return Object.entries(work)
+    .map(([step, n]) => `${step} ${n}`)
+    .join(', ');
 }
 
 function formatDelta(delta: Metrics): string {
-  return Object.entries(delta).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`).join(', ') || 'no change';
+  return (
+    Object.entries(delta)
+      .filter(([, v]) => v !== 0)
+      .map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`)
+      .join(', ') || 'no change'
+  );
 }

@@ -29,9 +29,15 @@ export async function serve(app: App): Promise<number> {
   await dispatcher.start();
   // The health monitor: every instance ticks, one (the lock holder) recovers and alerts.
   app.monitor.start();
-  const continuous = new ContinuousStarter({ engine: app.engine, connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString, workflows: app.registry.all(), log: app.log });
+  const continuous = new ContinuousStarter({
+    engine: app.engine,
+    connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString,
+    workflows: app.registry.all(),
+    log: app.log,
+  });
   for (const id of app.config.WORKFLOW_CONTINUOUS) {
-    if (!app.registry.find(id)?.continuous) app.log.warn({ workflowId: id }, 'WORKFLOW_CONTINUOUS lists a workflow that is not continuous here (not loaded, or its module ignores the setting)');
+    if (!app.registry.find(id)?.continuous)
+      app.log.warn({ workflowId: id }, 'WORKFLOW_CONTINUOUS lists a workflow that is not continuous here (not loaded, or its module ignores the setting)');
   }
   await continuous.start();
   app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
@@ -45,15 +51,25 @@ export async function serve(app: App): Promise<number> {
   });
 
   const where = app.embedded ? `embedded PostgreSQL in ${embeddedDataDir(app.config)}` : 'DATABASE_URL';
-  const workflows = app.registry.all().map((w) => `${w.id} ${w.name}`).join(', ');
+  const workflows = app.registry
+    .all()
+    .map((w) => `${w.id} ${w.name}`)
+    .join(', ');
   let closeSurface: () => Promise<void>;
   const mode = slackMode(app.config);
   if (mode) {
     const observability = createObservability({ service: app.service, engineAlive: () => dispatcher.alive });
     const slack = createSlackApp({ config: app.config, service: app.service, log: app.log, routes: observability.routes });
     const { port } = await slack.start(app.config.PORT);
-    process.stderr.write(`workflow-chatops serving Slack (${mode === 'socket' ? 'Socket Mode' : `HTTP on port ${port}, POST /slack/events`}; /healthz and /metrics on port ${port}) on ${where}; workflows: ${workflows}\n`);
-    const stopAlerts = startAlerts({ service: app.service, client: slack.app.client as unknown as ChatClient, log: app.log, channel: app.config.SLACK_NOTIFY_CHANNEL });
+    process.stderr.write(
+      `workflow-chatops serving Slack (${mode === 'socket' ? 'Socket Mode' : `HTTP on port ${port}, POST /slack/events`}; /healthz and /metrics on port ${port}) on ${where}; workflows: ${workflows}\n`,
+    );
+    const stopAlerts = startAlerts({
+      service: app.service,
+      client: slack.app.client as unknown as ChatClient,
+      log: app.log,
+      channel: app.config.SLACK_NOTIFY_CHANNEL,
+    });
     closeSurface = async () => {
       await stopAlerts();
       await slack.stop();
@@ -93,7 +109,9 @@ export async function serve(app: App): Promise<number> {
 async function shutDown(app: App, dispatcher: Dispatcher, closeSurface: () => Promise<void>): Promise<number> {
   const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
   const running = app.engine.activeRuns().map((r) => r.id);
-  process.stderr.write(`shutting down…${running.length ? ` giving run${running.length > 1 ? 's' : ''} #${running.join(', #')} up to ${grace} ms to finish in-flight work` : ''}\n`);
+  process.stderr.write(
+    `shutting down…${running.length ? ` giving run${running.length > 1 ? 's' : ''} #${running.join(', #')} up to ${grace} ms to finish in-flight work` : ''}\n`,
+  );
   let ended = false;
   const watchdog = setTimeout(() => {
     process.stderr.write('shutdown did not finish in time; exiting\n');

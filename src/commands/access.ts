@@ -14,7 +14,10 @@ const grantSchema = z
     /** Slack user ids (U…, W…), user group ids (S…), or '*' for everyone. */
     to: z.array(z.string().regex(/^(\*|[UWS][A-Z0-9]{2,})$/, 'a Slack user id (U…/W…), user group id (S…) or *')).min(1),
     /** Only in these channels (C…/G…/D…); everywhere when absent. */
-    channels: z.array(z.string().regex(/^[CGD][A-Z0-9]{2,}$/, 'a Slack channel id (C…, G… or D…)')).min(1).optional(),
+    channels: z
+      .array(z.string().regex(/^[CGD][A-Z0-9]{2,}$/, 'a Slack channel id (C…, G… or D…)'))
+      .min(1)
+      .optional(),
   })
   .strict();
 

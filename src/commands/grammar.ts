@@ -98,7 +98,22 @@ interface VerbSpec {
   cliNotes?: readonly string[];
 }
 
-type VerbWord = 'run' | 'force' | 'list' | 'stop' | 'status' | 'history' | 'workflows' | 'health' | 'pause' | 'resume' | 'help' | 'serve' | 'migrate' | 'demo' | 'db';
+type VerbWord =
+  | 'run'
+  | 'force'
+  | 'list'
+  | 'stop'
+  | 'status'
+  | 'history'
+  | 'workflows'
+  | 'health'
+  | 'pause'
+  | 'resume'
+  | 'help'
+  | 'serve'
+  | 'migrate'
+  | 'demo'
+  | 'db';
 
 /** Reports a whole-command problem (already a full sentence) from inside a transform. */
 function reject(ctx: z.core.$RefinementCtx, message: string): never {
@@ -127,7 +142,14 @@ function runVerb(word: 'run' | 'force'): VerbSpec {
     aliases: { 'posting-id': 'subject', 'workflow-run-id': 'run' },
     cliOptions: ['detach'],
     schema: z
-      .object({ workflow: workflowRef.optional(), mode: runMode.optional(), subject: positiveInt.optional(), run: positiveInt.optional(), force: flag, detach: flag })
+      .object({
+        workflow: workflowRef.optional(),
+        mode: runMode.optional(),
+        subject: positiveInt.optional(),
+        run: positiveInt.optional(),
+        force: flag,
+        detach: flag,
+      })
       .transform((o, ctx): Command => {
         const mode = resolveMode(o);
         if (typeof mode !== 'string') return reject(ctx, mode.error);
@@ -526,11 +548,11 @@ function capitalise(s: string): string {
  */
 function show(text: string): string {
   const chars = [...text];
-  const shown = chars.slice(0, 40).map((ch) => (/[\p{C}\u2028\u2029"\\]/u.test(ch) ? escape(ch) : ch));
+  const shown = chars.slice(0, 40).map((ch) => (/[\p{C}\u2028\u2029"\\]/u.test(ch) ? escapeChar(ch) : ch));
   return `"${shown.join('')}${chars.length > 40 ? '…' : ''}"`;
 }
 
-function escape(ch: string): string {
+function escapeChar(ch: string): string {
   if (ch === '"' || ch === '\\') return `\\${ch}`;
   return `\\u{${ch.codePointAt(0)!.toString(16)}}`;
 }

@@ -54,11 +54,15 @@ type RunCommand = Extract<Command, { verb: 'run' }>;
  * Surfaces (CLI, console, Slack) call this and only render what it returns.
  */
 export class CommandService {
-  constructor(
-    private readonly engine: Engine,
-    private readonly workflows: WorkflowLookup,
-    private monitor?: HealthMonitor,
-  ) {}
+  private readonly engine: Engine;
+  private readonly workflows: WorkflowLookup;
+  private monitor?: HealthMonitor;
+
+  constructor(engine: Engine, workflows: WorkflowLookup, monitor?: HealthMonitor) {
+    this.engine = engine;
+    this.workflows = workflows;
+    this.monitor = monitor;
+  }
 
   /** The process's health monitor: `health` runs a pass on it, surfaces follow its events. */
   setMonitor(monitor: HealthMonitor): void {
@@ -193,7 +197,11 @@ export class CommandService {
 
     const outcome = await this.engine.startRun(request);
     if (!outcome.started) return this.refused(outcome.refusal, actor, action, workflow!.id, details);
-    await this.audit(actor, action, 'accepted', { workflowId: workflow!.id, runId: outcome.run.id, details: { ...details, forced_run_id: outcome.run.row.forced_run_id } });
+    await this.audit(actor, action, 'accepted', {
+      workflowId: workflow!.id,
+      runId: outcome.run.id,
+      details: { ...details, forced_run_id: outcome.run.row.forced_run_id },
+    });
     return { kind: 'run_started', run: outcome.run, view: this.view(outcome.run.row) };
   }
 
@@ -214,7 +222,13 @@ export class CommandService {
     if (!request.force) {
       const running = await runs.runningRunWithLockKey(this.engine.db, lockKey);
       if (running) {
-        return this.refused({ reason: 'duplicate', message: `workflow ${workflow.id} is already running as run #${running.id}, started by ${running.requested_by}`, running }, actor, action, workflow.id, details);
+        return this.refused(
+          { reason: 'duplicate', message: `workflow ${workflow.id} is already running as run #${running.id}, started by ${running.requested_by}`, running },
+          actor,
+          action,
+          workflow.id,
+          details,
+        );
       }
     }
     const queued = await enqueueRun(this.engine, {
@@ -245,13 +259,28 @@ export class CommandService {
     }
     await this.audit(actor, 'stop', 'accepted', { workflowId: run.workflow_id, runId, details: { outcome: outcome.kind } });
     if (outcome.kind === 'recovered') {
-      return { kind: 'stop', outcome: 'recovered', run: this.view(run), message: `run ${runId} had lost its owner; marked abandoned and its unfinished work returned to pending` };
+      return {
+        kind: 'stop',
+        outcome: 'recovered',
+        run: this.view(run),
+        message: `run ${runId} had lost its owner; marked abandoned and its unfinished work returned to pending`,
+      };
     }
     const ended = await this.engine.waitForEnd(runId, STOP_WAIT_MS);
     if (ended && ended.status !== 'running') {
-      return { kind: 'stop', outcome: 'stopped', run: this.view(ended), message: `run ${runId} ${ended.status === 'stopped' ? 'stopped' : `ended (${ended.status})`}` };
+      return {
+        kind: 'stop',
+        outcome: 'stopped',
+        run: this.view(ended),
+        message: `run ${runId} ${ended.status === 'stopped' ? 'stopped' : `ended (${ended.status})`}`,
+      };
     }
-    return { kind: 'stop', outcome: 'stop_requested', run: this.view(ended ?? run), message: `stop requested for run ${runId}; it is finishing its in-flight work` };
+    return {
+      kind: 'stop',
+      outcome: 'stop_requested',
+      run: this.view(ended ?? run),
+      message: `stop requested for run ${runId}; it is finishing its in-flight work`,
+    };
   }
 
   private async refused(refusal: Refusal, actor: Actor, action: string, workflowId: number, details: Record<string, unknown>): Promise<CommandResult> {
@@ -298,7 +327,14 @@ export class CommandService {
     const command: Command =
       action.type === 'stop'
         ? { verb: 'stop', runId: run.id }
-        : { verb: 'run', workflow: String(run.workflow_id), mode: run.mode === 'single_run' ? 'global_batch' : run.mode, subjectId: run.subject_id ?? undefined, force: true, detach: false };
+        : {
+            verb: 'run',
+            workflow: String(run.workflow_id),
+            mode: run.mode === 'single_run' ? 'global_batch' : run.mode,
+            subjectId: run.subject_id ?? undefined,
+            force: true,
+            detach: false,
+          };
     const needed = requiredRole(command);
     if (actor.roles && !actor.roles.has(needed)) return this.forbidden(command, needed, actor);
     if (!(await chat.claimAction(this.engine.db, key, actor.id))) {
@@ -401,7 +437,11 @@ export class CommandService {
   }
 
   private async unknownWorkflow(ref: string, actor?: Actor, action?: string): Promise<CommandResult> {
-    const known = this.workflows.all().map((w) => `${w.id} (${w.name})`).join(', ') || 'none';
+    const known =
+      this.workflows
+        .all()
+        .map((w) => `${w.id} (${w.name})`)
+        .join(', ') || 'none';
     const message = `unknown workflow "${ref}"; defined: ${known}`;
     if (actor) await this.audit(actor, action ?? 'run', 'invalid', { reason: message });
     return { kind: 'invalid', message, usage: usage('run') };

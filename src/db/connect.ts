@@ -44,8 +44,8 @@ export function createClient(options: Omit<PoolOptions, 'max'>): pg.Client {
   });
 }
 
-export type Db<Extra = {}> = Kysely<EngineTables & Extra>;
+export type Db<Extra = object> = Kysely<EngineTables & Extra>;
 
-export function createKysely<Extra = {}>(pool: pg.Pool): Db<Extra> {
+export function createKysely<Extra = object>(pool: pg.Pool): Db<Extra> {
   return new Kysely<EngineTables & Extra>({ dialect: new PostgresDialect({ pool }) });
 }

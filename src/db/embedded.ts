@@ -82,12 +82,12 @@ export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promi
         log?.debug({ dataDir: dir, port: found.port }, 'embedded PostgreSQL is up');
         return url;
       }
-      problem = found.status === 'stopping'
-        ? 'it is shutting down; a smart stop waits for connected clients to disconnect'
-        : error.message;
+      problem = found.status === 'stopping' ? 'it is shutting down; a smart stop waits for connected clients to disconnect' : error.message;
     }
     if (Date.now() > deadline) {
-      throw new Error(`embedded PostgreSQL in ${dir} did not answer within ${START_TIMEOUT_MS / 1000} s (${problem}); server log ${logFile}:\n${await tail(logFile)}`);
+      throw new Error(
+        `embedded PostgreSQL in ${dir} did not answer within ${START_TIMEOUT_MS / 1000} s (${problem}); server log ${logFile}:\n${await tail(logFile)}`,
+      );
     }
     await delay(POLL_MS);
   }
@@ -118,9 +118,11 @@ export async function stopEmbeddedServer(dataDir: string, options: StopOptions =
   const deadline = Date.now() + timeoutMs;
   while ((await readPostmaster(clusterDir)) !== 'absent') {
     if (Date.now() > deadline) {
-      throw new Error(mode === 'smart'
-        ? `embedded PostgreSQL in ${dir} is still waiting for connected clients after ${timeoutMs / 1000} s; it stops when they disconnect (or stop it in fast mode)`
-        : `embedded PostgreSQL in ${dir} did not stop within ${timeoutMs / 1000} s; server log ${path.join(clusterDir, SERVER_LOG)}`);
+      throw new Error(
+        mode === 'smart'
+          ? `embedded PostgreSQL in ${dir} is still waiting for connected clients after ${timeoutMs / 1000} s; it stops when they disconnect (or stop it in fast mode)`
+          : `embedded PostgreSQL in ${dir} did not stop within ${timeoutMs / 1000} s; server log ${path.join(clusterDir, SERVER_LOG)}`,
+      );
     }
     await delay(POLL_MS);
   }
@@ -150,7 +152,8 @@ async function isCluster(clusterDir: string): Promise<boolean> {
     await fs.stat(path.join(clusterDir, 'PG_VERSION'));
     return true;
   } catch (error) {
-    if (isCode(error, 'ENOENT')) throw new Error(`${clusterDir} exists but is not a PostgreSQL data directory; move it away or choose another WORKFLOW_DATA_DIR`);
+    if (isCode(error, 'ENOENT'))
+      throw new Error(`${clusterDir} exists but is not a PostgreSQL data directory; move it away or choose another WORKFLOW_DATA_DIR`);
     throw error;
   }
 }
@@ -173,15 +176,18 @@ async function initialiseCluster(dir: string, clusterDir: string, log?: Logger):
     const init = await run(initdb, ['--pgdata', workDir, '--username', DB_USER, '--auth', 'trust', '--encoding', 'UTF8', '--no-locale'], owner);
     if (init.code !== 0) throw new Error(`initdb for embedded PostgreSQL in ${dir} failed (exit ${init.code}): ${init.output.trim()}`);
     // No Unix socket: nothing lands in /tmp to collide with another server's.
-    await fs.appendFile(path.join(workDir, 'postgresql.conf'), [
-      '',
-      '# workflow-chatops embedded server',
-      "listen_addresses = '127.0.0.1'",
-      `port = ${await freePort()}`,
-      'max_connections = 200',
-      "unix_socket_directories = ''",
-      '',
-    ].join('\n'));
+    await fs.appendFile(
+      path.join(workDir, 'postgresql.conf'),
+      [
+        '',
+        '# workflow-chatops embedded server',
+        "listen_addresses = '127.0.0.1'",
+        `port = ${await freePort()}`,
+        'max_connections = 200',
+        "unix_socket_directories = ''",
+        '',
+      ].join('\n'),
+    );
     try {
       await fs.rename(workDir, clusterDir);
     } catch (error) {
@@ -240,7 +246,9 @@ async function serverUser(log?: Logger): Promise<Ids | undefined> {
       await delay(50 * (attempt + 1));
     }
   }
-  throw new Error(`PostgreSQL refuses to run as root, and creating the '${OS_USER}' OS user failed (${problem}); create it (useradd --system ${OS_USER}) or set DATABASE_URL`);
+  throw new Error(
+    `PostgreSQL refuses to run as root, and creating the '${OS_USER}' OS user failed (${problem}); create it (useradd --system ${OS_USER}) or set DATABASE_URL`,
+  );
 }
 
 async function lookupUser(name: string): Promise<Ids | undefined> {
@@ -267,7 +275,9 @@ async function assertReachable(dir: string, owner: Ids): Promise<void> {
     const { uid, gid, mode } = await fs.stat(current);
     const searchBit = uid === owner.uid ? 0o100 : gid === owner.gid ? 0o010 : 0o001;
     if ((mode & searchBit) === 0) {
-      throw new Error(`the '${OS_USER}' OS user that runs embedded PostgreSQL cannot reach ${dir}: ${current} has mode ${(mode & 0o777).toString(8)}; allow it (chmod o+x ${current}) or choose another WORKFLOW_DATA_DIR`);
+      throw new Error(
+        `the '${OS_USER}' OS user that runs embedded PostgreSQL cannot reach ${dir}: ${current} has mode ${(mode & 0o777).toString(8)}; allow it (chmod o+x ${current}) or choose another WORKFLOW_DATA_DIR`,
+      );
     }
     if (path.dirname(current) === current) return;
   }

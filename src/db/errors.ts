@@ -14,7 +14,15 @@ function isOutageState(code: string): boolean {
   return code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300';
 }
 
-const MESSAGES = [/\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)\b/, /Connection terminated/i, /timeout exceeded when trying to connect/i, /Client has encountered a connection error/i, /Connection terminated unexpectedly/i, /the database system is (starting up|shutting down|in recovery mode)/i, /Client was closed and is not queryable/i];
+const MESSAGES = [
+  /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)\b/,
+  /Connection terminated/i,
+  /timeout exceeded when trying to connect/i,
+  /Client has encountered a connection error/i,
+  /Connection terminated unexpectedly/i,
+  /the database system is (starting up|shutting down|in recovery mode)/i,
+  /Client was closed and is not queryable/i,
+];
 
 export function isConnectionError(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e && depth < 4; depth++) {

@@ -34,5 +34,7 @@ export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
     const failed = results?.find((r) => r.status === 'Error');
     throw new MigrationError(`migration ${failed?.migrationName ?? '?'} failed: ${(error as Error).message ?? error}`);
   }
-  return (results ?? []).filter((r: MigrationResultSet['results'] extends (infer R)[] | undefined ? R : never) => r.status === 'Success').map((r) => r.migrationName);
+  return (results ?? [])
+    .filter((r: MigrationResultSet['results'] extends (infer R)[] | undefined ? R : never) => r.status === 'Success')
+    .map((r) => r.migrationName);
 }

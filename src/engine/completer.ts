@@ -53,15 +53,21 @@ export class Completer {
   private releasable: number[] = [];
   private drainWaiters: (() => void)[] = [];
   private stopped = false;
+  private readonly db: Kysely<any>;
+  private readonly fence: Fence;
+  private readonly workflowId: number;
+  private readonly batchSize: number;
+  private readonly events: CompleterEvents;
+  private readonly maxFlushesPerStep: number;
 
-  constructor(
-    private readonly db: Kysely<any>,
-    private readonly fence: Fence,
-    private readonly workflowId: number,
-    private readonly batchSize: number,
-    private readonly events: CompleterEvents,
-    private readonly maxFlushesPerStep = 2,
-  ) {}
+  constructor(db: Kysely<any>, fence: Fence, workflowId: number, batchSize: number, events: CompleterEvents, maxFlushesPerStep = 2) {
+    this.maxFlushesPerStep = maxFlushesPerStep;
+    this.db = db;
+    this.fence = fence;
+    this.workflowId = workflowId;
+    this.batchSize = batchSize;
+    this.events = events;
+  }
 
   /** Resolves at once unless results are piling up faster than they commit (backpressure). */
   add(result: Result): Promise<void> {
@@ -185,7 +191,8 @@ export class Completer {
         if (!recorded.owned) throw new FencedError();
         const saved = [];
         for (const result of batch) {
-          if (result.status === 'completed') saved.push({ subjectId: result.item.subjectId, interactionId: recorded.interactionIds.get(result.item.subjectId)!, output: result.item.output });
+          if (result.status === 'completed')
+            saved.push({ subjectId: result.item.subjectId, interactionId: recorded.interactionIds.get(result.item.subjectId)!, output: result.item.output });
         }
         if (saved.length > 0) await step.definition.save(tx, saved);
       });

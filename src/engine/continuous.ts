@@ -89,9 +89,11 @@ export class ContinuousStarter extends EventEmitter {
   private reconnecting = false;
   private retryMs = 250;
   private leaderTimer: NodeJS.Timeout | null = null;
+  private readonly options: ContinuousStarterOptions;
 
-  constructor(private readonly options: ContinuousStarterOptions) {
+  constructor(options: ContinuousStarterOptions) {
     super();
+    this.options = options;
     this.engine = options.engine;
     this.log = options.log.child({ component: 'continuous' });
     for (const workflow of options.workflows) {
@@ -137,7 +139,10 @@ export class ContinuousStarter extends EventEmitter {
         await ensureWorkTrigger(this.engine.db, state.workflow.id, state.workflow.continuous!.table);
       } catch (error) {
         // The periodic check still starts runs, only later.
-        this.log.error({ err: error, workflowId: state.workflow.id }, `could not create the work trigger on ${state.workflow.continuous!.table}; relying on the periodic check`);
+        this.log.error(
+          { err: error, workflowId: state.workflow.id },
+          `could not create the work trigger on ${state.workflow.continuous!.table}; relying on the periodic check`,
+        );
       }
       state.check = setInterval(() => void this.look(state, 'check'), state.checkIntervalMs);
       state.check.unref();
@@ -242,10 +247,13 @@ export class ContinuousStarter extends EventEmitter {
     state.firstSignalAt ??= now;
     const due = Math.min(now + state.debounceMs, state.firstSignalAt + state.debounceMs * MAX_WAIT_FACTOR);
     if (state.debounce) clearTimeout(state.debounce);
-    state.debounce = setTimeout(() => {
-      this.clearDebounce(state);
-      void this.look(state, trigger);
-    }, Math.max(0, due - now));
+    state.debounce = setTimeout(
+      () => {
+        this.clearDebounce(state);
+        void this.look(state, trigger);
+      },
+      Math.max(0, due - now),
+    );
   }
 
   private clearDebounce(state: WorkflowState): void {

@@ -34,11 +34,13 @@ export class Dispatcher {
   private draining: Promise<void> | null = null;
   private closed = false;
   private listening = false;
+  private readonly engine: Engine;
+  private readonly connectionString: string;
 
-  constructor(
-    private readonly engine: Engine,
-    private readonly connectionString: string,
-  ) {}
+  constructor(engine: Engine, connectionString: string) {
+    this.engine = engine;
+    this.connectionString = connectionString;
+  }
 
   async start(): Promise<void> {
     await this.listen();
@@ -122,8 +124,14 @@ export class Dispatcher {
     const refuse = async (reason: string) => {
       await runs.refuseQueuedRun(this.engine.db, queued.id, reason);
       await appendAudit(this.engine.db, {
-        actor: queued.requested_by, source: queued.source, action: 'run', outcome: 'refused',
-        workflowId: queued.workflow_id, runId: queued.id, reason, details: { detached: true },
+        actor: queued.requested_by,
+        source: queued.source,
+        action: 'run',
+        outcome: 'refused',
+        workflowId: queued.workflow_id,
+        runId: queued.id,
+        reason,
+        details: { detached: true },
       });
     };
     if (!workflow) return refuse(`workflow ${queued.workflow_id} is not defined in this instance`);

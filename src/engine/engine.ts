@@ -91,9 +91,11 @@ export class Engine extends EventEmitter {
   private closing = false;
   /** Starts in progress at once per instance, each holding a lock connection (see startRun). */
   private readonly starts = new PQueue({ concurrency: 4 });
+  private readonly options: EngineOptions;
 
-  constructor(private readonly options: EngineOptions) {
+  constructor(options: EngineOptions) {
     super();
+    this.options = options;
     this.instanceId = options.instanceId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
     this.pool = createPool({ connectionString: options.connectionString, applicationName: `workflow:${this.instanceId}`, max: 8 });
     this.db = createKysely(this.pool);
@@ -157,7 +159,8 @@ export class Engine extends EventEmitter {
         const holder = contention.holder;
         if (!request.force) {
           await lock.close();
-          if (!holder) return { started: false, refusal: { reason: 'busy', message: `workflow ${workflow.id} is starting or ending a run; try again in a moment` } };
+          if (!holder)
+            return { started: false, refusal: { reason: 'busy', message: `workflow ${workflow.id} is starting or ending a run; try again in a moment` } };
           return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder), running: holder } };
         }
         forced = await this.takeOver(lock, lockKey, holder, request.requestedBy);
@@ -299,7 +302,10 @@ export class Engine extends EventEmitter {
         workflow,
         stateBefore,
         expectedWork: work,
-        estimatedInteractions: estimatedInteractions(work, workflow.steps.map((s) => s.name)),
+        estimatedInteractions: estimatedInteractions(
+          work,
+          workflow.steps.map((s) => s.name),
+        ),
         progress: () => runner.progress(),
         stop: (cause) => runner.abort(cause),
         quiesce: () => runner.quiesce(),
@@ -308,7 +314,10 @@ export class Engine extends EventEmitter {
       this.active.set(row.id, active);
       this.emit('run-started', active);
       await publishRunEvent(this.db, { type: 'run_started', runId: row.id, workflowId: workflow.id });
-      void done.then((summary) => this.emit('run-ended', summary), () => {});
+      void done.then(
+        (summary) => this.emit('run-ended', summary),
+        () => {},
+      );
       return active;
     } catch (error) {
       await runPool.end().catch(() => {});

@@ -24,12 +24,13 @@ export class RunEventListener extends EventEmitter {
   private client: ReturnType<typeof createClient> | null = null;
   private closed = false;
   private retryMs = 250;
+  private readonly connectionString: string;
+  private readonly applicationName: string;
 
-  constructor(
-    private readonly connectionString: string,
-    private readonly applicationName: string,
-  ) {
+  constructor(connectionString: string, applicationName: string) {
     super();
+    this.connectionString = connectionString;
+    this.applicationName = applicationName;
   }
 
   async start(): Promise<void> {

@@ -23,14 +23,19 @@ class Call implements StepContext {
   #controller: AbortController | undefined;
   /** Timed out or aborted: the outcome was decided without the handler. */
   cancelled = false;
+  readonly item: Item;
+  readonly attempt: number;
+  readonly deadline: number;
+  readonly log: Logger;
+  private readonly runSignal: AbortSignal;
 
-  constructor(
-    readonly item: Item,
-    readonly attempt: number,
-    readonly deadline: number,
-    readonly log: Logger,
-    private readonly runSignal: AbortSignal,
-  ) {}
+  constructor(item: Item, attempt: number, deadline: number, log: Logger, runSignal: AbortSignal) {
+    this.item = item;
+    this.attempt = attempt;
+    this.deadline = deadline;
+    this.log = log;
+    this.runSignal = runSignal;
+  }
 
   get subjectId(): number {
     return this.item.subjectId;
@@ -90,8 +95,11 @@ export class ItemPool {
   #idleWaiters: (() => void)[] = [];
   #quietWaiters: (() => void)[] = [];
   #roomWaiters: { below: number; resolve: () => void }[] = [];
+  private readonly options: PoolOptions;
 
-  constructor(private readonly options: PoolOptions) {}
+  constructor(options: PoolOptions) {
+    this.options = options;
+  }
 
   /** Items waiting for a slot. */
   get size(): number {
@@ -242,12 +250,15 @@ export class ItemPool {
     this.options.log.debug({ subjectId: item.subjectId, attempt: item.attempts, error: outcome.error }, 'retrying');
     item.state = 'queued';
     this.#sleeping++;
-    setTimeout(() => {
-      this.#sleeping--;
-      if (this.options.signal.aborted) return this.#notify();
-      this.#due.push(item);
-      this.#startWorkers();
-    }, this.options.retryBackoffMs * 2 ** (item.attempts - 1));
+    setTimeout(
+      () => {
+        this.#sleeping--;
+        if (this.options.signal.aborted) return this.#notify();
+        this.#due.push(item);
+        this.#startWorkers();
+      },
+      this.options.retryBackoffMs * 2 ** (item.attempts - 1),
+    );
   }
 
   /** Cancels the calls past their deadline; each is retried or failed like any failed call, by a fresh worker. */

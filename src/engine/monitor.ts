@@ -146,9 +146,11 @@ export class HealthMonitor extends EventEmitter {
   private readonly totals = { passes: 0, runsRecovered: 0, orphanedClaims: 0, interactionsPending: 0 };
   /** Stuck runs already announced: a stuck run is announced once, not every interval. */
   private readonly stuckSeen = new Set<number>();
+  private readonly options: MonitorOptions;
 
-  constructor(private readonly options: MonitorOptions) {
+  constructor(options: MonitorOptions) {
     super();
+    this.options = options;
     this.staleAfterMs = options.staleAfterMs ?? 3 * options.heartbeatMs;
     this.probeTimeoutMs = options.probeTimeoutMs ?? Math.max(100, Math.min(5_000, Math.floor(options.intervalMs / 2)));
     for (const workflow of options.workflows) {
@@ -391,7 +393,9 @@ export class HealthMonitor extends EventEmitter {
       // A probe that ignores its signal is still cut off at the timeout.
       await Promise.race([
         tracked.service.probe(signal),
-        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error(`no answer within ${this.probeTimeoutMs} ms`)), { once: true })),
+        new Promise<never>((_, reject) =>
+          signal.addEventListener('abort', () => reject(new Error(`no answer within ${this.probeTimeoutMs} ms`)), { once: true }),
+        ),
       ]);
     } catch (e) {
       error = signal.aborted ? `no answer within ${this.probeTimeoutMs} ms` : describe(e);

@@ -49,5 +49,8 @@ export async function recoverRun(
 
 /** A step's pending query, for the claims of a run whose owner is gone. */
 export function pendingQueries(db: Kysely<any>, workflows: WorkflowLookup) {
-  return (workflowId: number, stepName: string) => workflows(workflowId)?.steps.find((s) => s.name === stepName)?.pending(db);
+  return (workflowId: number, stepName: string) =>
+    workflows(workflowId)
+      ?.steps.find((s) => s.name === stepName)
+      ?.pending(db);
 }

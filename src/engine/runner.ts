@@ -76,8 +76,10 @@ export class Runner {
   private readonly completer: Completer;
   /** Pages with items not yet committed: what a stop leaves pending. */
   private readonly openPages = new Set<Page>();
+  private readonly options: RunnerOptions;
 
-  constructor(private readonly options: RunnerOptions) {
+  constructor(options: RunnerOptions) {
+    this.options = options;
     const { workflow } = options;
     this.steps = workflow.steps.map((definition, index) => ({
       definition,
@@ -228,7 +230,8 @@ export class Runner {
         const others = await overlappingClaims(db, { workflowId: workflow.id, step: step.name, runId: fence.runId, first: outcome.first, last: outcome.last });
         const blocking = others[0];
         if (!blocking) continue; // it ended meanwhile: claim again
-        if (blocking.run_id === fence.runId) throw new Error(`run ${fence.runId} overlaps its own claim on step ${step.name} [${blocking.first}, ${blocking.last}]`);
+        if (blocking.run_id === fence.runId)
+          throw new Error(`run ${fence.runId} overlaps its own claim on step ${step.name} [${blocking.first}, ${blocking.last}]`);
         if (blocking.first > outcome.first) detour = { upTo: blocking.first - 1, resumeAfter: Math.max(blocking.last, detour?.resumeAfter ?? blocking.last) };
         else after = blocking.last;
         continue;

@@ -49,4 +49,3 @@ export function estimatedInteractions(work: ExpectedWork, stepNames: string[]): 
   }
   return total;
 }
-

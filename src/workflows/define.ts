@@ -138,17 +138,13 @@ export interface WorkflowEnvironment {
 }
 
 /** A module's default export: a definition, or a factory that receives the environment. */
-export type WorkflowModuleExport<DB = any> =
-  | WorkflowDefinition<DB>
-  | ((env: WorkflowEnvironment) => WorkflowDefinition<DB>);
+export type WorkflowModuleExport<DB = any> = WorkflowDefinition<DB> | ((env: WorkflowEnvironment) => WorkflowDefinition<DB>);
 
 export function defineWorkflow<DB>(definition: WorkflowDefinition<DB>): WorkflowDefinition<DB> {
   return definition;
 }
 
-export function defineStep<DB, Input extends object, Output>(
-  step: StepDefinition<DB, Input, Output>,
-): StepDefinition<DB, Input, Output> {
+export function defineStep<DB, Input extends object, Output>(step: StepDefinition<DB, Input, Output>): StepDefinition<DB, Input, Output> {
   return step;
 }
 

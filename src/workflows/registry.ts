@@ -14,13 +14,14 @@ import postingsWorkflow from './postings/index.ts';
 /** A workflow module that cannot be used. The message names the file and the problem, on one line. */
 export class WorkflowModuleError extends Error {
   override name = 'WorkflowModuleError';
-  constructor(
-    /** The module as given (relative to the working directory), or "(built-in)" / "(inline)". */
-    readonly file: string,
-    readonly problem: string,
-    options?: { cause?: unknown },
-  ) {
+  readonly problem: string;
+  /** The module as given (relative to the working directory), or "(built-in)" / "(inline)". */
+  readonly file: string;
+
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
     super(`workflow module ${file}: ${problem}`, options);
+    this.file = file;
+    this.problem = problem;
   }
 }
 
@@ -82,7 +83,10 @@ async function importDefault(file: string): Promise<unknown> {
   }
   if (!('default' in module) || module.default === undefined) {
     const named = Object.keys(module);
-    throw new WorkflowModuleError(file, `has no default export${named.length ? ` (it exports ${named.join(', ')})` : ''}; export the definition or a factory as default`);
+    throw new WorkflowModuleError(
+      file,
+      `has no default export${named.length ? ` (it exports ${named.join(', ')})` : ''}; export the definition or a factory as default`,
+    );
   }
   return module.default;
 }
@@ -243,7 +247,20 @@ export async function syncWorkflows(db: Kysely<EngineTables>, registry: Workflow
     const existing = await tx
       .selectFrom('workflows')
       .select(['id', 'name'])
-      .where((eb) => eb.or([eb('id', 'in', workflows.map((w) => w.id)), eb('name', 'in', workflows.map((w) => w.name))]))
+      .where((eb) =>
+        eb.or([
+          eb(
+            'id',
+            'in',
+            workflows.map((w) => w.id),
+          ),
+          eb(
+            'name',
+            'in',
+            workflows.map((w) => w.name),
+          ),
+        ]),
+      )
       .execute();
     const clashes: string[] = [];
     for (const row of existing) {

@@ -10,7 +10,10 @@ import { eventually } from './cli.ts';
 export { createRandom } from '../../src/workflows/postings/demo.ts';
 
 export async function interactionStatuses(db: Db<any>, runId?: number): Promise<Record<string, number>> {
-  let query = db.selectFrom('interactions').select(['status', sql<number>`count(*)::int`.as('n')]).groupBy('status');
+  let query = db
+    .selectFrom('interactions')
+    .select(['status', sql<number>`count(*)::int`.as('n')])
+    .groupBy('status');
   if (runId !== undefined) query = query.where('run_id', '=', runId);
   return Object.fromEntries((await query.execute()).map((r) => [r.status, r.n]));
 }
@@ -37,11 +40,15 @@ export async function completedCount(db: Db<any>, runId?: number): Promise<numbe
 
 /** The id of a running run of 3001 with at least `min` completed interactions of its own. */
 export async function waitForRunProgress(db: Db<any>, min: number, timeoutMs = 30_000): Promise<number> {
-  return eventually(async () => {
-    const row = await db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').where('workflow_id', '=', 3001).executeTakeFirst();
-    if (!row) return undefined;
-    return (await completedCount(db, row.id)) >= min ? row.id : undefined;
-  }, `a running run with ${min} completed interactions`, timeoutMs);
+  return eventually(
+    async () => {
+      const row = await db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').where('workflow_id', '=', 3001).executeTakeFirst();
+      if (!row) return undefined;
+      return (await completedCount(db, row.id)) >= min ? row.id : undefined;
+    },
+    `a running run with ${min} completed interactions`,
+    timeoutMs,
+  );
 }
 
 /** Resolves when no session holds workflow 3001's batch lock (probed with a try-lock, released at once). */

@@ -17,7 +17,9 @@ export interface TestDatabase {
 export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase> {
   const serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
-    throw new Error('DATABASE_URL is not set: run the tests with `npm test` (it starts an embedded PostgreSQL) or point DATABASE_URL at a server where test databases may be created');
+    throw new Error(
+      'DATABASE_URL is not set: run the tests with `npm test` (it starts an embedded PostgreSQL) or point DATABASE_URL at a server where test databases may be created',
+    );
   }
   const name = `${cleanPrefix(prefix)}_${runTag()}_${randomBytes(4).toString('hex')}`;
   await createDatabase(serverUrl, name);
@@ -35,10 +37,7 @@ export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase>
 /** Drops what a test run left behind (a file that crashed before its drop()). */
 export async function dropRunDatabases(serverUrl: string, run: string): Promise<string[]> {
   return withClient(serverUrl, async (client) => {
-    const { rows } = await client.query<{ datname: string }>(
-      "SELECT datname FROM pg_database WHERE datname LIKE ('%\\_' || $1 || '\\_%')",
-      [run],
-    );
+    const { rows } = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE ('%\\_' || $1 || '\\_%')", [run]);
     for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`);
     return rows.map((row) => row.datname);
   });
@@ -76,6 +75,10 @@ function runTag(): string {
 }
 
 function cleanPrefix(prefix: string): string {
-  const clean = prefix.toLowerCase().replace(/[^a-z0-9_]+/g, '_').replace(/^[^a-z]+/, '').slice(0, 30);
+  const clean = prefix
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, '_')
+    .replace(/^[^a-z]+/, '')
+    .slice(0, 30);
   return clean || 'test';
 }

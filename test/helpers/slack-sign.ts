@@ -15,7 +15,12 @@ export interface SignedRequest {
   headers: Record<string, string>;
 }
 
-export function signed(secret: string, body: string, contentType: string, options: { timestamp?: number; headers?: Record<string, string> } = {}): SignedRequest {
+export function signed(
+  secret: string,
+  body: string,
+  contentType: string,
+  options: { timestamp?: number; headers?: Record<string, string> } = {},
+): SignedRequest {
   const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
   return {
     body,
@@ -78,7 +83,12 @@ export function blockActionsPayload(click: ButtonClick): Record<string, unknown>
     : { type: 'message', message_ts: click.message_ts, channel_id: click.channel_id ?? 'C0GENERAL', is_ephemeral: click.ephemeral ?? false };
   return {
     type: 'block_actions',
-    user: { id: click.user_id, username: click.user_name ?? click.user_id.toLowerCase(), name: click.user_name ?? click.user_id.toLowerCase(), team_id: 'T0TEST' },
+    user: {
+      id: click.user_id,
+      username: click.user_name ?? click.user_id.toLowerCase(),
+      name: click.user_name ?? click.user_id.toLowerCase(),
+      team_id: 'T0TEST',
+    },
     api_app_id: 'A0TEST',
     token: 'verification-token-unused',
     container,
@@ -86,9 +96,23 @@ export function blockActionsPayload(click: ButtonClick): Record<string, unknown>
     team: { id: 'T0TEST', domain: 'test' },
     enterprise: null,
     is_enterprise_install: false,
-    ...(click.home ? { view: { id: 'V0HOME', type: 'home' } } : { channel: { id: click.channel_id ?? 'C0GENERAL', name: 'general' }, message: click.ephemeral ? undefined : { type: 'message', ts: click.message_ts } }),
+    ...(click.home
+      ? { view: { id: 'V0HOME', type: 'home' } }
+      : {
+          channel: { id: click.channel_id ?? 'C0GENERAL', name: 'general' },
+          message: click.ephemeral ? undefined : { type: 'message', ts: click.message_ts },
+        }),
     response_url: click.response_url ?? 'https://hooks.slack.com/actions/T0TEST/1/unused',
-    actions: [{ type: 'button', action_id: click.action_id, block_id: 'actions', text: { type: 'plain_text', text: 'button' }, value: click.value, action_ts: actionTs }],
+    actions: [
+      {
+        type: 'button',
+        action_id: click.action_id,
+        block_id: 'actions',
+        text: { type: 'plain_text', text: 'button' },
+        value: click.value,
+        action_ts: actionTs,
+      },
+    ],
   };
 }
 

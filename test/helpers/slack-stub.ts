@@ -43,7 +43,17 @@ export interface SlackStub {
 
 const JSON_FIELDS = new Set(['blocks', 'attachments', 'view', 'metadata', 'users', 'usergroups']);
 /** Methods whose body carries a message or a view. */
-const MESSAGE_METHODS = new Set(['response_url', 'chat.postMessage', 'chat.update', 'chat.postEphemeral', 'chat.scheduleMessage', 'views.publish', 'views.open', 'views.update', 'views.push']);
+const MESSAGE_METHODS = new Set([
+  'response_url',
+  'chat.postMessage',
+  'chat.update',
+  'chat.postEphemeral',
+  'chat.scheduleMessage',
+  'views.publish',
+  'views.open',
+  'views.update',
+  'views.push',
+]);
 
 export async function startSlackStub(): Promise<SlackStub> {
   const events = new EventEmitter();
@@ -115,8 +125,7 @@ export async function startSlackStub(): Promise<SlackStub> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
-  const matches = (call: SlackCall, method: string, predicate?: (call: SlackCall) => boolean) =>
-    call.method === method && (!predicate || predicate(call));
+  const matches = (call: SlackCall, method: string, predicate?: (call: SlackCall) => boolean) => call.method === method && (!predicate || predicate(call));
 
   const stub: SlackStub = {
     socketUrl: undefined,
@@ -142,7 +151,11 @@ export async function startSlackStub(): Promise<SlackStub> {
         };
         const timer = setTimeout(() => {
           events.off('call', onCall);
-          const seen = calls.slice(since).map((c) => c.method).join(', ') || 'none';
+          const seen =
+            calls
+              .slice(since)
+              .map((c) => c.method)
+              .join(', ') || 'none';
           reject(new Error(`no ${method} call${options.what ? ` (${options.what})` : ''} within ${timeoutMs} ms; calls since: ${seen}`));
         }, timeoutMs);
         events.on('call', onCall);

@@ -31,7 +31,10 @@ const FAILED_LOOKUP_CACHE_MS = 30_000;
 
 /** `U123 (ana)`: the id keeps it unique, the name makes the audit log readable. */
 export function actorId(user: SlackUser): string {
-  const name = user.userName?.replace(/[\u0000-\u001f]/g, '').trim().slice(0, 80);
+  const name = user.userName
+    ?.replace(/[\u0000-\u001f]/g, '')
+    .trim()
+    .slice(0, 80);
   return name ? `${user.userId} (${name})` : user.userId;
 }
 

@@ -152,12 +152,14 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
 
 /** Bolt's logger interface over pino. */
 function boltLogger(log: Logger, level: string): BoltLogger {
-  const write = (method: 'debug' | 'info' | 'warn' | 'error') => (...msg: unknown[]) => {
-    const error = msg.find((m) => m instanceof Error);
-    const text = msg.map((m) => (m instanceof Error ? m.message : typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
-    if (error) log[method]({ err: error }, text);
-    else log[method](text);
-  };
+  const write =
+    (method: 'debug' | 'info' | 'warn' | 'error') =>
+    (...msg: unknown[]) => {
+      const error = msg.find((m) => m instanceof Error);
+      const text = msg.map((m) => (m instanceof Error ? m.message : typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
+      if (error) log[method]({ err: error }, text);
+      else log[method](text);
+    };
   let current = toBoltLevel(level);
   return {
     debug: write('debug'),

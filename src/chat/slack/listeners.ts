@@ -25,7 +25,12 @@ export interface SlackDeps {
 }
 
 /** Posts to a slash command's or button's response_url (ephemeral by default). */
-export type Respond = (message: { text: string; blocks?: unknown[]; response_type?: 'ephemeral' | 'in_channel'; replace_original?: boolean }) => Promise<unknown>;
+export type Respond = (message: {
+  text: string;
+  blocks?: unknown[];
+  response_type?: 'ephemeral' | 'in_channel';
+  replace_original?: boolean;
+}) => Promise<unknown>;
 
 /** The fields of a slash command payload this uses. */
 export interface SlashCommandPayload {
@@ -71,7 +76,10 @@ export async function handleButton(deps: SlackDeps, body: BlockActionsPayload, r
   const where = { user: body.user.id, channel, respond };
   if (!action) {
     deps.log.warn({ actionId: clicked.action_id }, 'button with an unreadable value');
-    await reply(deps, where, { kind: 'done', message: 'That button could not be read (it may come from an older version of this app). Use `/workflow list` instead.' });
+    await reply(deps, where, {
+      kind: 'done',
+      message: 'That button could not be read (it may come from an older version of this app). Use `/workflow list` instead.',
+    });
     return;
   }
   let result: CommandResult;

@@ -165,7 +165,11 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     const started = performance.now();
     let stats: Awaited<ReturnType<Service['observabilityStats']>>;
     try {
-      stats = await withTimeout(service.observabilityStats(newestEndedMs === null ? null : new Date(newestEndedMs)), healthTimeoutMs * 2, 'reading the figures');
+      stats = await withTimeout(
+        service.observabilityStats(newestEndedMs === null ? null : new Date(newestEndedMs)),
+        healthTimeoutMs * 2,
+        'reading the figures',
+      );
     } catch {
       databaseUp.set(0);
       runs.reset();

@@ -201,4 +201,3 @@ export function createNotifier(options: NotifierOptions): Notifier {
     shown: () => [...shown.keys()],
   };
 }
-

@@ -59,7 +59,14 @@ export type ClaimOutcome =
  *   the other run's range.
  */
 export async function claimPage(db: Kysely<any>, page: PageRequest): Promise<ClaimOutcome> {
-  const { rows } = await sql<{ first: number | null; last: number | null; seen: number; owned: boolean; claim_id: number | null; claimed_at_ms: number | null }>`
+  const { rows } = await sql<{
+    first: number | null;
+    last: number | null;
+    seen: number;
+    owned: boolean;
+    claim_id: number | null;
+    claimed_at_ms: number | null;
+  }>`
     WITH fence AS (
       SELECT id FROM workflow_runs
        WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'

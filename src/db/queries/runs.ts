@@ -61,7 +61,11 @@ export async function insertRunningRun(db: Db, values: NewRunValues, owner: { to
 
 /** A run handed to a serving instance (`run --detach`); it has no owner yet. */
 export async function insertQueuedRun(db: Db, values: NewRunValues): Promise<RunRow> {
-  return db.insertInto('workflow_runs').values({ ...newRunRow(values), status: 'queued' }).returningAll().executeTakeFirstOrThrow();
+  return db
+    .insertInto('workflow_runs')
+    .values({ ...newRunRow(values), status: 'queued' })
+    .returningAll()
+    .executeTakeFirstOrThrow();
 }
 
 /**
@@ -73,7 +77,15 @@ export async function takeQueuedRun(db: Db, instance: string): Promise<RunRow | 
     .updateTable('workflow_runs')
     .set({ owner_instance: instance })
     .where('id', '=', (eb) =>
-      eb.selectFrom('workflow_runs').select('id').where('status', '=', 'queued').where('owner_instance', 'is', null).orderBy('id').limit(1).forUpdate().skipLocked(),
+      eb
+        .selectFrom('workflow_runs')
+        .select('id')
+        .where('status', '=', 'queued')
+        .where('owner_instance', 'is', null)
+        .orderBy('id')
+        .limit(1)
+        .forUpdate()
+        .skipLocked(),
     )
     .where('owner_instance', 'is', null)
     .returningAll()
@@ -124,11 +136,7 @@ export async function recordStartState(db: Db, fence: Fence, stateBefore: Metric
  * scan of domain tables) and returns a pending stop request, so a stop whose
  * NOTIFY was missed still arrives within one heartbeat. No row back = fenced.
  */
-export async function heartbeat(
-  db: Db,
-  fence: Fence,
-  progress: RunProgress,
-): Promise<{ stopRequestedBy: string | null } | undefined> {
+export async function heartbeat(db: Db, fence: Fence, progress: RunProgress): Promise<{ stopRequestedBy: string | null } | undefined> {
   const row = await db
     .updateTable('workflow_runs')
     .set({ heartbeat_at: sql`now()`, progress: JSON.stringify(progress) })
@@ -214,21 +222,23 @@ export async function endRunWithoutOwner(
   runId: number,
   ending: { status: 'abandoned' | 'stopped'; stoppedBy: string | null; endedReason: string; takenOverByRunId?: number | null },
 ): Promise<RunRow | undefined> {
-  return tx
-    .updateTable('workflow_runs')
-    .set({
-      status: ending.status,
-      stopped_by: ending.stoppedBy,
-      ended_reason: ending.endedReason,
-      taken_over_by_run_id: ending.takenOverByRunId ?? null,
-      ended_at: sql`now()`,
-    })
-    // FOR UPDATE first: waits for the owner's fenced transactions (FOR KEY
-    // SHARE) in flight, and makes every later one find the run ended.
-    .where('id', '=', (eb) => eb.selectFrom('workflow_runs').select('id').where('id', '=', runId).where('status', '=', 'running').forUpdate())
-    .where('status', '=', 'running')
-    .returningAll()
-    .executeTakeFirst();
+  return (
+    tx
+      .updateTable('workflow_runs')
+      .set({
+        status: ending.status,
+        stopped_by: ending.stoppedBy,
+        ended_reason: ending.endedReason,
+        taken_over_by_run_id: ending.takenOverByRunId ?? null,
+        ended_at: sql`now()`,
+      })
+      // FOR UPDATE first: waits for the owner's fenced transactions (FOR KEY
+      // SHARE) in flight, and makes every later one find the run ended.
+      .where('id', '=', (eb) => eb.selectFrom('workflow_runs').select('id').where('id', '=', runId).where('status', '=', 'running').forUpdate())
+      .where('status', '=', 'running')
+      .returningAll()
+      .executeTakeFirst()
+  );
 }
 
 export async function setTakenOverBy(db: Db, runId: number, byRunId: number): Promise<void> {
@@ -240,13 +250,7 @@ export async function getRun(db: Db, runId: number): Promise<RunRow | undefined>
 }
 
 export async function runningRunWithLockKey(db: Db, lockKey: number): Promise<RunRow | undefined> {
-  return db
-    .selectFrom('workflow_runs')
-    .selectAll()
-    .where('lock_key', '=', lockKey)
-    .where('status', '=', 'running')
-    .orderBy('id', 'desc')
-    .executeTakeFirst();
+  return db.selectFrom('workflow_runs').selectAll().where('lock_key', '=', lockKey).where('status', '=', 'running').orderBy('id', 'desc').executeTakeFirst();
 }
 
 export async function activeRuns(db: Db): Promise<RunRow[]> {

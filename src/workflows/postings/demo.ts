@@ -42,9 +42,41 @@ const ROLES: { title: string; skills: string[] }[] = [
 ];
 const ANY_SKILL = [...new Set(ROLES.flatMap((r) => r.skills))];
 
-const COMPANY_NAMES = ['Acme', 'Globex', 'Initech', 'Umbrella', 'Hooli', 'Stark', 'Wayne', 'Tyrell', 'Cyberdyne', 'Soylent', 'Vandelay', 'Pied Piper', 'Aperture', 'Massive Dynamic', 'Nakatomi', 'Oscorp'];
+const COMPANY_NAMES = [
+  'Acme',
+  'Globex',
+  'Initech',
+  'Umbrella',
+  'Hooli',
+  'Stark',
+  'Wayne',
+  'Tyrell',
+  'Cyberdyne',
+  'Soylent',
+  'Vandelay',
+  'Pied Piper',
+  'Aperture',
+  'Massive Dynamic',
+  'Nakatomi',
+  'Oscorp',
+];
 const COMPANY_KINDS = ['Labs', 'Systems', 'Analytics', 'Cloud', 'Health', 'Energy', 'Logistics', 'Payments', 'Robotics', 'Media'];
-const LOCATIONS = ['Berlin', 'London', 'Amsterdam', 'Lisbon', 'Paris', 'Madrid', 'Warsaw', 'Stockholm', 'New York', 'Austin', 'Toronto', 'Singapore', 'Remote', 'Remote'];
+const LOCATIONS = [
+  'Berlin',
+  'London',
+  'Amsterdam',
+  'Lisbon',
+  'Paris',
+  'Madrid',
+  'Warsaw',
+  'Stockholm',
+  'New York',
+  'Austin',
+  'Toronto',
+  'Singapore',
+  'Remote',
+  'Remote',
+];
 const MISSIONS = [
   'build the data platform behind our pricing engine',
   'scale the APIs that serve millions of requests a day',

@@ -67,10 +67,7 @@ function escapeRegExp(s: string): string {
 // ending in symbols ("c++") and would find "java" in "javascript" only by luck.
 const SKILL_PATTERNS = SKILLS.map((skill) => ({
   name: skill.name,
-  pattern: new RegExp(
-    `(?<![\\p{L}\\p{N}+#])(?:${[skill.name, ...(skill.aliases ?? [])].map(escapeRegExp).join('|')})(?![\\p{L}\\p{N}+#])`,
-    'iu',
-  ),
+  pattern: new RegExp(`(?<![\\p{L}\\p{N}+#])(?:${[skill.name, ...(skill.aliases ?? [])].map(escapeRegExp).join('|')})(?![\\p{L}\\p{N}+#])`, 'iu'),
 }));
 
 /** The vocabulary's skills mentioned in the text, in vocabulary order. */
@@ -87,10 +84,7 @@ const UNKNOWN_SKILL_WEIGHT = 2;
  * 20 for seniority, 5 for remote work, up to 15 for a summary of useful length.
  */
 export function scoreIhl(skills: readonly string[], summary: string): number {
-  const weight = [...new Set(skills.map((s) => s.toLowerCase()))].reduce(
-    (sum, s) => sum + (WEIGHTS.get(s) ?? UNKNOWN_SKILL_WEIGHT),
-    0,
-  );
+  const weight = [...new Set(skills.map((s) => s.toLowerCase()))].reduce((sum, s) => sum + (WEIGHTS.get(s) ?? UNKNOWN_SKILL_WEIGHT), 0);
   const skillPoints = Math.min(60, weight * 2.5);
   const length = summary.trim().length;
   const seniority = seniorityPoints(summary);
