@@ -4,7 +4,10 @@ import readline from 'node:readline';
 import type { Role } from '../commands/access.ts';
 import type { CommandResult, RunView } from '../commands/results.ts';
 import type { Actor, ButtonAction, CommandService, RunWatch } from '../commands/service.ts';
-import { buttonAction, resultMessage, runMessage, runSummaryLine, type Message } from './blocks.ts';
+import { buttonAction } from './blocks/buttons.ts';
+import type { Message } from './blocks/primitives.ts';
+import { resultMessage } from './blocks/result.ts';
+import { runMessage, runSummaryLine } from './blocks/run.ts';
 import { plainText, type Choice } from './plain-text.ts';
 
 // The console chat (DESIGN.md §1): with no Slack tokens, `npm start` opens

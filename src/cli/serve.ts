@@ -5,7 +5,7 @@ import { createSlackApp, slackMode } from '../chat/slack/app.ts';
 import { createObservability } from '../chat/slack/metrics.ts';
 import { startAlerts } from '../chat/slack/alerts.ts';
 import type { ChatClient } from '../chat/slack/notifier.ts';
-import { monitorEventMessage } from '../chat/blocks.ts';
+import { monitorEventMessage } from '../chat/blocks/health.ts';
 import { ContinuousStarter } from '../engine/continuous.ts';
 import { Dispatcher } from '../engine/dispatcher.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';

@@ -1,6 +1,6 @@
 import type { CommandService } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
-import { monitorEventMessage } from '../blocks.ts';
+import { monitorEventMessage } from '../blocks/health.ts';
 import type { ChatClient } from './notifier.ts';
 
 // The health monitor's alerts in Slack: recovered runs, stuck runs, external

@@ -2,7 +2,9 @@ import type { App } from '@slack/bolt';
 import type { CommandResult, RunView } from '../../commands/results.ts';
 import type { ButtonAction, CommandService } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
-import { ACTION_IDS, buttonAction, homeView, resultMessage } from '../blocks.ts';
+import { ACTION_IDS, buttonAction } from '../blocks/buttons.ts';
+import { homeView } from '../blocks/home.ts';
+import { resultMessage } from '../blocks/result.ts';
 import type { ActorResolver } from './actor.ts';
 
 // Slack in, command service out. The Bolt listeners only acknowledge and hand

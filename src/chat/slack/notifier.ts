@@ -2,7 +2,7 @@ import type { RunView } from '../../commands/results.ts';
 import type { Actor, CommandService, RunWatch } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
 import { sleep } from '../../lib/sleep.ts';
-import { runMessage } from '../blocks.ts';
+import { runMessage } from '../blocks/run.ts';
 
 // Run messages in Slack: when a run starts (from Slack, the CLI, --detach or
 // any other instance), exactly one serving instance posts its message — in

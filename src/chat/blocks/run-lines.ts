@@ -1,0 +1,104 @@
+import type { RunView } from '../../commands/results.ts';
+import { code, esc, formatDuration, formatTime, truncate, who } from './primitives.ts';
+
+// A run as short mrkdwn text: the status emoji, one line per run, its
+// progress, workflow and mode, as every message family shows them.
+
+export const STATUS_EMOJI: Record<RunView['status'], string> = {
+  queued: '🕒',
+  running: '⏳',
+  completed: '✅',
+  failed: '❌',
+  stopped: '⏹️',
+  abandoned: '⚠️',
+};
+
+export function isLive(view: RunView): boolean {
+  return view.status === 'running' || view.status === 'queued';
+}
+
+export interface StepRow {
+  step: string;
+  expected: number | undefined;
+  done: number;
+  failed: number;
+  running: number;
+}
+
+export function stepRows(view: RunView): StepRow[] {
+  const expected = view.expectedWork ?? {};
+  const progress = view.progress ?? {};
+  const steps = [...new Set([...Object.keys(expected), ...Object.keys(progress)])];
+  return steps.map((step) => ({
+    step,
+    expected: typeof expected[step] === 'number' ? expected[step] : undefined,
+    done: progress[step]?.done ?? 0,
+    failed: progress[step]?.failed ?? 0,
+    running: progress[step]?.running ?? 0,
+  }));
+}
+
+/** One run as one mrkdwn line (of bounded length). */
+export function runLine(run: RunView, now: Date): string {
+  const when = run.startedAt ? formatTime(run.startedAt) : 'not started';
+  const took = isLive(run)
+    ? run.startedAt
+      ? `running ${formatDuration((now.getTime() - Date.parse(run.startedAt)) / 1000)}`
+      : ''
+    : run.durationSeconds !== null
+      ? formatDuration(run.durationSeconds)
+      : '';
+  const progress = isLive(run) && run.progress ? ` — ${esc(truncate(progressLabel(run), 300))}` : '';
+  const counts = !isLive(run) ? ` · ${run.interactionsCompleted} done, ${run.interactionsFailed} failed` : '';
+  return `${STATUS_EMOJI[run.status]} *#${run.id}* ${run.status} · workflow ${workflowLabel(run)} · ${modeLabel(run)} · by ${who(run.requestedBy)} · ${when}${took ? ` · ${took}` : ''}${counts}${progress}`;
+}
+
+export function progressLabel(run: RunView): string {
+  const rows = stepRows(run);
+  if (!run.progress || rows.every((r) => r.done + r.failed === 0)) return 'just started';
+  return rows
+    .filter((r) => r.done + r.failed > 0 || (r.expected ?? 0) > 0)
+    .map((r) => `${r.step} ${r.done} done${r.failed ? `, ${r.failed} failed` : ''}${r.expected !== undefined ? ` of ${r.expected} expected` : ''}`)
+    .join('; ');
+}
+
+export function workflowLabel(run: RunView): string {
+  return `${run.workflowId}${run.workflowName ? ` ${code(run.workflowName, 80)}` : ''}`;
+}
+
+export function modeLabel(run: RunView): string {
+  const parts: string[] = [run.mode];
+  if (run.subjectId !== null) parts.push(`subject ${run.subjectId}`);
+  if (run.resumesRunId !== null) parts.push(`resuming #${run.resumesRunId}`);
+  if (run.action === 'force') parts.push('forced');
+  return parts.join(' · ');
+}
+
+export function formatWork(work: Record<string, number> | null): string {
+  if (!work || Object.keys(work).length === 0) return '-';
+  return Object.entries(work)
+    .map(([step, n]) => `${step} ${n}`)
+    .join(', ');
+}
+
+export function formatDelta(delta: Record<string, number>): string {
+  return (
+    Object.entries(delta)
+      .filter(([, v]) => numeric(v) !== 0)
+      .map(([k, v]) => `${k} ${formatNumber(numeric(v), true)}`)
+      .join(', ') || 'no change'
+  );
+}
+
+/** Metrics arrive as numbers, or as numeric strings when a driver returns bigints as text. */
+export function numeric(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
+  return undefined;
+}
+
+export function formatNumber(value: number | undefined, signed = false): string {
+  if (value === undefined) return '-';
+  const text = Number.isInteger(value) ? String(value) : String(Number(value.toFixed(4)));
+  return signed && value > 0 ? `+${text}` : text;
+}
