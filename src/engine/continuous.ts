@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { createClient } from '../db/connect.ts';
+import { Listener } from '../db/listener.ts';
 import { appendAudit } from '../db/queries/audit.ts';
 import { ensureWorkTrigger, isPaused, tryLeaderLock, WORK_CHANNEL } from '../db/queries/continuous.ts';
 import { computeLockKey } from '../db/queries/locks.ts';
@@ -31,10 +31,17 @@ import { expectedWork } from './snapshot.ts';
  *   pending-work check every `checkIntervalMs`, and at once on (re)connect
  *   and on becoming leader.
  * - Several instances: only the holder of the "continuous leader" advisory
- *   lock reacts (the lock lives on this component's own connection, so it
+ *   lock reacts (the lock lives on this component's listening session, so it
  *   goes when the instance or its connection dies, and the others try to take
  *   it every `LEADER_RETRY_MS` at most). The run lock would keep runs unique
  *   anyway; the leader keeps refusals out of the audit log.
+ *
+ * The leader lock rides on the Listener's session rather than a connection
+ * of its own: the lock lives exactly as long as that session, and the
+ * Listener already reports the session's end ('lost': the lock is gone, stop
+ * leading) and a new one ('reconnected': try to lead again). A separate lock
+ * connection would need a second reconnect loop to learn the same things,
+ * and could hold the lock while this instance hears no notifications.
  */
 
 /** The longest a burst can hold a start back, as a multiple of debounceMs. */
@@ -83,19 +90,27 @@ export class ContinuousStarter extends EventEmitter {
   private readonly engine: Engine;
   private readonly log: Logger;
   private readonly states = new Map<number, WorkflowState>();
-  private client: pg.Client | null = null;
+  private readonly listener: Listener;
   private leader = false;
   private closed = false;
-  private reconnecting = false;
-  private retryMs = 250;
   private leaderTimer: NodeJS.Timeout | null = null;
-  private readonly options: ContinuousStarterOptions;
 
   constructor(options: ContinuousStarterOptions) {
     super();
-    this.options = options;
     this.engine = options.engine;
     this.log = options.log.child({ component: 'continuous' });
+    this.listener = new Listener({
+      connectionString: options.connectionString,
+      applicationName: this.applicationName,
+      channels: [WORK_CHANNEL, EVENTS_CHANNEL],
+    });
+    this.listener.on('notification', (message) => this.onNotification(message));
+    this.listener.on('lost', (error) => this.lost(error));
+    this.listener.on('reconnected', () => {
+      this.emit('connected');
+      // Notifications sent while we were away are lost: look at every workflow now.
+      void this.tryLead('reconnect');
+    });
     for (const workflow of options.workflows) {
       if (!workflow.continuous) continue;
       this.states.set(workflow.id, {
@@ -151,72 +166,37 @@ export class ContinuousStarter extends EventEmitter {
     this.leaderTimer = setInterval(() => void this.tryLead('leader'), leaderRetry);
     this.leaderTimer.unref();
     try {
-      await this.connect();
-      await this.tryLead('start');
+      await this.listener.start({ retry: true });
     } catch (error) {
       this.log.warn({ err: error }, 'continuous: could not connect; retrying');
-      this.reconnectSoon();
+      return;
     }
-  }
-
-  private async connect(): Promise<void> {
-    const client = createClient({ connectionString: this.options.connectionString, applicationName: this.applicationName });
-    client.on('notification', (message) => this.onNotification(message));
-    client.on('error', (error) => this.lost(client, error));
-    client.on('end', () => this.lost(client, new Error('connection ended')));
-    await client.connect();
-    await client.query(`LISTEN ${WORK_CHANNEL}`);
-    await client.query(`LISTEN ${EVENTS_CHANNEL}`);
-    this.client = client;
-    this.retryMs = 250;
     this.emit('connected');
+    await this.tryLead('start');
   }
 
-  private lost(client: pg.Client, error: Error): void {
-    if (this.client !== client) return;
-    this.client = null;
+  private lost(error: Error): void {
     const wasLeader = this.leader;
     this.leader = false;
     if (this.closed) return;
     this.log.warn({ err: error, wasLeader }, 'continuous: listening connection lost; reconnecting');
     for (const state of this.states.values()) this.clearDebounce(state);
     this.emit('disconnected');
-    void client.end().catch(() => {});
-    this.reconnectSoon();
-  }
-
-  private reconnectSoon(): void {
-    if (this.closed || this.reconnecting) return;
-    this.reconnecting = true;
-    const retry = () => {
-      if (this.closed) return;
-      this.connect().then(
-        async () => {
-          this.reconnecting = false;
-          // Notifications sent while we were away are lost: look at every workflow now.
-          await this.tryLead('reconnect');
-        },
-        () => {
-          this.retryMs = Math.min(this.retryMs * 2, 10_000);
-          setTimeout(retry, this.retryMs).unref();
-        },
-      );
-    };
-    setTimeout(retry, this.retryMs).unref();
   }
 
   /** Takes the leader lock if free; on becoming leader, looks at every workflow. */
   private async tryLead(trigger: Trigger): Promise<void> {
-    const client = this.client;
-    if (this.closed || !client || this.leader) return;
+    const session = this.listener.session;
+    if (this.closed || !session || this.leader) return;
     let won = false;
     try {
-      won = await tryLeaderLock(client);
+      won = await tryLeaderLock(session);
     } catch (error) {
       this.log.debug({ err: error }, 'continuous: leader lock attempt failed');
       return;
     }
-    if (!won || this.client !== client || this.closed) return;
+    // Won on a session that has since gone: the lock went with it.
+    if (!won || this.listener.session !== session || this.closed) return;
     this.leader = true;
     this.log.info({ workflows: this.workflowIds }, 'continuous: this instance starts continuous workflows');
     this.emit('leader');
@@ -340,7 +320,7 @@ export class ContinuousStarter extends EventEmitter {
     state.retry.unref();
   }
 
-  /** Stops reacting, waits for looks in flight, releases the leader lock (by closing its connection). */
+  /** Stops reacting, waits for looks in flight, releases the leader lock (by closing its session). */
   async close(): Promise<void> {
     this.closed = true;
     this.leader = false;
@@ -351,8 +331,6 @@ export class ContinuousStarter extends EventEmitter {
       if (state.check) clearInterval(state.check);
     }
     await Promise.allSettled([...this.states.values()].map((s) => s.attempting));
-    const client = this.client;
-    this.client = null;
-    await client?.end().catch(() => {});
+    await this.listener.close();
   }
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { appendAudit, notify } from '../db/queries/audit.ts';
 import * as runs from '../db/queries/runs.ts';
 import type { RunRow } from '../db/schema.ts';
-import { createClient } from '../db/connect.ts';
+import { Listener } from '../db/listener.ts';
 import type { Engine } from './engine.ts';
 
 export const QUEUE_CHANNEL = 'workflow_queue';
@@ -10,7 +10,7 @@ const SERVE_APP_PREFIX = 'workflow-serve:';
 /** A NOTIFY can be missed while the listener reconnects; a slow poll catches those. */
 const POLL_MS = 5_000;
 
-/** Whether any instance is serving (its dispatcher's connection is visible to all). */
+/** Whether any instance is serving (its dispatcher's listening connection is visible to all). */
 export async function servingInstances(engine: Engine): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE ${SERVE_APP_PREFIX + '%'}`.execute(engine.db);
@@ -29,74 +29,36 @@ export async function enqueueRun(engine: Engine, values: runs.NewRunValues): Pro
  * normal rules. SKIP LOCKED lets any number of instances serve one database.
  */
 export class Dispatcher {
-  private client: ReturnType<typeof createClient> | null = null;
+  private readonly listener: Listener;
   private timer: NodeJS.Timeout | null = null;
   private draining: Promise<void> | null = null;
   private closed = false;
-  private listening = false;
   private readonly engine: Engine;
-  private readonly connectionString: string;
 
+  /** `connectionString`: a session connection for LISTEN (DATABASE_LOCK_URL when set). */
   constructor(engine: Engine, connectionString: string) {
     this.engine = engine;
-    this.connectionString = connectionString;
+    this.listener = new Listener({ connectionString, applicationName: `${SERVE_APP_PREFIX}${engine.instanceId}`, channels: [QUEUE_CHANNEL] });
+    this.listener.on('notification', () => void this.poke());
+    this.listener.on('lost', (error) => {
+      if (!this.closed) this.engine.log.warn({ err: error }, 'dispatcher connection lost; reconnecting');
+    });
+    this.listener.on('reconnected', () => {
+      if (this.closed) return;
+      this.engine.log.info('dispatcher reconnected');
+      void this.poke();
+    });
   }
 
   async start(): Promise<void> {
-    await this.listen();
+    await this.listener.start();
     this.timer = setInterval(() => void this.poke(), POLL_MS);
     await this.poke();
   }
 
-  private async listen(): Promise<void> {
-    const client = createClient({ connectionString: this.connectionString, applicationName: `${SERVE_APP_PREFIX}${this.engine.instanceId}` });
-    this.client = client;
-    let lost = false;
-    let connected = false;
-    const onLost = (error?: Error) => {
-      // Before LISTEN succeeded, the failure is the caller's (listen() rejects).
-      if (lost || !connected) return;
-      lost = true;
-      this.listening = false;
-      if (this.closed) return;
-      this.engine.log.warn({ err: error }, 'dispatcher connection lost; reconnecting');
-      void client.end().catch(() => {});
-      this.reconnect();
-    };
-    client.on('error', onLost);
-    client.on('end', () => onLost());
-    client.on('notification', () => void this.poke());
-    await client.connect();
-    try {
-      await client.query(`LISTEN ${QUEUE_CHANNEL}`);
-    } catch (error) {
-      await client.end().catch(() => {});
-      throw error;
-    }
-    connected = true;
-    this.listening = true;
-  }
-
-  /** Database outage: listen again with backoff (0.25 s doubling to 5 s), then catch up. */
-  private reconnect(attempt = 0): void {
-    if (this.closed) return;
-    const wait = Math.min(5_000, 250 * 2 ** attempt);
-    const timer = setTimeout(() => {
-      if (this.closed) return;
-      this.listen().then(
-        () => {
-          this.engine.log.info('dispatcher reconnected');
-          void this.poke();
-        },
-        () => this.reconnect(attempt + 1),
-      );
-    }, wait);
-    timer.unref();
-  }
-
   /** Whether this instance is serving: listening for queued runs. */
   get alive(): boolean {
-    return this.listening && !this.closed;
+    return this.listener.connected && !this.closed;
   }
 
   /** Drains the queue; concurrent pokes share one pass. */
@@ -153,6 +115,6 @@ export class Dispatcher {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.draining;
-    await this.client?.end().catch(() => {});
+    await this.listener.close();
   }
 }
