@@ -232,3 +232,27 @@ describe('bad input through the service', () => {
     });
   }
 });
+
+describe('force --run (a forced resume)', () => {
+  let t: TestEngine;
+  before(async () => {
+    t = await testEngine('engine_force_resume', [itemsWorkflow({ handle: async ({ id }) => `ok ${id}` })], (db) => createItems(db, 5));
+  });
+  after(() => t.close());
+
+  test('is stored on the run with the action it is audited as', async () => {
+    const first = await runToEnd(t, 'run 9100');
+    // Only an ended run that did not complete can be resumed.
+    await sql`UPDATE workflow_runs SET status = 'stopped' WHERE id = ${first.run.id}`.execute(t.db);
+    const resumed = await runToEnd(t, `force --run ${first.run.id}`);
+    assert.equal(resumed.run.resumes_run_id, first.run.id);
+    const audited = await t.db
+      .selectFrom('audit_log')
+      .select('action')
+      .where('run_id', '=', resumed.run.id)
+      .where('outcome', '=', 'accepted')
+      .executeTakeFirstOrThrow();
+    assert.equal(audited.action, 'force');
+    assert.equal(resumed.run.action, audited.action);
+  });
+});

@@ -6,6 +6,7 @@ import * as continuous from '../db/queries/continuous.ts';
 import * as runs from '../db/queries/runs.ts';
 import * as stats from '../db/queries/stats.ts';
 import { computeLockKey } from '../db/queries/locks.ts';
+import { runAction, type RunAction } from '../db/run-states.ts';
 import type { RunRow } from '../db/schema.ts';
 import { enqueueRun, servingInstances } from '../engine/dispatcher.ts';
 import type { Engine, Refusal } from '../engine/engine.ts';
@@ -169,7 +170,7 @@ export class CommandService {
   }
 
   private async run(command: RunCommand, actor: Actor): Promise<CommandResult> {
-    const action = command.force ? 'force' : command.mode === 'single_run' ? 'resume' : 'run';
+    const action = runAction(command);
     let workflow: ResolvedWorkflow | undefined;
     if (command.workflow !== undefined) {
       workflow = this.workflows.find(command.workflow);
@@ -210,7 +211,7 @@ export class CommandService {
    * here first so that a refusal reaches the person who asked, at once; the
    * serving instance checks them again when it starts the run.
    */
-  private async detach(request: Parameters<Engine['startRun']>[0], actor: Actor, action: string, details: Record<string, unknown>): Promise<CommandResult> {
+  private async detach(request: Parameters<Engine['startRun']>[0], actor: Actor, action: RunAction, details: Record<string, unknown>): Promise<CommandResult> {
     const { workflow } = request;
     if ((await servingInstances(this.engine)) === 0) {
       const message = 'no instance is serving: start one with `workflow serve` (or `npm start`), or run without --detach';
@@ -237,7 +238,7 @@ export class CommandService {
       subjectId: request.subjectId ?? null,
       resumesRunId: request.resumeRunId ?? null,
       lockKey,
-      action: request.force ? 'force' : request.mode === 'single_run' ? 'resume' : 'run',
+      action,
       requestedBy: actor.id,
       source: actor.source,
       forcedBy: null,

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { EndedReason, RunAction, RunStatus } from './run-states.ts';
 
 // Table types of the engine's own tables (migrations/0001_engine.ts). Domain
 // tables are typed by the workflows that own them.
@@ -7,13 +8,9 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T = unknown> = ColumnType<T, string | null | undefined, string | null>;
 
 export type RunMode = 'global_batch' | 'single_subject' | 'single_run';
-export type RunStatus = 'queued' | 'running' | 'completed' | 'failed' | 'stopped' | 'abandoned';
-export type RunAction = 'run' | 'force' | 'resume';
 /** An interaction row is written when its item finishes (completed, failed) or is left unfinished by its run (pending). */
 export type InteractionStatus = 'pending' | 'completed' | 'failed';
 export type AuditOutcome = 'accepted' | 'refused' | 'invalid' | 'event';
-
-export const ENDED_RUN_STATUSES = ['completed', 'failed', 'stopped', 'abandoned'] as const;
 
 /** Named metric values: a snapshot of the domain's state. */
 export type Metrics = Record<string, number>;
@@ -60,7 +57,7 @@ export interface WorkflowRunsTable {
   forced_by: string | null;
   forced_run_id: number | null;
   taken_over_by_run_id: number | null;
-  ended_reason: string | null;
+  ended_reason: EndedReason | null;
   error: string | null;
   created_at: Generated<Date>;
   started_at: Timestamp | null;

@@ -8,6 +8,7 @@ import { appendAudit, notify } from '../db/queries/audit.ts';
 import { leaveUnfinished } from '../db/queries/release-claims.ts';
 import { computeLockKey, lockHolderPid, terminateBackends } from '../db/queries/locks.ts';
 import * as runs from '../db/queries/runs.ts';
+import { isActive, isResumable, ownerEnding, runAction } from '../db/run-states.ts';
 import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { publishRunEvent, RunEventListener } from './events.ts';
@@ -136,7 +137,7 @@ export class Engine extends EventEmitter {
         ? `run ${request.resumeRunId} does not exist`
         : resumed.workflow_id !== workflow.id
           ? `run ${resumed.id} belongs to workflow ${resumed.workflow_id}, not ${workflow.id}`
-          : !['stopped', 'failed', 'abandoned'].includes(resumed.status)
+          : !isResumable(resumed.status)
             ? `run ${resumed.id} is ${resumed.status}; only a stopped, failed or abandoned run can be resumed`
             : null;
       if (problem) return { started: false, refusal: { reason: 'not_resumable', message: problem } };
@@ -167,7 +168,7 @@ export class Engine extends EventEmitter {
       }
       // We hold the lock: any run still marked running under it has lost its owner.
       const orphan = await runs.runningRunWithLockKey(this.db, lockKey);
-      if (orphan) await recoverRun(this.db, orphan.id, 'abandoned', { workflows: this.workflow });
+      if (orphan) await recoverRun(this.db, orphan.id, 'owner_lost', { workflows: this.workflow });
 
       if (request.mode === 'global_batch' && !request.force) {
         const last = await runs.lastBatchStart(this.db, workflow.id);
@@ -229,7 +230,7 @@ export class Engine extends EventEmitter {
     if (!(await lock.waitAcquire(lockKey, this.options.forceGraceMs))) {
       throw new Error(`force: could not take the lock of workflow run ${holder?.id ?? '?'} even after terminating its holder`);
     }
-    if (holder) await recoverRun(this.db, holder.id, 'stopped', { workflows: this.workflow, stoppedBy: by, endedReason: 'forced' });
+    if (holder) await recoverRun(this.db, holder.id, 'forced', { workflows: this.workflow, stoppedBy: by });
     return holder;
   }
 
@@ -249,7 +250,7 @@ export class Engine extends EventEmitter {
       subjectId: scopeSubject,
       resumesRunId: resumed?.id ?? null,
       lockKey,
-      action: request.mode === 'single_run' ? 'resume' : request.force ? 'force' : 'run',
+      action: runAction(request),
       requestedBy: request.requestedBy,
       source: request.source,
       forcedBy: forced ? request.requestedBy : null,
@@ -351,8 +352,7 @@ export class Engine extends EventEmitter {
       this.log.warn({ runId: fence.runId, cause }, 'run given up without writing');
       return { ...base, run: current, outcome: cause.kind === 'fenced' ? 'taken_over' : 'lock_lost', stateAfter: null, delta: null };
     }
-    const status = cause === null ? 'completed' : cause.kind === 'error' ? 'failed' : 'stopped';
-    const endedReason = cause === null ? (completed + failed === 0 ? 'no_work' : 'finished') : cause.kind === 'stop' ? 'stop_requested' : cause.kind;
+    const ending = ownerEnding(cause, completed + failed);
     try {
       const stateAfter = await takeSnapshot(runDb, workflow);
       const change = delta(stateBefore, stateAfter);
@@ -360,13 +360,12 @@ export class Engine extends EventEmitter {
         if (!(await runs.lockOwnedRun(tx, fence))) return undefined;
         await leaveUnfinished(tx, { runId: fence.runId, workflowId: workflow.id }, unfinished);
         return runs.endRun(tx, fence, {
-          status,
+          ending,
           stateAfter,
           delta: change,
           completed,
           failed,
           progress,
-          endedReason,
           error: cause?.kind === 'error' ? cause.error : null,
         });
       });
@@ -378,11 +377,11 @@ export class Engine extends EventEmitter {
         outcome: 'event',
         workflowId: workflow.id,
         runId: ended.id,
-        reason: endedReason,
-        details: { status, completed, failed, delta: change },
+        reason: ending.reason,
+        details: { status: ending.status, completed, failed, delta: change },
       }).catch(() => {});
       await publishRunEvent(this.db, { type: 'run_ended', runId: ended.id, workflowId: workflow.id });
-      return { ...base, run: ended, outcome: status, stateAfter, delta: change };
+      return { ...base, run: ended, outcome: ending.status, stateAfter, delta: change };
     } catch (error) {
       // The database went away while ending: the run stays `running` with its
       // lock about to be released, and recovery marks it abandoned.
@@ -424,7 +423,7 @@ export class Engine extends EventEmitter {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const run = await runs.getRun(this.db, runId);
-      if (!run || (run.status !== 'running' && run.status !== 'queued') || Date.now() > deadline) return run;
+      if (!run || !isActive(run.status) || Date.now() > deadline) return run;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
@@ -449,7 +448,7 @@ export class Engine extends EventEmitter {
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-check:${this.instanceId}`);
     try {
       if (!(await lock.tryAcquire(run.lock_key))) return undefined;
-      return await recoverRun(this.db, run.id, 'abandoned', { workflows: this.workflow });
+      return await recoverRun(this.db, run.id, 'owner_lost', { workflows: this.workflow });
     } finally {
       await lock.close();
     }

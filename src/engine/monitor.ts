@@ -352,7 +352,7 @@ export class HealthMonitor extends EventEmitter {
           continue;
         }
         try {
-          const ended = await recoverRun(this.options.db, run.id, 'abandoned', { workflows: this.lookup });
+          const ended = await recoverRun(this.options.db, run.id, 'owner_lost', { workflows: this.lookup });
           if (ended) recovered.push({ ...facts, interactionsReleased: ended.interactionsReleased });
         } finally {
           await advisoryUnlock(client, run.lock_key);

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { appendAudit } from '../db/queries/audit.ts';
 import { releaseLostClaims } from '../db/queries/release-claims.ts';
 import { endRunWithoutOwner } from '../db/queries/runs.ts';
+import { recoveryEnding, type RecoveryReason } from '../db/run-states.ts';
 import type { EngineTables, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { publishRunEvent } from './events.ts';
@@ -10,24 +11,21 @@ import { publishRunEvent } from './events.ts';
 export type WorkflowLookup = (workflowId: number) => ResolvedWorkflow | undefined;
 
 /**
- * Ends a run whose owner is gone (abandoned) or was forced out (stopped), and
- * releases its claims, leaving what they held unfinished as pending
- * interactions, in one transaction. The caller holds the run's advisory lock,
+ * Ends a run whose owner is gone (owner_lost: abandoned) or was forced out
+ * (forced: stopped), and releases its claims, leaving what they held
+ * unfinished as pending interactions, in one transaction. The caller holds the run's advisory lock,
  * so no owner can be writing; the `status = 'running'` guard leaves a run that
  * just ended on its own alone.
  */
 export async function recoverRun(
   db: Kysely<EngineTables>,
   runId: number,
-  status: 'abandoned' | 'stopped',
-  options: { workflows: WorkflowLookup; stoppedBy?: string; endedReason?: string },
+  reason: RecoveryReason,
+  options: { workflows: WorkflowLookup; stoppedBy?: string },
 ): Promise<(RunRow & { interactionsReleased: number }) | undefined> {
+  const ending = recoveryEnding(reason);
   const ended = await db.transaction().execute(async (tx) => {
-    const row = await endRunWithoutOwner(tx, runId, {
-      status,
-      stoppedBy: options.stoppedBy ?? null,
-      endedReason: options.endedReason ?? (status === 'abandoned' ? 'owner_lost' : 'forced'),
-    });
+    const row = await endRunWithoutOwner(tx, runId, { ...ending, stoppedBy: options.stoppedBy ?? null });
     if (!row) return undefined;
     const released = await releaseLostClaims(tx, runId, pendingQueries(db, options.workflows));
     return { row, released };
@@ -36,7 +34,7 @@ export async function recoverRun(
   await appendAudit(db, {
     actor: options.stoppedBy ?? 'engine',
     source: 'engine',
-    action: status === 'abandoned' ? 'run_abandoned' : 'run_forced_out',
+    action: reason === 'owner_lost' ? 'run_abandoned' : 'run_forced_out',
     outcome: 'event',
     workflowId: ended.row.workflow_id,
     runId,

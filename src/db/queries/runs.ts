@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { EngineTables, ExpectedWork, Metrics, RunAction, RunMode, RunProgress, RunRow, RunStatus } from '../schema.ts';
+import { ACTIVE_RUN_STATUSES, type OwnerEnding, type QueueEnding, type RecoveryEnding, type RunAction } from '../run-states.ts';
+import type { EngineTables, ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../schema.ts';
 
 // Every statement on workflow_runs. Writes made by a run's owner carry its
 // owner token and `status = 'running'` in the WHERE (fencing, DESIGN.md §3.6):
@@ -111,10 +112,12 @@ export async function startQueuedRun(db: Db, runId: number, lockKey: number, own
     .executeTakeFirst();
 }
 
-export async function refuseQueuedRun(db: Db, runId: number, reason: string): Promise<void> {
+/** A queued run that will not start: `message` says why (the error column). */
+export async function refuseQueuedRun(db: Db, runId: number, message: string): Promise<void> {
+  const ending: QueueEnding = { status: 'failed', reason: 'refused' };
   await db
     .updateTable('workflow_runs')
-    .set({ status: 'failed', ended_reason: 'refused', error: reason, ended_at: sql`now()` })
+    .set({ status: ending.status, ended_reason: ending.reason, error: message, ended_at: sql`now()` })
     .where('id', '=', runId)
     .where('status', '=', 'queued')
     .execute();
@@ -149,13 +152,12 @@ export async function heartbeat(db: Db, fence: Fence, progress: RunProgress): Pr
 }
 
 export interface RunEnding {
-  status: Exclude<RunStatus, 'queued' | 'running'>;
+  ending: OwnerEnding;
   stateAfter: Metrics | null;
   delta: Metrics | null;
   completed: number;
   failed: number;
   progress: RunProgress;
-  endedReason: string | null;
   error: string | null;
 }
 
@@ -164,14 +166,14 @@ export async function endRun(tx: Transaction<EngineTables>, fence: Fence, ending
   return tx
     .updateTable('workflow_runs')
     .set({
-      status: ending.status,
+      status: ending.ending.status,
       state_after: ending.stateAfter === null ? null : JSON.stringify(ending.stateAfter),
       delta: ending.delta === null ? null : JSON.stringify(ending.delta),
       interactions_completed: ending.completed,
       interactions_failed: ending.failed,
       progress: JSON.stringify(ending.progress),
-      stopped_by: ending.status === 'stopped' ? sql`stop_requested_by` : null,
-      ended_reason: ending.endedReason,
+      stopped_by: ending.ending.status === 'stopped' ? sql`stop_requested_by` : null,
+      ended_reason: ending.ending.reason,
       error: ending.error,
       ended_at: sql`now()`,
       heartbeat_at: sql`now()`,
@@ -220,7 +222,7 @@ export async function requestStop(db: Db, runId: number, by: string): Promise<Ru
 export async function endRunWithoutOwner(
   tx: Transaction<EngineTables>,
   runId: number,
-  ending: { status: 'abandoned' | 'stopped'; stoppedBy: string | null; endedReason: string; takenOverByRunId?: number | null },
+  ending: RecoveryEnding & { stoppedBy: string | null; takenOverByRunId?: number | null },
 ): Promise<RunRow | undefined> {
   return (
     tx
@@ -228,7 +230,7 @@ export async function endRunWithoutOwner(
       .set({
         status: ending.status,
         stopped_by: ending.stoppedBy,
-        ended_reason: ending.endedReason,
+        ended_reason: ending.reason,
         taken_over_by_run_id: ending.takenOverByRunId ?? null,
         ended_at: sql`now()`,
       })
@@ -254,7 +256,7 @@ export async function runningRunWithLockKey(db: Db, lockKey: number): Promise<Ru
 }
 
 export async function activeRuns(db: Db): Promise<RunRow[]> {
-  return db.selectFrom('workflow_runs').selectAll().where('status', 'in', ['queued', 'running']).orderBy('id').execute();
+  return db.selectFrom('workflow_runs').selectAll().where('status', 'in', ACTIVE_RUN_STATUSES).orderBy('id').execute();
 }
 
 /** The latest global_batch start of a workflow, for the rate limit. */

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import type { EngineTables, RunStatus } from '../schema.ts';
+import { ENDED_RUN_STATUSES, type RunStatus } from '../run-states.ts';
+import type { EngineTables } from '../schema.ts';
 
 // Read-only statements for the HTTP server's /healthz and /metrics
 // (src/chat/slack/metrics.ts). The chat layer holds no SQL, so they live here
@@ -72,7 +73,7 @@ export async function observabilityStats(db: Db, endedSince: Date | null): Promi
                 (extract(epoch FROM ended_at) * 1000)::float8 AS ended_at_ms
            FROM workflow_runs
           WHERE ended_at IS NOT NULL
-            AND status IN ('completed', 'failed', 'stopped', 'abandoned')
+            AND status IN (${sql.join(ENDED_RUN_STATUSES.map((s) => sql.lit(s)))})
             AND ended_at >= ${since}::timestamptz - make_interval(secs => ${ENDED_OVERLAP_SECONDS})) e) AS ended`.execute(db);
   return rows[0]!;
 }
