@@ -27,6 +27,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import type { Logger } from '../log.ts';
+import { hydrateSymlinks } from './embedded-symlinks.ts';
 
 const CLUSTER_DIR = 'pg';
 const SERVER_LOG = 'server.log';
@@ -361,6 +362,8 @@ function findBinaries(): Promise<Binaries> {
     }
     const found = (await import(pathToFileURL(entry).href)) as Partial<Binaries>;
     if (!found.initdb || !found.pg_ctl) throw new Error(`${name} does not provide initdb and pg_ctl`);
+    // The links are listed relative to the package root, which holds native/bin/.
+    await hydrateSymlinks(path.resolve(path.dirname(found.pg_ctl), '..', '..'));
     return { initdb: found.initdb, pg_ctl: found.pg_ctl };
   })();
   return binaries;
