@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { RunMode } from '../db/schema.ts';
+import { oneLine } from '../lib/one-line.ts';
 
 // The one parser for the command grammar (DESIGN.md §4). Slack, the console
 // chat and the CLI all parse here, so a command means the same thing wherever
@@ -334,7 +335,7 @@ export function parseCommand(input: string | string[], options: { surface: Surfa
     return parse(input, options.surface);
   } catch (error) {
     // Unreachable by design (the property test hunts for it); a user still gets an answer, not a crash.
-    return { ok: false, error: `internal parser error: ${oneLine(String(error))}`, usage: usage(undefined, options.surface) };
+    return { ok: false, error: `internal parser error: ${oneLine(error, { max: 200 })}`, usage: usage(undefined, options.surface) };
   }
 }
 
@@ -555,8 +556,4 @@ function show(text: string): string {
 function escapeChar(ch: string): string {
   if (ch === '"' || ch === '\\') return `\\${ch}`;
   return `\\u{${ch.codePointAt(0)!.toString(16)}}`;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/[\p{C}\u2028\u2029]+/gu, ' ').slice(0, 200);
 }

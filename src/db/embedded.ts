@@ -26,6 +26,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { oneLine } from '../lib/one-line.ts';
 import type { Logger } from '../log.ts';
 import { hydrateSymlinks } from './embedded-symlinks.ts';
 
@@ -70,7 +71,7 @@ export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promi
       if (started.code !== 0) {
         // Losing a race to start it is fine: the winner's server is the one we want.
         if ((await readPostmaster(clusterDir)) === 'absent') {
-          throw new Error(`embedded PostgreSQL in ${dir} did not start: ${oneLine(started.output)}; server log ${logFile}:\n${await tail(logFile)}`);
+          throw new Error(`embedded PostgreSQL in ${dir} did not start: ${oneLine(started.output, { join: '; ' })}; server log ${logFile}:\n${await tail(logFile)}`);
         }
         problem = 'another process was starting it';
       }
@@ -114,7 +115,7 @@ export async function stopEmbeddedServer(dataDir: string, options: StopOptions =
   if (stop.code !== 0) {
     // Someone else stopped it between our look and pg_ctl's.
     if ((await readPostmaster(clusterDir)) === 'absent') return 'not-running';
-    throw new Error(`could not stop embedded PostgreSQL in ${dir}: ${oneLine(stop.output)}`);
+    throw new Error(`could not stop embedded PostgreSQL in ${dir}: ${oneLine(stop.output, { join: '; ' })}`);
   }
   const deadline = Date.now() + timeoutMs;
   while ((await readPostmaster(clusterDir)) !== 'absent') {
@@ -243,7 +244,7 @@ async function serverUser(log?: Logger): Promise<Ids | undefined> {
       await exec('groupadd', ['--force', '--system', OS_USER]);
       await exec('useradd', ['--system', '--gid', OS_USER, '--no-create-home', OS_USER]);
     } catch (error) {
-      problem = oneLine((error as Error).message);
+      problem = oneLine((error as Error).message, { join: '; ' });
       await delay(50 * (attempt + 1));
     }
   }
@@ -398,10 +399,6 @@ async function tail(file: string, lines = 8): Promise<string> {
   } catch {
     return '(no log)';
   }
-}
-
-function oneLine(text: string): string {
-  return text.trim().replace(/\s*\n\s*/g, '; ');
 }
 
 function isCode(error: unknown, code: string): boolean {

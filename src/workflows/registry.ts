@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { sql, type Kysely } from 'kysely';
 import { z } from 'zod';
 import type { EngineTables } from '../db/schema.ts';
+import { oneLine } from '../lib/one-line.ts';
 import { resolveDefaults, type ResolvedWorkflow, type WorkflowDefinition, type WorkflowEnvironment } from './define.ts';
 import postingsWorkflow from './postings/index.ts';
 
@@ -79,7 +80,7 @@ async function importDefault(file: string): Promise<unknown> {
     module = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
   } catch (error) {
     const kind = isSyntaxError(error) ? 'does not compile' : 'threw on import';
-    throw new WorkflowModuleError(file, `${kind}: ${oneLine(error)}`, { cause: error });
+    throw new WorkflowModuleError(file, `${kind}: ${oneLine(error, { max: 300 })}`, { cause: error });
   }
   if (!('default' in module) || module.default === undefined) {
     const named = Object.keys(module);
@@ -96,7 +97,7 @@ function instantiate(file: string, exported: unknown, env: WorkflowEnvironment):
   try {
     return (exported as (env: WorkflowEnvironment) => unknown)(env);
   } catch (error) {
-    throw new WorkflowModuleError(file, `factory threw: ${oneLine(error)}`, { cause: error });
+    throw new WorkflowModuleError(file, `factory threw: ${oneLine(error, { max: 300 })}`, { cause: error });
   }
 }
 
@@ -289,10 +290,4 @@ export async function syncWorkflows(db: Kysely<EngineTables>, registry: Workflow
 function isSyntaxError(error: unknown): boolean {
   // tsx reports TypeScript that does not parse as esbuild's TransformError.
   return error instanceof SyntaxError || (error instanceof Error && error.name === 'TransformError');
-}
-
-function oneLine(error: unknown): string {
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }

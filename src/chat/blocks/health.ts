@@ -1,5 +1,6 @@
 import type { HealthReport, MonitorEvent } from '../../engine/monitor.ts';
-import { code, context, esc, formatDuration, formatTime, linesBlocks, message, type Message, section, truncate } from './primitives.ts';
+import { truncate } from '../../lib/truncate.ts';
+import { code, context, esc, formatDuration, formatTime, linesBlocks, message, type Message, section } from './primitives.ts';
 
 // The health monitor: its report (`workflow health`) and the alerts the
 // active monitor posts to the notify channel.

@@ -1,8 +1,9 @@
 import type { KnownBlock } from '@slack/types';
 import type { RunView, WorkflowView } from '../../commands/results.ts';
+import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { runWithStop } from './buttons.ts';
-import { code, context, esc, header, linesBlocks, message, type Message, section, truncate } from './primitives.ts';
+import { code, context, esc, header, linesBlocks, message, type Message, section } from './primitives.ts';
 import { formatDelta, formatWork, runLine } from './run-lines.ts';
 
 // Queries that list: running runs, recent history, the workflows. Each list

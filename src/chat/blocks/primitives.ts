@@ -1,4 +1,6 @@
 import type { ContextBlock, HeaderBlock, KnownBlock, MrkdwnElement, PlainTextElement, SectionBlock } from '@slack/types';
+import { oneLine } from '../../lib/one-line.ts';
+import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 
 // The pieces every message is built from. Each stays inside Slack's limits
@@ -135,15 +137,6 @@ export function esc(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** At most `max` UTF-16 units (Slack counts characters; never more than these), ending in "…" when cut, never splitting a surrogate pair. */
-export function truncate(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let end = Math.max(0, max - 1);
-  const code = text.charCodeAt(end - 1);
-  if (code >= 0xd800 && code <= 0xdbff) end--;
-  return `${text.slice(0, end)}…`;
-}
-
 /** Truncates escaped mrkdwn without leaving half an entity or a code fence open. */
 function fitMrkdwn(text: string, max: number): string {
   if (text.length <= max) return text;
@@ -177,10 +170,6 @@ export function codeBlock(text: string, max: number): string {
 
 export function escCode(text: string): string {
   return esc(text).replace(/```/g, '``\u200b`');
-}
-
-export function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
 }
 
 /** A timestamp Slack shows in the reader's time zone; the fallback (console, notifications) is UTC. */

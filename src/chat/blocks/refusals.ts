@@ -1,7 +1,9 @@
 import type { KnownBlock } from '@slack/types';
 import type { CommandResult } from '../../commands/results.ts';
+import { oneLine } from '../../lib/one-line.ts';
+import { truncate } from '../../lib/truncate.ts';
 import { forceButton, forceStartButton } from './buttons.ts';
-import { code, context, esc, fields, formatDuration, formatTime, message, type Message, oneLine, section, truncate, who } from './primitives.ts';
+import { code, context, esc, fields, formatDuration, formatTime, message, type Message, section, who } from './primitives.ts';
 import { modeLabel, progressLabel } from './run-lines.ts';
 
 // Why a command was refused, with what the asker can do about it: a Force

@@ -1,8 +1,10 @@
 import type { CommandResult } from '../../commands/results.ts';
+import { oneLine } from '../../lib/one-line.ts';
+import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { healthMessage } from './health.ts';
 import { historyMessage, runsMessage, workflowsMessage } from './lists.ts';
-import { codeBlock, context, esc, message, type Message, oneLine, section, textBlocks, truncate, who } from './primitives.ts';
+import { codeBlock, context, esc, message, type Message, section, textBlocks, who } from './primitives.ts';
 import { refusedMessage } from './refusals.ts';
 import { runMessage } from './run.ts';
 import { modeLabel, runLine, STATUS_EMOJI, workflowLabel } from './run-lines.ts';

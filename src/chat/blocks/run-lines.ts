@@ -1,5 +1,6 @@
 import type { RunView } from '../../commands/results.ts';
-import { code, esc, formatDuration, formatTime, truncate, who } from './primitives.ts';
+import { truncate } from '../../lib/truncate.ts';
+import { code, esc, formatDuration, formatTime, who } from './primitives.ts';
 
 // A run as short mrkdwn text: the status emoji, one line per run, its
 // progress, workflow and mode, as every message family shows them.
