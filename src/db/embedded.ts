@@ -71,7 +71,9 @@ export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promi
       if (started.code !== 0) {
         // Losing a race to start it is fine: the winner's server is the one we want.
         if ((await readPostmaster(clusterDir)) === 'absent') {
-          throw new Error(`embedded PostgreSQL in ${dir} did not start: ${oneLine(started.output, { join: '; ' })}; server log ${logFile}:\n${await tail(logFile)}`);
+          throw new Error(
+            `embedded PostgreSQL in ${dir} did not start: ${oneLine(started.output, { join: '; ' })}; server log ${logFile}:\n${await tail(logFile)}`,
+          );
         }
         problem = 'another process was starting it';
       }
