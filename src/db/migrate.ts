@@ -26,7 +26,7 @@ export class MigrationError extends Error {
  * Brings the schema up to date. Safe to call from several processes at once:
  * kysely's Migrator serialises them with its own lock table.
  */
-export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
+export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
   // Unordered: migrations written side by side on parallel branches may land in any order.
   const migrator = new Migrator({ db, provider: new FolderMigrationProvider(), allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();

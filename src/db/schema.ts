@@ -1,8 +1,10 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 import type { EndedReason, RunAction, RunStatus } from './run-states.ts';
 
-// Table types of the engine's own tables (migrations/0001_engine.ts). Domain
-// tables are typed by the workflows that own them.
+// Table types of the tables the engine and its chat surfaces own
+// (migrations/0001_engine.ts, 0003_chat.ts, 0004_continuous.ts,
+// 0007_claim_ranges.ts). Domain tables are typed by the workflows that own
+// them (src/workflows/postings/schema.ts).
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T = unknown> = ColumnType<T, string | null | undefined, string | null>;
@@ -83,6 +85,40 @@ export interface InteractionsTable {
   finished_at: Timestamp | null;
 }
 
+/**
+ * A run's claim on a range of one step's subjects (migrations/0007_claim_ranges.ts):
+ * no two claims of one (workflow, step) overlap, so no subject is handed to two
+ * runs at once. Deleted when its page is finished or its run ends.
+ */
+export interface InteractionClaimsTable {
+  id: Generated<number>;
+  run_id: number;
+  workflow_id: number;
+  step: string;
+  /**
+   * An int8range; the driver has no parser for ranges, so it reads as
+   * PostgreSQL's text, e.g. '[1,11)'. The queries select lower() and upper().
+   */
+  subjects: string;
+  claimed_at: Generated<Date>;
+}
+
+/** Which instance posts a run's message in a channel, and the message's ts once posted (migrations/0003_chat.ts). */
+export interface RunMessagesTable {
+  run_id: number;
+  channel: string;
+  ts: string | null;
+  claimed_by: string;
+  claimed_at: Generated<Date>;
+}
+
+/** Button clicks (and other actions) already acted on, by key (migrations/0003_chat.ts). */
+export interface HandledActionsTable {
+  key: string;
+  actor: string;
+  handled_at: Generated<Date>;
+}
+
 export interface AuditLogTable {
   id: Generated<number>;
   at: Generated<Date>;
@@ -111,8 +147,11 @@ export interface EngineTables {
   workflows: WorkflowsTable;
   workflow_runs: WorkflowRunsTable;
   interactions: InteractionsTable;
+  interaction_claims: InteractionClaimsTable;
   audit_log: AuditLogTable;
   workflow_run_audit: WorkflowRunAuditView;
+  run_messages: RunMessagesTable;
+  handled_actions: HandledActionsTable;
 }
 
 export type RunRow = Selectable<WorkflowRunsTable>;

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Db } from '../db/connect.ts';
 import { recordResults, type FinishedItem } from '../db/queries/complete-interactions.ts';
 import { releaseClaims } from '../db/queries/release-claims.ts';
 import { isConnectionError } from '../db/errors.ts';
@@ -53,14 +53,14 @@ export class Completer {
   private releasable: number[] = [];
   private drainWaiters: (() => void)[] = [];
   private stopped = false;
-  private readonly db: Kysely<any>;
+  private readonly db: Db;
   private readonly fence: Fence;
   private readonly workflowId: number;
   private readonly batchSize: number;
   private readonly events: CompleterEvents;
   private readonly maxFlushesPerStep: number;
 
-  constructor(db: Kysely<any>, fence: Fence, workflowId: number, batchSize: number, events: CompleterEvents, maxFlushesPerStep = 2) {
+  constructor(db: Db, fence: Fence, workflowId: number, batchSize: number, events: CompleterEvents, maxFlushesPerStep = 2) {
     this.maxFlushesPerStep = maxFlushesPerStep;
     this.db = db;
     this.fence = fence;

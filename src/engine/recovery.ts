@@ -46,7 +46,7 @@ export async function recoverRun(
 }
 
 /** A step's pending query, for the claims of a run whose owner is gone. */
-export function pendingQueries(db: Kysely<any>, workflows: WorkflowLookup) {
+export function pendingQueries(db: Kysely<EngineTables>, workflows: WorkflowLookup) {
   return (workflowId: number, stepName: string) =>
     workflows(workflowId)
       ?.steps.find((s) => s.name === stepName)

@@ -1,5 +1,5 @@
-import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { Db } from '../db/connect.ts';
 import { claimPage, overlappingClaims, pendingRange, readClaimedPage } from '../db/queries/claim-interactions.ts';
 import type { UnfinishedItem } from '../db/queries/release-claims.ts';
 import { heartbeat, type Fence } from '../db/queries/runs.ts';
@@ -28,7 +28,7 @@ export interface Execution {
 }
 
 export interface RunnerOptions {
-  db: Kysely<any>;
+  db: Db;
   workflow: ResolvedWorkflow;
   fence: Fence;
   subjectId: number | null;

@@ -4,7 +4,7 @@ import type { ExpectedWork, Metrics } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 
 /** The workflow's metrics row, as numbers. One query, defined by the workflow. */
-export async function takeSnapshot(db: Kysely<any>, workflow: ResolvedWorkflow): Promise<Metrics> {
+export async function takeSnapshot<DB>(db: Kysely<DB>, workflow: ResolvedWorkflow<DB>): Promise<Metrics> {
   const row = (await workflow.metrics(db).executeTakeFirst()) ?? {};
   const metrics: Metrics = {};
   for (const [name, value] of Object.entries(row)) metrics[name] = Number(value ?? 0);
@@ -17,7 +17,7 @@ export async function takeSnapshot(db: Kysely<any>, workflow: ResolvedWorkflow):
  * 0.3–0.6 s for a step with 0.5–1M pending, bench/RESULTS.md), otherwise
  * counted with the same query claiming uses.
  */
-export async function expectedWork(db: Kysely<any>, workflow: ResolvedWorkflow, subjectId: number | null): Promise<ExpectedWork> {
+export async function expectedWork<DB>(db: Kysely<DB>, workflow: ResolvedWorkflow<DB>, subjectId: number | null): Promise<ExpectedWork> {
   const work: ExpectedWork = {};
   for (const step of workflow.steps) {
     work[step.name] =

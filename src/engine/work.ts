@@ -1,5 +1,5 @@
 import type { StepProgress } from '../db/schema.ts';
-import type { AnyStep } from '../workflows/define.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
 
 // The runner's in-memory picture of the work it holds: claimed pages, their
 // items, and how far each item got. Shared by the runner (which claims and
@@ -7,7 +7,7 @@ import type { AnyStep } from '../workflows/define.ts';
 
 /** One step of the running workflow, with its counters. */
 export interface StepRun {
-  definition: AnyStep<any>;
+  definition: ResolvedWorkflow['steps'][number];
   name: string;
   previousStep: string | null;
   counter: StepProgress;

@@ -38,6 +38,6 @@ export async function recentAudit(db: Kysely<EngineTables>, limit = 50) {
 }
 
 /** For NOTIFY payloads, which pg's parameterised queries cannot carry. */
-export async function notify(db: Kysely<any>, channel: string, payload: object): Promise<void> {
+export async function notify<DB>(db: Kysely<DB>, channel: string, payload: object): Promise<void> {
   await sql`SELECT pg_notify(${channel}, ${JSON.stringify(payload)})`.execute(db);
 }

@@ -1,4 +1,5 @@
-import { sql, type Kysely, type SelectQueryBuilder } from 'kysely';
+import { sql, type Expression, type Kysely } from 'kysely';
+import type { EngineTables } from '../schema.ts';
 import type { Fence } from './runs.ts';
 
 // Claiming a page of a step's pending subjects (migrations/0007_claim_ranges.ts):
@@ -16,12 +17,18 @@ import type { Fence } from './runs.ts';
 // the range, so what statement 2 sees pending is ours to process, and no
 // subject it returns is being processed elsewhere.
 
+/**
+ * A step's pending query (src/workflows/define.ts), whatever its tables:
+ * embedded as a subquery, of which only `subject_id` is read by name.
+ */
+export type PendingQuery = Expression<{ subject_id: unknown }>;
+
 export interface PageRequest {
   fence: Fence;
   workflowId: number;
   step: string;
   /** The step's pending query; wrapped here as a subquery. */
-  pending: SelectQueryBuilder<any, any, any>;
+  pending: PendingQuery;
   /** Keyset cursor: only subjects above it. */
   after: number;
   /** Only subjects up to this one (a feeder's slice, or below a conflicting claim); null = no bound. */
@@ -58,7 +65,7 @@ export type ClaimOutcome =
  *   overlap returns no row instead of an error, and the caller claims around
  *   the other run's range.
  */
-export async function claimPage(db: Kysely<any>, page: PageRequest): Promise<ClaimOutcome> {
+export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Promise<ClaimOutcome> {
   const { rows } = await sql<{
     first: number | null;
     last: number | null;
@@ -100,7 +107,7 @@ export async function claimPage(db: Kysely<any>, page: PageRequest): Promise<Cla
 
 /** Live claims of other runs overlapping [first, last], lowest first: what a conflicting claim must step around. */
 export async function overlappingClaims(
-  db: Kysely<any>,
+  db: Kysely<EngineTables>,
   request: { workflowId: number; step: string; runId: number; first: number; last: number },
 ): Promise<{ run_id: number; first: number; last: number }[]> {
   const { rows } = await sql<{ run_id: number; first: number; last: number }>`
@@ -134,7 +141,7 @@ export interface ClaimedSubject {
  * (bench/kill-restart.ts on PostgreSQL 15, autovacuum off).
  */
 export async function readClaimedPage(
-  db: Kysely<any>,
+  db: Kysely<EngineTables>,
   page: Omit<PageRequest, 'fence' | 'after' | 'upTo' | 'limit'> & { first: number; last: number },
 ): Promise<ClaimedSubject[]> {
   const { rows } = await sql<{ subject_id: number; input: string; pending_id: number | null }>`
@@ -164,7 +171,7 @@ function subjectFilters(page: Pick<PageRequest, 'upTo' | 'subjectId' | 'exclude'
 }
 
 /** The lowest and highest pending subject of a step, to split among feeders; undefined when none is pending. */
-export async function pendingRange(db: Kysely<any>, pending: SelectQueryBuilder<any, any, any>): Promise<{ min: number; max: number } | undefined> {
+export async function pendingRange<DB>(db: Kysely<DB>, pending: PendingQuery): Promise<{ min: number; max: number } | undefined> {
   // Two ORDER BY … LIMIT 1 rather than min()/max(): each walks one end of the
   // pending index, where an aggregate over the subquery may be planned as a
   // scan of the whole table when statistics are stale.
@@ -176,7 +183,7 @@ export async function pendingRange(db: Kysely<any>, pending: SelectQueryBuilder<
 }
 
 /** Pending subjects of a step at a run's start (the expected work). */
-export async function countPending(db: Kysely<any>, pending: SelectQueryBuilder<any, any, any>, subjectId: number | null): Promise<number> {
+export async function countPending<DB>(db: Kysely<DB>, pending: PendingQuery, subjectId: number | null): Promise<number> {
   const scope = subjectId === null ? sql`` : sql`WHERE p.subject_id = ${subjectId}`;
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM (${pending}) AS p ${scope}`.execute(db);
   return rows[0]?.n ?? 0;

@@ -1,4 +1,5 @@
 import { sql, type Transaction } from 'kysely';
+import type { EngineTables } from '../schema.ts';
 import { storable } from '../storable.ts';
 import type { Fence } from './runs.ts';
 
@@ -49,7 +50,7 @@ export interface RecordedResults {
  *   scan of the whole table while it believes the table small.
  */
 export async function recordResults(
-  tx: Transaction<any>,
+  tx: Transaction<EngineTables>,
   fence: Fence,
   batch: { workflowId: number; step: string; previousStep: string | null; items: FinishedItem[]; releaseClaims: number[] },
 ): Promise<RecordedResults> {

@@ -25,7 +25,7 @@ export const WORK_CHANNEL = 'workflow_work';
  * transaction on the table from hanging start-up (the periodic check covers a
  * workflow whose trigger could not be made).
  */
-export async function ensureWorkTrigger(db: Kysely<any>, workflowId: number, table: string): Promise<void> {
+export async function ensureWorkTrigger<DB>(db: Kysely<DB>, workflowId: number, table: string): Promise<void> {
   const trigger = sql.id(`workflow_work_${workflowId}`);
   // The id is a validated positive integer (registry.ts), so it is safe as a literal;
   // trigger arguments must be literals.
@@ -47,7 +47,7 @@ export async function ensureWorkTrigger(db: Kysely<any>, workflowId: number, tab
 }
 
 /** Announces work by hand (resume uses it, so the serving leader looks at once). */
-export async function notifyWork(db: Kysely<any>, workflowId: number): Promise<void> {
+export async function notifyWork<DB>(db: Kysely<DB>, workflowId: number): Promise<void> {
   await sql`SELECT pg_notify(${WORK_CHANNEL}, ${String(workflowId)})`.execute(db);
 }
 

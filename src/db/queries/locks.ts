@@ -13,7 +13,7 @@ export function lockKeySql(workflowId: number, subjectId: number | null) {
   return sql<number>`(hashtextextended(${name}, 0) & ${SAFE_INTEGER_MASK}::bigint)`;
 }
 
-export async function computeLockKey(db: Kysely<any>, workflowId: number, subjectId: number | null): Promise<number> {
+export async function computeLockKey<DB>(db: Kysely<DB>, workflowId: number, subjectId: number | null): Promise<number> {
   const { rows } = await sql<{ key: number }>`SELECT ${lockKeySql(workflowId, subjectId)} AS key`.execute(db);
   return rows[0]!.key;
 }
@@ -51,7 +51,7 @@ export async function advisoryUnlock(client: pg.ClientBase, key: number): Promis
  * database filter, force could terminate another database's backend that
  * happens to hold the same key on a shared server.
  */
-export async function lockHolderPid(db: Kysely<any>, key: number): Promise<number | null> {
+export async function lockHolderPid<DB>(db: Kysely<DB>, key: number): Promise<number | null> {
   const { rows } = await sql<{ pid: number }>`
     SELECT pid FROM pg_locks
      WHERE locktype = 'advisory' AND granted AND objsubid = 1
@@ -67,7 +67,7 @@ export async function lockHolderPid(db: Kysely<any>, key: number): Promise<numbe
  * its writes go through. Used by force after the grace period, so that a hung
  * owner's open transactions roll back and release the row locks they hold.
  */
-export async function terminateBackends(db: Kysely<any>, options: { pid: number | null; applicationName: string }): Promise<number> {
+export async function terminateBackends<DB>(db: Kysely<DB>, options: { pid: number | null; applicationName: string }): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
      WHERE pid <> pg_backend_pid() AND (pid = ${options.pid} OR application_name = ${options.applicationName})`.execute(db);

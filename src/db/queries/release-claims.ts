@@ -1,4 +1,6 @@
-import { sql, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { EngineTables } from '../schema.ts';
+import type { PendingQuery } from './claim-interactions.ts';
 import type { Fence } from './runs.ts';
 
 // Ending claims (migrations/0007_claim_ranges.ts). A claim ends in one of
@@ -16,7 +18,7 @@ import type { Fence } from './runs.ts';
 // the subject next.
 
 /** Claims whose pages are all finished, deleted at the end of a wave (before the next wave claims the same ranges again). */
-export async function releaseClaims(db: Kysely<any>, fence: Fence, claimIds: number[]): Promise<boolean> {
+export async function releaseClaims(db: Kysely<EngineTables>, fence: Fence, claimIds: number[]): Promise<boolean> {
   if (claimIds.length === 0) return true;
   const { rows } = await sql<{ owned: boolean }>`
     WITH fence AS (
@@ -46,7 +48,7 @@ export interface UnfinishedItem {
  * in this transaction. A subject that already had a pending row (left by an
  * earlier run, adopted by this one) keeps one row: its attempts carry on.
  */
-export async function leaveUnfinished(tx: Transaction<any>, run: { runId: number; workflowId: number }, items: UnfinishedItem[]): Promise<number> {
+export async function leaveUnfinished(tx: Transaction<EngineTables>, run: { runId: number; workflowId: number }, items: UnfinishedItem[]): Promise<number> {
   let written = 0;
   if (items.length > 0) {
     const result = await sql`
@@ -82,9 +84,9 @@ function unfinishedDocument(items: UnfinishedItem[]): string {
  * domain all the same and the next run processes them.
  */
 export async function releaseLostClaims(
-  tx: Transaction<any>,
+  tx: Transaction<EngineTables>,
   runId: number,
-  pendingOf: (workflowId: number, step: string) => SelectQueryBuilder<any, any, any> | undefined,
+  pendingOf: (workflowId: number, step: string) => PendingQuery | undefined,
 ): Promise<{ claims: number; pending: number }> {
   const { rows: claims } = await sql<{ id: number; workflow_id: number; step: string; first: number; last: number; claimed_at: Date }>`
     SELECT id, workflow_id, step, lower(subjects) AS first, upper(subjects) - 1 AS last, claimed_at
@@ -121,7 +123,7 @@ export async function releaseLostClaims(
  * monitor looks anyway, since a claim nobody releases keeps its subjects from
  * every other run for good.
  */
-export async function runsWithOrphanedClaims(db: Kysely<any>): Promise<{ run_id: number; workflow_id: number; status: string; claims: number }[]> {
+export async function runsWithOrphanedClaims(db: Kysely<EngineTables>): Promise<{ run_id: number; workflow_id: number; status: string; claims: number }[]> {
   const { rows } = await sql<{ run_id: number; workflow_id: number; status: string; claims: number }>`
     SELECT c.run_id, r.workflow_id, r.status, count(*)::int AS claims
       FROM interaction_claims c JOIN workflow_runs r ON r.id = c.run_id
