@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { accessSchema, DEFAULT_ACCESS } from './commands/access.ts';
+import { accessSchema, DEFAULT_ACCESS } from './access-grants.ts';
 
 // Every setting comes from the environment through this one schema, so a bad
 // value stops start-up with the variable's name instead of failing later.

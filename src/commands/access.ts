@@ -1,31 +1,12 @@
-import { z } from 'zod';
+import { ROLES, type Grant, type Role } from '../access-grants.ts';
 import type { Command } from './grammar.ts';
 
-// Access control (DESIGN.md §4): roles granted to Slack user ids, user
-// groups or everyone ('*'), optionally only in some channels. Roles nest:
-// an admin can do what an operator can, an operator what a viewer can.
+// Access control (docs/security.md, Access roles): which roles a principal
+// holds under the grants of WORKFLOW_ACCESS (src/access-grants.ts, parsed by
+// config), and which role a command needs. Roles nest: an admin can do what
+// an operator can, an operator what a viewer can.
 
-export const ROLES = ['viewer', 'operator', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
-
-const grantSchema = z
-  .object({
-    role: z.enum(ROLES),
-    /** Slack user ids (U…, W…), user group ids (S…), or '*' for everyone. */
-    to: z.array(z.string().regex(/^(\*|[UWS][A-Z0-9]{2,})$/, 'a Slack user id (U…/W…), user group id (S…) or *')).min(1),
-    /** Only in these channels (C…/G…/D…); everywhere when absent. */
-    channels: z
-      .array(z.string().regex(/^[CGD][A-Z0-9]{2,}$/, 'a Slack channel id (C…, G… or D…)'))
-      .min(1)
-      .optional(),
-  })
-  .strict();
-
-export const accessSchema = z.array(grantSchema);
-export type Grant = z.infer<typeof grantSchema>;
-
-/** With no configuration: everyone may look and run; nobody may force until named an admin. */
-export const DEFAULT_ACCESS: Grant[] = [{ role: 'operator', to: ['*'] }];
+export type { Grant, Role };
 
 /** Who is asking, as far as access is concerned. */
 export interface Principal {
