@@ -8,7 +8,7 @@
 //   node --import tsx bench/kill-restart.ts [--kills 10] [--postings 3000]
 //
 // Timed per kill: SIGKILL sent → lock free; SIGKILL sent → the new run has
-// started (its row is `running`, its lock held). Target (issue 4): < 2 s.
+// started (its row is `running`, its lock held). Target: < 2 s.
 import { spawn } from 'node:child_process';
 import { sql } from 'kysely';
 import pg from 'pg';

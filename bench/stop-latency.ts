@@ -6,7 +6,7 @@
 //
 //   node --import tsx bench/stop-latency.ts [--stops 50] [--concurrency 16]
 //
-// Target (issue 4): p99 under 500 ms.
+// Target: p99 under 500 ms.
 import { sql } from 'kysely';
 import { createKysely, createPool } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';

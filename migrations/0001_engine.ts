@@ -12,7 +12,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       synced_at   timestamptz NOT NULL DEFAULT now()
     )`.execute(db);
 
-  // One row per run; the audit record of DESIGN.md §3 lives in its columns and
+  // One row per run; its audit record (docs/architecture.md, Audit) lives in its columns and
   // the workflow_run_audit view shapes it into the seed's JSON.
   await sql`
     CREATE TABLE workflow_runs (

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 
 // Claims become ranges of subjects, and an interaction row is written once,
-// when its item finishes (bench/RESULTS.md, 2026-12-01).
+// when its item finishes (bench/RESULTS.md).
 //
 // Before: a claim was one `running` interactions row per subject (INSERT …
 // ON CONFLICT on a partial unique "live" key), completed by an UPDATE that
@@ -14,7 +14,7 @@ import { sql, type Kysely } from 'kysely';
 // range [first, last] of the page's subject ids. The exclusion constraint is
 // the claim key: no two live claims of one (workflow, step) overlap, whichever
 // run or instance holds them, so no subject is handed to two runs at once
-// (DESIGN.md §3.1). A single_subject run claims [id, id]. The claim is
+// (docs/architecture.md, Claims). A single_subject run claims [id, id]. The claim is
 // deleted in the transaction that commits the last result of its page (or
 // when its run ends); interactions then get one INSERT per item, in the
 // transaction that commits the item's result.

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 
 // Counters of the example's postings, kept exact by triggers, so that its
 // metrics snapshot and expected work are a sum over a few rows instead of a
-// scan of postings (~1 s at 1M rows; bench/RESULTS.md).
+// scan of postings, which grows with the table (bench/RESULTS.md).
 //
 // Why this shape:
 // - Exact and transactional: a statement's counter change is written in its

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MAX_INPUT_LENGTH, parseCommand, usage, type Command, type ParseResult, type Surface } from '../src/commands/grammar.ts';
 
-// Pure unit tests of the command grammar (DESIGN.md §4): no database, no I/O.
+// Pure unit tests of the command grammar: no database, no I/O.
 
 function parse(input: string | string[], surface: Surface = 'chat'): ParseResult {
   const result = parseCommand(input, { surface });

@@ -66,7 +66,7 @@ test('declares /workflow with a description and a usage hint', () => {
   assert.ok(workflow, 'no /workflow slash command');
   assert.ok(workflow.description && workflow.description.length > 0);
   assert.match(workflow.usage_hint ?? '', /run .*list.*stop/, 'the usage hint should show the verbs');
-  // Socket Mode (the manifest's default) takes no request URL; HTTP mode adds one (README).
+  // Socket Mode (the manifest's default) takes no request URL; HTTP mode adds one (docs/slack.md).
   assert.equal(workflow.url, undefined);
 });
 

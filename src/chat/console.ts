@@ -10,7 +10,7 @@ import { resultMessage } from './blocks/result.ts';
 import { runMessage, runSummaryLine } from './blocks/run.ts';
 import { plainText, type Choice } from './plain-text.ts';
 
-// The console chat (DESIGN.md §1): with no Slack tokens, `npm start` opens
+// The console chat: with no Slack tokens, `npm start` opens
 // this, like Hubot's shell adapter. It shows the Slack messages as text,
 // buttons as numbered choices, and the runs of the whole database as they
 // start, progress and end, as a channel would.

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { RunMode } from '../db/schema.ts';
 import { oneLine } from '../lib/one-line.ts';
 
-// The one parser for the command grammar (DESIGN.md §4). Slack, the console
+// The one parser for the command grammar. Slack, the console
 // chat and the CLI all parse here, so a command means the same thing wherever
 // it is typed. Parsing is two steps:
 //   1. a generic walker turns tokens into a raw record: positionals and options

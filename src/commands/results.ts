@@ -72,7 +72,7 @@ export type CommandResult =
 
 export type RunFinished = { kind: 'run_finished'; summary: RunSummary; view: RunView };
 
-/** Exit codes of DESIGN.md §4: 0 done, 1 run failed, 2 bad usage, 3 refused. */
+/** Exit codes: 0 done, 1 run failed, 2 bad usage, 3 refused. */
 export function exitCode(result: CommandResult | RunFinished): number {
   switch (result.kind) {
     case 'invalid':

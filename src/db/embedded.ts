@@ -1,7 +1,8 @@
 // Embedded PostgreSQL: the default database when DATABASE_URL is not set.
 //
-// The first command initialises a cluster in `<WORKFLOW_DATA_DIR>/pg` (default
-// `.data/pg`) and starts it with `pg_ctl`, as a daemon: the server keeps
+// The first command initialises a cluster in `pg/` under the data directory
+// it is given (`<WORKFLOW_DATA_DIR>/pg`, so `.data/pg/pg` by default) and
+// starts it with `pg_ctl`, as a daemon: the server keeps
 // running after the process that started it exits, so later CLI calls attach
 // in milliseconds, and a CLI call beside `workflow serve` shares its server.
 // `workflow db stop` stops it; by default it is a smart stop, which waits for
@@ -9,7 +10,8 @@
 // another one's feet. The server listens on 127.0.0.1 only, on a port chosen
 // when the cluster is created and kept in its postgresql.conf, with trust
 // authentication (any local user can connect: a development default, not a
-// production setup). Its log is `<WORKFLOW_DATA_DIR>/pg/server.log`.
+// production setup). Its log is `server.log` in the cluster (by default
+// `.data/pg/pg/server.log`).
 // PostgreSQL refuses to run as root; as root, the server runs as the
 // `postgres` OS user, which is created if it does not exist.
 //

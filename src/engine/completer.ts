@@ -22,18 +22,19 @@ export interface CompleterEvents {
 /**
  * How long a partial batch waits for more results before it is committed. A
  * full batch (batchSize) goes at once, so fast handlers never wait; slow ones
- * (model calls) trickle in, and committing each trickle on its own turn made
- * a transaction per ~17 items: bench/io-bound.ts (500 × 200 ms, 20,000 items)
- * committed 1,020-1,280 batches, 240-260 with 25 ms, 140 with 50 ms, and the
- * process's CPU fell by 15 %. A result's commit is that much later; a stop or
- * the end of a wave drains at once.
+ * (model calls) trickle in, and committing each trickle on its own turn makes
+ * a transaction of a handful of items, whose overhead then takes much of the
+ * process's CPU (bench/io-bound.ts; the figures are in bench/RESULTS.md). A
+ * result's commit is that much later; a stop or the end of a wave drains at
+ * once.
  */
 const COMMIT_LINGER_MS = 25;
 
 /**
  * Batches results per step and commits each batch in one transaction: the
  * fenced interaction rows, the claims whose pages that batch (or an earlier
- * one) finished, then the step's `save` (DESIGN.md §2).
+ * one) finished, then the step's `save` (docs/architecture.md, Waves and the
+ * completer).
  *
  * While a step's flushes are in flight new results accumulate, so batches
  * grow with load on their own, up to batchSize when handlers are fast; a

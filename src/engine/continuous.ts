@@ -12,7 +12,7 @@ import { EVENTS_CHANNEL, type RunEvent } from './events.ts';
 import { expectedWork } from './snapshot.ts';
 
 /**
- * Continuous workflows (issue 4, item 2): a serving instance starts a
+ * Continuous workflows: a serving instance starts a
  * `global_batch` run of a continuous workflow when new work arrives.
  *
  * - A statement-level trigger on the workflow's subject table sends

@@ -115,8 +115,9 @@ export class Engine extends EventEmitter {
   }
 
   /**
-   * Starts a run under the safety rules (DESIGN.md §3): lock, recovery of a
-   * dead predecessor, rate limit, force. Refusals create no run.
+   * Starts a run under the safety rules (docs/architecture.md, Safety rules):
+   * lock, recovery of a dead predecessor, rate limit, force. Refusals create
+   * no run.
    */
   startRun(request: RunRequest): Promise<StartOutcome> {
     // A burst of requests (100 people clicking, several instances) would
@@ -215,8 +216,9 @@ export class Engine extends EventEmitter {
   }
 
   /**
-   * Force (DESIGN.md §3.5): ask the holder to stop, give it the grace period,
-   * then terminate its backends and take the lock. Returns the run taken over.
+   * Force (docs/architecture.md, Safety rules): ask the holder to stop, give
+   * it the grace period, then terminate its backends and take the lock.
+   * Returns the run taken over.
    */
   private async takeOver(lock: RunLock, lockKey: number, holder: RunRow | undefined, by: string): Promise<RunRow | undefined> {
     if (holder) {
@@ -347,7 +349,7 @@ export class Engine extends EventEmitter {
     const failed = Object.values(progress).reduce((n, p) => n + p.failed, 0);
     const base = { stateBefore, progress };
     if (cause?.kind === 'fenced' || cause?.kind === 'lock-lost') {
-      // Someone else may own this run now: write nothing (DESIGN.md §3.6).
+      // Someone else may own this run now: write nothing (docs/architecture.md, Fencing).
       const current = (await runs.getRun(this.db, fence.runId).catch(() => undefined)) ?? row;
       this.log.warn({ runId: fence.runId, cause }, 'run given up without writing');
       return { ...base, run: current, outcome: cause.kind === 'fenced' ? 'taken_over' : 'lock_lost', stateAfter: null, delta: null };
@@ -391,8 +393,9 @@ export class Engine extends EventEmitter {
   }
 
   /**
-   * Stop (DESIGN.md §3.4): a flag on the run plus NOTIFY to its owner,
-   * wherever it runs. A run whose owner is gone is recovered instead.
+   * Stop (docs/architecture.md, Safety rules): a flag on the run plus NOTIFY
+   * to its owner, wherever it runs. A run whose owner is gone is recovered
+   * instead.
    */
   async requestStop(runId: number, by: string): Promise<{ kind: 'requested' | 'recovered' | 'not_running' | 'not_found'; run?: RunRow }> {
     const run = await runs.getRun(this.db, runId);
@@ -429,9 +432,9 @@ export class Engine extends EventEmitter {
   }
 
   /**
-   * Crash recovery (DESIGN.md §3.7) for every running run: a run whose lock is
-   * free has no owner, because an owner holds it from before the run row
-   * exists until after the run has ended.
+   * Crash recovery (docs/architecture.md, Ownership) for every running run: a
+   * run whose lock is free has no owner, because an owner holds it from
+   * before the run row exists until after the run has ended.
    */
   async recoverAbandoned(): Promise<RunRow[]> {
     const recovered: RunRow[] = [];

@@ -5,10 +5,10 @@ import type { Item } from './work.ts';
 // Runs a run's items: at most `concurrency` handler calls at once, each with
 // its timeout and retries, every one cancellable by the run's abort.
 //
-// Why not one p-queue task per item (as before): at 20–50k no-op items/s the
-// per-item machinery was most of the process's CPU (bench/RESULTS.md,
-// 2026-12-01): a task promise, queue events, and seven closures per item
-// (each wrapped by tsx's keep-names helper), plus a timer per call. Here a
+// Why not one p-queue task per item: at tens of thousands of no-op items/s
+// that per-item machinery is most of the process's CPU (bench/RESULTS.md): a
+// task promise, queue events, and seven closures per item (each wrapped by
+// tsx's keep-names helper), plus a timer per call. Here a
 // fixed set of worker loops takes items from a FIFO, a handler call costs its
 // own promise and one context object, and one sweeper timer per run enforces
 // every call's deadline.

@@ -10,7 +10,7 @@ import type { EngineTables } from '../db/schema.ts';
 import type { ExternalService, ResolvedWorkflow } from '../workflows/define.ts';
 import { pendingQueries, recoverRun } from './recovery.ts';
 
-// The health monitor (issue 4, item 1). Every serving instance runs one; one
+// The health monitor. Every serving instance runs one; one
 // at a time is active, the one holding a session advisory lock on its own
 // connection. When that instance dies its connection ends, the lock is free,
 // and another instance takes it at its next tick.

@@ -7,10 +7,11 @@ export const CONTROL_CHANNEL = 'workflow_control';
 export type ControlMessage = { type: 'stop'; runId: number; by: string };
 
 /**
- * A run's dedicated connection (DESIGN.md §3.1): it holds the run's session
- * advisory lock for the run's whole life and LISTENs for control messages.
- * Its loss means the lock is gone, so the run must stop writing at once
- * (§3.6); `onLost` fires on the first error or end of the connection.
+ * A run's dedicated connection (docs/architecture.md, Ownership): it holds
+ * the run's session advisory lock for the run's whole life and LISTENs for
+ * control messages. Its loss means the lock is gone, so the run must stop
+ * writing at once (docs/architecture.md, Fencing); `onLost` fires on the
+ * first error or end of the connection.
  */
 export class RunLock {
   private readonly client: pg.Client;

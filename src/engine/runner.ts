@@ -37,16 +37,16 @@ export interface RunnerOptions {
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
-/** Measured with bench/noop-engine.ts: 2 feeders keep the queue full where 1 could not; see bench/RESULTS.md. */
+/** One feeder waits on each claim's two statements in turn and cannot keep a fast workflow's queue full; two can (bench/noop-engine.ts). */
 const FEEDERS_PER_STEP = 2;
 /**
  * Handler calls started in one turn of the event loop, at most. Calls started
  * together are answered together, so with 500 slow calls in flight an
  * uncapped pool settles into bursts: hundreds of answers handled and calls
  * started in one turn, the event-loop stalls that delay everything else in the
- * process. bench/io-bound.ts (500 × 200 ms): 50 gave loop-delay p99 17 ms,
- * 25 gave 10-20 ms at 91-92 % of the ideal 2,500/s; a no-op run is not slowed
- * (at 25, a turn hop per 25 items).
+ * process. 25 keeps bench/io-bound.ts's event-loop delay within its target
+ * without slowing a no-op run (a turn hop per 25 items); the figures for 10
+ * to 50 are in bench/RESULTS.md.
  */
 const STARTS_PER_TURN = 25;
 
@@ -62,7 +62,8 @@ export function splitRange(min: number, max: number, parts: number): [number, nu
 }
 
 /**
- * Executes one run in waves (DESIGN.md §2). Each wave walks every step's
+ * Executes one run in waves (docs/architecture.md, Waves and the completer).
+ * Each wave walks every step's
  * pending subjects page by page, claims each page as a range
  * (src/db/queries/claim-interactions.ts), runs its items' handlers on one
  * bounded queue, and commits results in batches through the Completer. A

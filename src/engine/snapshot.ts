@@ -13,8 +13,8 @@ export async function takeSnapshot<DB>(db: Kysely<DB>, workflow: ResolvedWorkflo
 
 /**
  * Pending subjects per step: the step's own pendingCount for the whole table
- * when it has one (a count(*) of a large pending set reads every pending row:
- * 0.3–0.6 s for a step with 0.5–1M pending, bench/RESULTS.md), otherwise
+ * when it has one (a count(*) of a large pending set reads every pending row,
+ * in time that grows with the set: bench/RESULTS.md), otherwise
  * counted with the same query claiming uses.
  */
 export async function expectedWork<DB>(db: Kysely<DB>, workflow: ResolvedWorkflow<DB>, subjectId: number | null): Promise<ExpectedWork> {

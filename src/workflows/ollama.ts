@@ -11,7 +11,7 @@ import type { Config } from '../config.ts';
 // per call is what bounds a 2-CPU machine, and fetch (web streams, a Request
 // and a Response per call, plus AbortSignal.any and AbortSignal.timeout to
 // combine the caller's signal with the timeout) costs several times what
-// request() does (bench/RESULTS.md, 2026-12-01). The timeout is the Agent's
+// request() does (bench/RESULTS.md). The timeout is the Agent's
 // own headersTimeout and bodyTimeout, so a call needs no signal of its own.
 
 export class OllamaError extends Error {

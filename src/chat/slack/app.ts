@@ -9,7 +9,7 @@ import { createActorResolver } from './actor.ts';
 import { registerListeners, type ReplyClient, type SlackDeps } from './listeners.ts';
 import { createNotifier, type ChatClient, type Notifier, type NotifierOptions } from './notifier.ts';
 
-// The Bolt app (DESIGN.md §4): Socket Mode when SLACK_APP_TOKEN is set (no
+// The Bolt app (docs/slack.md): Socket Mode when SLACK_APP_TOKEN is set (no
 // public URL needed), else HTTP on PORT with `POST /slack/events` for slash
 // commands, interactivity and events, requests verified with
 // SLACK_SIGNING_SECRET. SLACK_API_URL points the Web API client elsewhere

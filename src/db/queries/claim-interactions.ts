@@ -137,8 +137,8 @@ export interface ClaimedSubject {
  * statistics say of the interactions table. The LIMIT keeps the planner from
  * flattening the LATERAL subquery into a join, which it planned as a hash join
  * over a scan of the whole interactions table while its statistics were
- * stale (never analysed): 0.65-0.8 s a page at 3,000 postings
- * (bench/kill-restart.ts on PostgreSQL 15, autovacuum off).
+ * stale (never analysed), which made a recovered run's resume slow to start
+ * (bench/kill-restart.ts; the figures are in bench/RESULTS.md).
  */
 export async function readClaimedPage(
   db: Kysely<EngineTables>,

@@ -37,8 +37,8 @@ export interface RecordedResults {
  *   left by an earlier run updates that row instead (its attempts carry on).
  * - The items travel as one JSON document expanded by jsonb_to_recordset,
  *   not as parallel arrays: array literals escape every quote of every input
- *   and output on the client and parse them again on the server (measured:
- *   2.7x slower for 300-character inputs), while JSON texts the runner
+ *   and output on the client and parse them again on the server (several
+ *   times slower for long inputs: bench/RESULTS.md), while JSON texts the runner
  *   already holds are joined as they are.
  * - The fence is a CTE of the same statement, and every write joins it:
  *   `owned` false means nothing was written.

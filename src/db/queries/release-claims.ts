@@ -103,8 +103,8 @@ export async function releaseLostClaims(
        WHERE p.subject_id BETWEEN ${claim.first} AND ${claim.last}
          -- A scalar subquery, probed per subject through interactions_subject:
          -- NOT EXISTS becomes an anti join, planned on stale statistics as a
-         -- hash over a scan of the whole table (0.7-0.9 s a claim at 3,000
-         -- postings, bench/kill-restart.ts).
+         -- hash over a scan of the whole table (bench/kill-restart.ts; the
+         -- figures are in bench/RESULTS.md).
          AND (SELECT 1 FROM interactions f
                WHERE f.workflow_id = ${claim.workflow_id} AND f.subject_id = p.subject_id AND f.step = ${claim.step}
                  AND f.run_id = ${runId} AND f.status = 'failed'

@@ -3,7 +3,7 @@ import { ACTIVE_RUN_STATUSES, type OwnerEnding, type QueueEnding, type RecoveryE
 import type { EngineTables, ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../schema.ts';
 
 // Every statement on workflow_runs. Writes made by a run's owner carry its
-// owner token and `status = 'running'` in the WHERE (fencing, DESIGN.md §3.6):
+// owner token and `status = 'running'` in the WHERE (docs/architecture.md, Fencing):
 // once a run has been taken over or recovered, its old owner's writes match
 // nothing.
 

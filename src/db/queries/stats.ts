@@ -44,8 +44,9 @@ export const ENDED_OVERLAP_SECONDS = 300;
  * Everything /metrics shows from the database, in one statement (one round
  * trip, one pooled connection, one snapshot). Costs: workflow_runs and the
  * audit log's refusals are small; the interactions count reads the whole
- * table (about 10 ms per 100,000 rows), which is acceptable at a scrape every
- * 15 s or more but worth knowing for very large histories.
+ * table, in time linear in its rows (bench/RESULTS.md has the rate), which is
+ * acceptable at a scrape every 15 s or more but worth knowing for very large
+ * histories.
  */
 export async function observabilityStats(db: Db, endedSince: Date | null): Promise<ObservabilityStats> {
   const since = endedSince ?? new Date(0);

@@ -37,9 +37,9 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
     subject: 'posting',
     steps: [summary, skills, ihl],
     // From the counters the triggers keep (migrations/0008_postings_counters.ts):
-    // a sum over 16 rows (~2 ms), where four FILTER counts over postings took
-    // up to 1 s at 1M rows. Exact in any snapshot, since the counters change
-    // in the transactions that change postings.
+    // a sum over 16 rows, where four FILTER counts scan all of postings
+    // (bench/RESULTS.md has both at 1M rows). Exact in any snapshot, since the
+    // counters change in the transactions that change postings.
     metrics: (db) =>
       db
         .selectFrom('postings_counters')
