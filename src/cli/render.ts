@@ -1,5 +1,6 @@
 import type { Metrics } from '../db/schema.ts';
 import { summariseProgress } from '../engine/engine.ts';
+import { formatDelta, formatNumber, formatWork, numeric } from '../commands/format.ts';
 import type { CommandResult, RunFinished, RunView, WorkflowView } from '../commands/results.ts';
 import type { HealthReport } from '../engine/monitor.ts';
 
@@ -116,24 +117,8 @@ export function renderSummary(run: RunView): string {
 export function metricsTable(before: Metrics, after: Metrics | null, delta: Metrics | null): string {
   const names = Object.keys(before);
   const width = Math.max(6, ...names.map((n) => n.length));
-  const cell = (v: number | undefined, signed = false) => (v === undefined ? '-' : signed && v > 0 ? `+${v}` : String(v)).padStart(10);
+  const cell = (v: unknown, signed = false) => formatNumber(numeric(v), signed).padStart(10);
   const rows = [`${'metric'.padEnd(width)} ${'before'.padStart(10)} ${'after'.padStart(10)} ${'delta'.padStart(10)}`];
   for (const name of names) rows.push(`${name.padEnd(width)} ${cell(before[name])} ${cell(after?.[name])} ${cell(delta?.[name], true)}`);
   return rows.join('\n');
-}
-
-function formatWork(work: Record<string, number> | null): string {
-  if (!work) return '-';
-  return Object.entries(work)
-    .map(([step, n]) => `${step} ${n}`)
-    .join(', ');
-}
-
-function formatDelta(delta: Metrics): string {
-  return (
-    Object.entries(delta)
-      .filter(([, v]) => v !== 0)
-      .map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`)
-      .join(', ') || 'no change'
-  );
 }

@@ -1,9 +1,10 @@
 import type { HomeView, KnownBlock } from '@slack/types';
+import { formatDelta } from '../../commands/format.ts';
 import type { RunView } from '../../commands/results.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { runWithStop } from './buttons.ts';
 import { context, esc, header, section } from './primitives.ts';
-import { formatDelta, runLine } from './run-lines.ts';
+import { runLine } from './run-lines.ts';
 
 // The App Home tab: a view, not a message, so it has 100 blocks, not 50.
 

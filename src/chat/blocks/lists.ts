@@ -1,10 +1,11 @@
 import type { KnownBlock } from '@slack/types';
+import { formatDelta, formatWork } from '../../commands/format.ts';
 import type { RunView, WorkflowView } from '../../commands/results.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { runWithStop } from './buttons.ts';
 import { code, context, esc, header, linesBlocks, message, type Message, section } from './primitives.ts';
-import { formatDelta, formatWork, runLine } from './run-lines.ts';
+import { runLine } from './run-lines.ts';
 
 // Queries that list: running runs, recent history, the workflows. Each list
 // is cut with "…and N more" rather than exceed a message's 50 blocks.

@@ -74,32 +74,3 @@ export function modeLabel(run: RunView): string {
   if (run.action === 'force') parts.push('forced');
   return parts.join(' · ');
 }
-
-export function formatWork(work: Record<string, number> | null): string {
-  if (!work || Object.keys(work).length === 0) return '-';
-  return Object.entries(work)
-    .map(([step, n]) => `${step} ${n}`)
-    .join(', ');
-}
-
-export function formatDelta(delta: Record<string, number>): string {
-  return (
-    Object.entries(delta)
-      .filter(([, v]) => numeric(v) !== 0)
-      .map(([k, v]) => `${k} ${formatNumber(numeric(v), true)}`)
-      .join(', ') || 'no change'
-  );
-}
-
-/** Metrics arrive as numbers, or as numeric strings when a driver returns bigints as text. */
-export function numeric(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
-  return undefined;
-}
-
-export function formatNumber(value: number | undefined, signed = false): string {
-  if (value === undefined) return '-';
-  const text = Number.isInteger(value) ? String(value) : String(Number(value.toFixed(4)));
-  return signed && value > 0 ? `+${text}` : text;
-}

@@ -1,10 +1,11 @@
 import type { KnownBlock } from '@slack/types';
+import { formatNumber, numeric } from '../../commands/format.ts';
 import type { RunView } from '../../commands/results.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { stopButton } from './buttons.ts';
 import { clamp, code, codeBlock, context, esc, fields, formatDuration, formatTime, header, type Message, section, tableBlocks, who } from './primitives.ts';
-import { formatNumber, isLive, modeLabel, numeric, STATUS_EMOJI, stepRows, workflowLabel } from './run-lines.ts';
+import { isLive, modeLabel, STATUS_EMOJI, stepRows, workflowLabel } from './run-lines.ts';
 
 // The run's own message: posted when it starts, edited as it progresses
 // (src/chat/slack/notifier.ts) and replaced by the audit summary at its end.
