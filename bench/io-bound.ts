@@ -12,7 +12,7 @@
 // connections (see `connections` in ollama.ts). The others make the same
 // request, parse the same answer and honour the same signals, for comparison:
 //   fetch: global fetch (undici's default agent) with AbortSignal.any([item
-//     signal, AbortSignal.timeout]): the client before 2026-12-01. On Node 20
+//     signal, AbortSignal.timeout]): the example's earlier client. On Node 20
 //     it costs several times request()'s CPU per call (web streams, Request and
 //     Response objects, two signals per call), and at 2,500 calls/s that CPU
 //     was the bound, not the engine.
@@ -192,7 +192,7 @@ interface Generator {
   generate(prompt: string, signal: AbortSignal): Promise<string>;
 }
 
-/** The client before 2026-12-01: global fetch, the item's signal combined with a timeout per call. */
+/** The example's earlier client: global fetch, the item's signal combined with a timeout per call. */
 function fetchClient(base: string, timeoutMs: number): Generator {
   const url = new URL('/api/generate', base).href;
   return {

@@ -69,7 +69,7 @@ const CASES: Case[] = [
     kind: 'figures',
   },
   { name: 'io-bound', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects)], kind: 'figures' },
-  // The same with node:http, and with global fetch (the client before 2026-12-01): how much the HTTP client weighs.
+  // The same with node:http, and with global fetch (the example's earlier client): how much the HTTP client weighs.
   { name: 'io-bound-http', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--client', 'http'], kind: 'figures', slow: true },
   { name: 'io-bound-fetch', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--client', 'fetch'], kind: 'figures', slow: true },
   // The shipped client's calls from plain loops, no engine: the client's own ceiling on this machine.
