@@ -6,12 +6,11 @@
 // the owner.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { Db } from '../src/db/connect.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { assertDomainMatchesInteractions, interactionStatuses, recordFigure, waitForRunProgress } from './helpers/chaos.ts';
 import { eventually, startCli, type CliProcess } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
-import { migratedDatabase } from './helpers/engine.ts';
+import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
 import { FORM, postSigned, slashCommandBody } from './helpers/slack-sign.ts';
 import { messageText, startSlackStub, type SlackStub } from './helpers/slack-stub.ts';
@@ -21,7 +20,7 @@ const REQUESTS = 100;
 
 describe('three serve processes, one database', () => {
   let database: TestDatabase;
-  let db: Db<any>;
+  let db: TestDb;
   let ollama: OllamaStub;
   let slack: SlackStub;
   const servers: { process: CliProcess; url: string; pid: number }[] = [];

@@ -10,7 +10,6 @@
 // completes the work.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { Db } from '../src/db/connect.ts';
 import { refuseQueuedRun } from '../src/db/queries/runs.ts';
 import type { Engine } from '../src/engine/engine.ts';
 import postingsWorkflow from '../src/workflows/postings/index.ts';
@@ -28,7 +27,7 @@ import {
 } from './helpers/chaos.ts';
 import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
-import { migratedDatabase, quietLog, startEngine } from './helpers/engine.ts';
+import { migratedDatabase, quietLog, startEngine, type TestDb } from './helpers/engine.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
 
 const KILLS = Number(process.env.CHAOS_KILLS ?? 20);
@@ -37,7 +36,7 @@ const POSTINGS = 400;
 
 describe(`${KILLS} SIGKILLs at random moments of runs`, () => {
   let database: TestDatabase;
-  let db: Db<any>;
+  let db: TestDb;
   let ollama: OllamaStub;
   let env: NodeJS.ProcessEnv;
   let checker: Engine;

@@ -14,6 +14,7 @@ import { createKysely, createPool, type Db } from '../src/db/connect.ts';
 import { ensureEmbeddedServer, stopEmbeddedServer } from '../src/db/embedded.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
+import type { PostingsTables } from '../src/workflows/postings/schema.ts';
 import { assertDomainMatchesInteractions, completedCount, interactionStatuses, pendingPostings, recordFigure } from './helpers/chaos.ts';
 import { eventually, startCli, type CliProcess } from './helpers/cli.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
@@ -26,7 +27,7 @@ const POSTINGS = 200;
 describe('PostgreSQL restarted mid-run', () => {
   let dir: string;
   let url: string;
-  let db: Db<any>;
+  let db: Db<PostingsTables>;
   let ollama: OllamaStub;
   let slack: SlackStub;
   let server: CliProcess | undefined;
@@ -35,7 +36,7 @@ describe('PostgreSQL restarted mid-run', () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'chaos-pg-'));
     await fs.chmod(dir, 0o755); // as root, the server runs as the postgres OS user
     url = await ensureEmbeddedServer(dir);
-    db = createKysely<any>(createPool({ connectionString: url, applicationName: 'chaos-test', max: 2 }));
+    db = createKysely<PostingsTables>(createPool({ connectionString: url, applicationName: 'chaos-test', max: 2 }));
     await migrateToLatest(db);
     await replaceDemoPostings(db, POSTINGS);
     ollama = await startOllamaStub({ delayMs: 50 });

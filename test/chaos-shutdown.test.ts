@@ -5,17 +5,16 @@
 // pending and a resume finishes them.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import type { Db } from '../src/db/connect.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { assertDomainMatchesInteractions, interactionStatuses, pendingPostings, recordFigure, waitForLockFree, waitForRunProgress } from './helpers/chaos.ts';
 import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
-import { migratedDatabase } from './helpers/engine.ts';
+import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
 
 const POSTINGS = 80;
 let database: TestDatabase;
-let db: Db<any>;
+let db: TestDb;
 let ollama: OllamaStub;
 let env: NodeJS.ProcessEnv;
 const started: CliProcess[] = [];

@@ -6,12 +6,11 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import os from 'node:os';
 import { sql } from 'kysely';
 import pg from 'pg';
-import type { Db } from '../src/db/connect.ts';
 import { computeLockKey } from '../src/db/queries/locks.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
 import { assertDomainMatchesInteractions } from './helpers/chaos.ts';
-import { migratedDatabase } from './helpers/engine.ts';
+import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { startOllamaStub, type OllamaStub } from './helpers/ollama-stub.ts';
 
@@ -19,7 +18,7 @@ const POSTINGS = 120;
 const ME = `${os.userInfo().username}@${os.hostname()}`;
 
 let database: TestDatabase;
-let db: Db<any>;
+let db: TestDb;
 let ollama: OllamaStub;
 let env: NodeJS.ProcessEnv;
 const started: CliProcess[] = [];

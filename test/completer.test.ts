@@ -10,13 +10,12 @@ import { sql } from 'kysely';
 import { Completer } from '../src/engine/completer.ts';
 import type { Item, Page, Result, StepRun } from '../src/engine/work.ts';
 import { defineStep } from '../src/workflows/define.ts';
-import { migratedDatabase } from './helpers/engine.ts';
+import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 import type { TestDatabase } from './helpers/database.ts';
-import type { Db } from '../src/db/connect.ts';
 
 describe('completer', () => {
   let database: TestDatabase;
-  let db: Db<any>;
+  let db: TestDb;
   before(async () => ({ database, db } = await migratedDatabase('completer')));
   after(async () => {
     await db.destroy();

@@ -5,11 +5,12 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import type { Db } from '../../src/db/connect.ts';
 import { computeLockKey } from '../../src/db/queries/locks.ts';
+import type { PostingsTables } from '../../src/workflows/postings/schema.ts';
 import { eventually } from './cli.ts';
 
 export { createRandom } from '../../src/workflows/postings/demo.ts';
 
-export async function interactionStatuses(db: Db<any>, runId?: number): Promise<Record<string, number>> {
+export async function interactionStatuses(db: Db<PostingsTables>, runId?: number): Promise<Record<string, number>> {
   let query = db
     .selectFrom('interactions')
     .select(['status', sql<number>`count(*)::int`.as('n')])
@@ -19,7 +20,7 @@ export async function interactionStatuses(db: Db<any>, runId?: number): Promise<
 }
 
 /** Every completed interaction has its domain write, and no domain write lacks one: one to one per step. */
-export async function assertDomainMatchesInteractions(db: Db<any>): Promise<void> {
+export async function assertDomainMatchesInteractions(db: Db<PostingsTables>): Promise<void> {
   const { rows } = await sql<{ step: string; domain: number; completed: number; distinct_subjects: number }>`
     SELECT s.step,
            (SELECT count(*) FROM postings WHERE CASE s.step WHEN 'summary' THEN summary IS NOT NULL
@@ -34,12 +35,12 @@ export async function assertDomainMatchesInteractions(db: Db<any>): Promise<void
   }
 }
 
-export async function completedCount(db: Db<any>, runId?: number): Promise<number> {
+export async function completedCount(db: Db<PostingsTables>, runId?: number): Promise<number> {
   return (await interactionStatuses(db, runId)).completed ?? 0;
 }
 
 /** The id of a running run of 3001 with at least `min` completed interactions of its own. */
-export async function waitForRunProgress(db: Db<any>, min: number, timeoutMs = 30_000): Promise<number> {
+export async function waitForRunProgress(db: Db<PostingsTables>, min: number, timeoutMs = 30_000): Promise<number> {
   return eventually(
     async () => {
       const row = await db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').where('workflow_id', '=', 3001).executeTakeFirst();
@@ -52,7 +53,7 @@ export async function waitForRunProgress(db: Db<any>, min: number, timeoutMs = 3
 }
 
 /** Resolves when no session holds workflow 3001's batch lock (probed with a try-lock, released at once). */
-export async function waitForLockFree(url: string, db: Db<any>, timeoutMs = 5_000): Promise<number> {
+export async function waitForLockFree(url: string, db: Db<PostingsTables>, timeoutMs = 5_000): Promise<number> {
   const key = await computeLockKey(db, 3001, null);
   const probe = new pg.Client({ connectionString: url, application_name: 'chaos-probe' });
   probe.on('error', () => {});
@@ -67,7 +68,7 @@ export async function waitForLockFree(url: string, db: Db<any>, timeoutMs = 5_00
   }
 }
 
-export async function pendingPostings(db: Db<any>): Promise<number> {
+export async function pendingPostings(db: Db<PostingsTables>): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM postings WHERE ihl_score IS NULL`.execute(db);
   return rows[0]!.n;
 }

@@ -6,11 +6,16 @@ import { CommandService } from '../../src/commands/service.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { createLogger } from '../../src/log.ts';
 import { resolveDefaults, type ResolvedWorkflow, type WorkflowDefinition } from '../../src/workflows/define.ts';
+import type { PostingsTables } from '../../src/workflows/postings/schema.ts';
+import type { ItemsTables } from '../fixtures/items-workflow.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+
+/** A test database: the engine's tables, the example's postings and the items of test/fixtures/items-workflow.ts. */
+export type TestDb = Db<PostingsTables & ItemsTables>;
 
 export interface TestEngine {
   database: TestDatabase;
-  db: Db<any>;
+  db: TestDb;
   engine: Engine;
   service: CommandService;
   workflows: ResolvedWorkflow[];
@@ -19,14 +24,14 @@ export interface TestEngine {
 
 export const quietLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
-export async function migratedDatabase(prefix: string): Promise<{ database: TestDatabase; db: Db<any> }> {
+export async function migratedDatabase(prefix: string): Promise<{ database: TestDatabase; db: TestDb }> {
   const database = await createTestDatabase(prefix);
-  const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'workflow-test', max: 4 }));
+  const db = createKysely<PostingsTables & ItemsTables>(createPool({ connectionString: database.url, applicationName: 'workflow-test', max: 4 }));
   await migrateToLatest(db);
   return { database, db };
 }
 
-export async function registerWorkflows(db: Db<any>, definitions: WorkflowDefinition[]): Promise<ResolvedWorkflow[]> {
+export async function registerWorkflows(db: Db, definitions: WorkflowDefinition[]): Promise<ResolvedWorkflow[]> {
   const workflows = definitions.map(resolveDefaults);
   for (const w of workflows) {
     await db
@@ -48,7 +53,7 @@ export function startEngine(url: string, workflows: ResolvedWorkflow[], options:
   });
 }
 
-export async function testEngine(prefix: string, definitions: WorkflowDefinition[], setup?: (db: Db<any>) => Promise<void>): Promise<TestEngine> {
+export async function testEngine(prefix: string, definitions: WorkflowDefinition[], setup?: (db: TestDb) => Promise<void>): Promise<TestEngine> {
   const { database, db } = await migratedDatabase(prefix);
   if (setup) await setup(db);
   const workflows = await registerWorkflows(db, definitions);
