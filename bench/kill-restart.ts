@@ -21,6 +21,7 @@ import { loadConfig } from '../src/config.ts';
 import { resolveDefaults } from '../src/workflows/define.ts';
 import postingsWorkflow from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
+import type { PostingsTables } from '../src/workflows/postings/schema.ts';
 import { syncWorkflows, loadWorkflows } from '../src/workflows/registry.ts';
 import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, peakRssMb, printResult, watchdog } from './lib.ts';
 
@@ -34,7 +35,7 @@ const server = await openServer();
 const database = await freshDatabase(server.url, `wfbench_kill_${process.pid}`);
 const log = createLogger(process.env.LOG_LEVEL ?? 'warn');
 try {
-  const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'bench-setup', max: 2 }));
+  const db = createKysely<PostingsTables>(createPool({ connectionString: database.url, applicationName: 'bench-setup', max: 2 }));
   await migrateToLatest(db);
   const config = loadConfig({ DATABASE_URL: database.url });
   await syncWorkflows(db, await loadWorkflows(undefined, { config, log }));

@@ -24,7 +24,7 @@
 //   before the statement returns) and the whole transaction (BEGIN …
 //   COMMIT). Also the trigger function's own time inside the server
 //   (pg_stat_user_functions with track_functions = 'pl', superuser only).
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { createKysely, createPool } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { loadConfig } from '../src/config.ts';
@@ -33,6 +33,7 @@ import { resolveDefaults, type AnyStep } from '../src/workflows/define.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import postingsWorkflow from '../src/workflows/postings/index.ts';
 import { extractSkills, scoreIhl, summarize } from '../src/workflows/postings/local.ts';
+import type { PostingsTables } from '../src/workflows/postings/schema.ts';
 import { assert, freshDatabase, intFlag, openServer, parseFlags, printResult, serverFacts, watchdog } from './lib.ts';
 
 const flags = parseFlags(process.argv.slice(2));
@@ -50,7 +51,8 @@ const workflow = resolveDefaults(postingsWorkflow({ config: loadConfig(env), log
 const server = await openServer();
 const database = await freshDatabase(server.url, `wfbench_savetrigger_${process.pid}`);
 // One connection: one backend, whose trigger function plans are cached after the first call, as a completer's are.
-const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'bench-save-trigger', max: 1 }));
+// Typed as the steps' own database, so that its transactions are what their saves take.
+const db: Kysely<PostingsTables> = createKysely<PostingsTables>(createPool({ connectionString: database.url, applicationName: 'bench-save-trigger', max: 1 }));
 try {
   await migrateToLatest(db);
   const loadStarted = performance.now();
@@ -71,7 +73,7 @@ try {
   type Sample = { statementMs: number; transactionMs: number };
   const samples: Record<string, { on: Sample[]; off: Sample[] }> = {};
 
-  const outputs = async (step: AnyStep<any>, ids: number[], table: string) => {
+  const outputs = async (step: AnyStep<PostingsTables>, ids: number[], table: string) => {
     const { rows } = await sql<{ id: number; description: string; summary: string | null; skills: string[] | null }>`
       SELECT id, description, summary, skills FROM ${sql.table(table)} WHERE id = ANY(${ids}::bigint[]) ORDER BY id`.execute(db);
     return rows.map((row) => ({

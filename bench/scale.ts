@@ -44,6 +44,7 @@ import { createLogger } from '../src/log.ts';
 import { resolveDefaults } from '../src/workflows/define.ts';
 import postingsWorkflow, { POSTINGS_WORKFLOW_ID, POSTINGS_WORKFLOW_NAME } from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
+import type { PostingsTables } from '../src/workflows/postings/schema.ts';
 import {
   assert,
   freshDatabase,
@@ -67,7 +68,7 @@ const log = createLogger(process.env.LOG_LEVEL ?? 'warn');
 // --- child mode: load the postings and exit ------------------------------------
 const loadInto = flags.get('load-into');
 if (typeof loadInto === 'string') {
-  const db = createKysely(createPool({ connectionString: loadInto, applicationName: 'bench-load', max: 2 }));
+  const db = createKysely<PostingsTables>(createPool({ connectionString: loadInto, applicationName: 'bench-load', max: 2 }));
   await migrateToLatest(db);
   const started = performance.now();
   const n = await replaceDemoPostings(db, subjects);
@@ -100,7 +101,7 @@ try {
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`loading postings exited ${code}`))));
   });
 
-  const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'bench-measure', max: 2 }));
+  const db = createKysely<PostingsTables>(createPool({ connectionString: database.url, applicationName: 'bench-measure', max: 2 }));
   await db.insertInto('workflows').values({ id: POSTINGS_WORKFLOW_ID, name: POSTINGS_WORKFLOW_NAME, definition: '{}' }).execute();
   // 3001 as shipped; with no OLLAMA_URL its summary and skills are local.
   const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: database.url };

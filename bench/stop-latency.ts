@@ -16,6 +16,10 @@ import { defineStep, defineWorkflow, resolveDefaults } from '../src/workflows/de
 import { assert, freshDatabase, intFlag, openServer, parseFlags, peakRssMb, printResult, watchdog } from './lib.ts';
 
 const WORKFLOW_ID = 9002;
+
+interface BenchTables {
+  subjects: { id: number; done: boolean };
+}
 const flags = parseFlags(process.argv.slice(2));
 const stops = intFlag(flags, 'stops', 50);
 const concurrency = intFlag(flags, 'concurrency', 16);
@@ -25,7 +29,7 @@ const server = await openServer();
 const database = await freshDatabase(server.url, `wfbench_stop_${process.pid}`);
 const log = createLogger(process.env.LOG_LEVEL ?? 'warn');
 try {
-  const db = createKysely<any>(createPool({ connectionString: database.url, applicationName: 'bench-setup', max: 2 }));
+  const db = createKysely<BenchTables>(createPool({ connectionString: database.url, applicationName: 'bench-setup', max: 2 }));
   await migrateToLatest(db);
   await sql`CREATE TABLE subjects (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false)`.execute(db);
   await sql`INSERT INTO subjects (id) SELECT g FROM generate_series(1, ${concurrency * 4}::int) g`.execute(db);
@@ -33,7 +37,7 @@ try {
 
   let inFlight = 0;
   const workflow = resolveDefaults(
-    defineWorkflow<any>({
+    defineWorkflow<BenchTables>({
       id: WORKFLOW_ID,
       name: 'bench-stop',
       subject: 'subject',
@@ -44,7 +48,7 @@ try {
       timeoutMs: 600_000,
       metrics: (d) => d.selectFrom('subjects').select([sql<number>`count(*)`.as('total'), sql<number>`count(*) FILTER (WHERE done)`.as('done')]),
       steps: [
-        defineStep<any, object, null>({
+        defineStep<BenchTables, object, null>({
           name: 'wait',
           pending: (d) => d.selectFrom('subjects').select('id as subject_id').where('done', '=', false),
           // In flight until the run aborts it: the worst case for a stop.

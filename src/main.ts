@@ -15,6 +15,7 @@ import { showProgress } from './cli/progress.ts';
 import { replaceDemoPostings } from './workflows/postings/demo.ts';
 import { serve } from './cli/serve.ts';
 import { POSTINGS_WORKFLOW_ID } from './workflows/postings/index.ts';
+import type { PostingsTables } from './workflows/postings/schema.ts';
 
 /** CLI entry: argv → command → service → render. Returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -121,7 +122,7 @@ async function demo(app: App, postings: number): Promise<number> {
   const active = (await runs.activeRuns(app.db)).filter((r) => r.workflow_id === POSTINGS_WORKFLOW_ID);
   if (active.length > 0) return fail(`workflow ${POSTINGS_WORKFLOW_ID} has run #${active[0]!.id} in progress; stop it before replacing the demo data`, 3);
   const started = Date.now();
-  const count = await replaceDemoPostings(app.db, postings);
+  const count = await replaceDemoPostings(app.db.withTables<PostingsTables>(), postings);
   return print(`loaded ${count} demo postings in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

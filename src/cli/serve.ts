@@ -11,6 +11,7 @@ import { Dispatcher } from '../engine/dispatcher.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
 import { countPostings, replaceDemoPostings } from '../workflows/postings/demo.ts';
 import { POSTINGS_WORKFLOW_ID } from '../workflows/postings/index.ts';
+import type { PostingsTables } from '../workflows/postings/schema.ts';
 
 /**
  * `serve` / `npm start`: the runner up and a surface to drive it — the Slack
@@ -19,8 +20,10 @@ import { POSTINGS_WORKFLOW_ID } from '../workflows/postings/index.ts';
  * the console.
  */
 export async function serve(app: App): Promise<number> {
-  if (app.registry.find(POSTINGS_WORKFLOW_ID) && (await countPostings(app.db)) === 0) {
-    const count = await replaceDemoPostings(app.db, 1_000);
+  // The example's tables exist whenever its workflow is loaded (its migrations are the app's).
+  const postings = app.db.withTables<PostingsTables>();
+  if (app.registry.find(POSTINGS_WORKFLOW_ID) && (await countPostings(postings)) === 0) {
+    const count = await replaceDemoPostings(postings, 1_000);
     app.log.info({ count }, 'loaded demo postings into the empty postings table');
   }
   const recovered = await app.engine.recoverAbandoned();

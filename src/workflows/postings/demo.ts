@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type { PostingsTables } from './schema.ts';
 
 // Synthetic postings for `workflow demo`, benchmarks and tests. A seeded PRNG
 // draws every row in sequence, so the same seed always gives the same rows
@@ -145,7 +146,7 @@ const CHUNK = 10_000;
  * Replaces every posting with `count` fresh synthetic ones (ids 1..count), in
  * one transaction: on failure the old rows stay. Returns the number inserted.
  */
-export async function replaceDemoPostings(db: Kysely<any>, count: number, seed = 3001): Promise<number> {
+export async function replaceDemoPostings<DB extends PostingsTables>(db: Kysely<DB>, count: number, seed = 3001): Promise<number> {
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`postings count must be a whole number ≥ 0, got ${count}`);
   return db.transaction().execute(async (tx) => {
     await sql`TRUNCATE postings RESTART IDENTITY`.execute(tx);
@@ -179,7 +180,7 @@ export async function replaceDemoPostings(db: Kysely<any>, count: number, seed =
   });
 }
 
-export async function countPostings(db: Kysely<any>): Promise<number> {
+export async function countPostings<DB extends PostingsTables>(db: Kysely<DB>): Promise<number> {
   const { rows } = await sql<{ count: string | number }>`SELECT count(*) AS count FROM postings`.execute(db);
   return Number(rows[0]?.count ?? 0);
 }

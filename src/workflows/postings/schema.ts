@@ -36,7 +36,9 @@ export interface PostingsCountersTable {
   pending_ihl: ColumnType<string, never, never>;
 }
 
-export interface PostingsTables {
+// A type, not an interface: Kysely's withTables<T>() takes only types with an
+// index signature, which an interface never has.
+export type PostingsTables = {
   postings: PostingsTable;
   postings_counters: PostingsCountersTable;
-}
+};
