@@ -1,4 +1,5 @@
 import type { App } from '@slack/bolt';
+import type { HomeView } from '@slack/types';
 import type { CommandResult, RunView } from '../../commands/results.ts';
 import type { ButtonAction, CommandService } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
@@ -16,7 +17,7 @@ export interface ReplyClient {
     postEphemeral(args: { channel: string; user: string; text: string; blocks?: unknown[] }): Promise<unknown>;
     postMessage(args: { channel: string; text: string; blocks?: unknown[] }): Promise<unknown>;
   };
-  views: { publish(args: { user_id: string; view: any }): Promise<unknown> };
+  views: { publish(args: { user_id: string; view: HomeView }): Promise<unknown> };
 }
 
 export interface SlackDeps {
