@@ -28,7 +28,7 @@ export async function serve(app: App): Promise<number> {
   }
   const recovered = await app.engine.recoverAbandoned();
   if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
-  const dispatcher = new Dispatcher(app.engine, app.connectionString);
+  const dispatcher = new Dispatcher(app.engine, app.config.DATABASE_LOCK_URL ?? app.connectionString);
   await dispatcher.start();
   // The health monitor: every instance ticks, one (the lock holder) recovers and alerts.
   app.monitor.start();

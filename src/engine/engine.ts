@@ -416,7 +416,7 @@ export class Engine extends EventEmitter {
 
   /** Run lifecycle events from every process on this database (see events.ts). */
   async listenForRunEvents(): Promise<RunEventListener> {
-    const listener = new RunEventListener(this.options.connectionString, `workflow-events:${this.instanceId}`);
+    const listener = new RunEventListener(this.lockConnectionString, `workflow-events:${this.instanceId}`);
     await listener.start();
     return listener;
   }
