@@ -5,14 +5,19 @@ import { Migrator, type Kysely, type Migration, type MigrationProvider, type Mig
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
+// The folder beside src/: the sources' migrations/*.ts, or the build's
+// dist/migrations/*.js (with .d.ts files, skipped). A migration's name has no
+// extension, so a database migrated by either counts the same ones as done.
+const MIGRATION_FILE = /^(\d{4}_[^.]*)\.(ts|js)$/;
+
 // FileMigrationProvider wants path/fs adapters and picks up .d.ts files;
 // reading our own folder is a few lines.
 class FolderMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await fs.readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_.*\.ts$/.test(f)).sort();
+    const files = (await fs.readdir(MIGRATIONS_DIR)).filter((f) => MIGRATION_FILE.test(f)).sort();
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
-      migrations[file.replace(/\.ts$/, '')] = (await import(pathToFileURL(path.join(MIGRATIONS_DIR, file)).href)) as Migration;
+      migrations[file.replace(MIGRATION_FILE, '$1')] = (await import(pathToFileURL(path.join(MIGRATIONS_DIR, file)).href)) as Migration;
     }
     return migrations;
   }
