@@ -288,6 +288,7 @@ export async function syncWorkflows(db: Kysely<EngineTables>, registry: Workflow
 }
 
 function isSyntaxError(error: unknown): boolean {
-  // tsx reports TypeScript that does not parse as esbuild's TransformError.
-  return error instanceof SyntaxError || (error instanceof Error && error.name === 'TransformError');
+  // Node's type stripping reports TypeScript it cannot run (bad syntax, and
+  // syntax it does not strip: enums, parameter properties) as a SyntaxError too.
+  return error instanceof SyntaxError;
 }
