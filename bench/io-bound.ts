@@ -5,7 +5,7 @@
 // request() on a keep-alive Agent of its own, the caller's signal passed
 // through, the Agent's headers/body timeouts), JSON in and out.
 //
-//   node --import tsx bench/io-bound.ts [--subjects 20000] [--concurrency 500] [--delay-ms 200]
+//   node bench/io-bound.ts [--subjects 20000] [--concurrency 500] [--delay-ms 200]
 //       [--client undici|fetch|http] [--server raw|http|stub] [--no-engine]
 //
 // --client undici (default) is the shipped client, capped at `concurrency`
@@ -261,14 +261,10 @@ interface StandInStats {
 }
 
 function startStandIn(): { url: Promise<string>; stats(): Promise<StandInStats>; stop(): void } {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(REPO_ROOT, 'bench/io-server.ts'), '--delay-ms', String(delayMs), '--server', serverKind],
-    {
-      cwd: REPO_ROOT,
-      stdio: ['pipe', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bench/io-server.ts'), '--delay-ms', String(delayMs), '--server', serverKind], {
+    cwd: REPO_ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const waiting: ((stats: StandInStats) => void)[] = [];
   const url = new Promise<string>((resolve, reject) => {
     child.on('error', reject);

@@ -3,7 +3,7 @@
 // machine's CPUs with the process it serves, so it must cost little per
 // request: whatever it spends is taken from the client being measured.
 //
-//   node --import tsx bench/io-server.ts [--delay-ms 200] [--server raw|http|stub]
+//   node bench/io-server.ts [--delay-ms 200] [--server raw|http|stub]
 //
 // Answers every POST /api/generate after --delay-ms with one fixed Ollama
 // answer, GET /api/tags at once. Prints `LISTENING <url>`; on a `stats` line

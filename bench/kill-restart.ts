@@ -5,7 +5,7 @@
 // check (engine.recoverAbandoned, as `workflow status`, `list` and the monitor
 // do) marks the dead run abandoned and a new run resuming it starts.
 //
-//   node --import tsx bench/kill-restart.ts [--kills 10] [--postings 3000]
+//   node bench/kill-restart.ts [--kills 10] [--postings 3000]
 //
 // Timed per kill: SIGKILL sent → lock free; SIGKILL sent → the new run has
 // started (its row is `running`, its lock held). Target: < 2 s.

@@ -3,7 +3,7 @@
 // global_batch run from the start request to `done`, then checks that every
 // subject is done and has exactly one completed interaction.
 //
-//   node --import tsx bench/noop-engine.ts [--subjects 100000] [--concurrency 10] [--batch 500]
+//   node bench/noop-engine.ts [--subjects 100000] [--concurrency 10] [--batch 500]
 //        [--trace-sql] [--explain 100] [--keep]
 //
 // --trace-sql  time every statement by kind (printed to stderr)

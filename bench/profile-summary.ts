@@ -1,8 +1,8 @@
 // Summarises a V8 .cpuprofile (from `node --cpu-prof`): self time by package /
 // source area and the top functions by self time.
 //
-//   node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx bench/noop-engine.ts
-//   node --import tsx bench/profile-summary.ts /tmp/prof/CPU.*.cpuprofile [--top 30]
+//   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/noop-engine.ts
+//   node bench/profile-summary.ts /tmp/prof/CPU.*.cpuprofile [--top 30]
 import { readFileSync } from 'node:fs';
 import { intFlag, parseFlags } from './lib.ts';
 

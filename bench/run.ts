@@ -126,7 +126,7 @@ process.exit(failed.length > 0 ? 1 : 0);
 
 function runCase(script: string, args: string[], databaseUrl: string): Promise<{ result?: CaseResult; error?: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, script), ...args], {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, script), ...args], {
       cwd: REPO_ROOT,
       env: { ...process.env, DATABASE_URL: databaseUrl },
       stdio: ['ignore', 'pipe', 'inherit'],

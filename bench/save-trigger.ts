@@ -4,7 +4,7 @@
 // transaction as the completer commits them, with the triggers on and off in
 // alternate batches over N demo postings.
 //
-//   node --import tsx bench/save-trigger.ts [--subjects 1000000] [--batches 100]
+//   node bench/save-trigger.ts [--subjects 1000000] [--batches 100]
 //
 // - Off is a twin table without triggers: `plain.postings`, created LIKE
 //   postings INCLUDING ALL (same columns, partial indexes and rows), which

@@ -3,7 +3,7 @@
 // over N synthetic postings from replaceDemoPostings, one global_batch run
 // carrying every posting through its three steps (3N interactions).
 //
-//   node --import tsx bench/scale.ts [--subjects 1000000] [--keep] [--explain K] [--stop-after 900]
+//   node bench/scale.ts [--subjects 1000000] [--keep] [--explain K] [--stop-after 900]
 //
 // --stop-after S  stop the run (as a user would) after S seconds (default 900) and
 //                 report what it did by then, marked unfinished: peak RSS, snapshot and
@@ -89,14 +89,10 @@ const database = await freshDatabase(server.url, `wfbench_scale_${process.pid}`)
 try {
   // --- setup (not timed): postings loaded by a child process ----------------------
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', path.join(REPO_ROOT, 'bench/scale.ts'), '--subjects', String(subjects), '--load-into', database.url],
-      {
-        cwd: REPO_ROOT,
-        stdio: ['ignore', 'inherit', 'inherit'],
-      },
-    );
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bench/scale.ts'), '--subjects', String(subjects), '--load-into', database.url], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`loading postings exited ${code}`))));
   });

@@ -7,7 +7,7 @@
 // signed `/workflow run` like a user would, its progress posted to the
 // stand-in for Slack's Web API by the app's notifier).
 //
-//   node --import tsx bench/slack-ack.ts [--requests 2000] [--concurrency 1] [--text list]
+//   node bench/slack-ack.ts [--requests 2000] [--concurrency 1] [--text list]
 //        [--subjects 600000] [--handler-delay-ms 0] [--run-concurrency 16]
 //
 // The requests come from a worker thread (its own event loop, same process),
@@ -214,7 +214,7 @@ function stats(ms: number[]): { p50: number; p90: number; p99: number; max: numb
 
 /**
  * The load generator, on a worker thread so that its own event loop is not the
- * one under test. Plain JavaScript (no tsx in the worker): signs each request
+ * one under test. Plain JavaScript (eval'd worker source is not type-stripped): signs each request
  * as Slack does (v0 HMAC-SHA256 of `v0:<ts>:<body>`; see test/helpers/slack-sign.ts).
  */
 function startClient(url: string) {

@@ -4,7 +4,7 @@
 // it takes the real path: flag on the run row + NOTIFY to the owner's lock
 // connection → abort → unfinished work back to pending → end record.
 //
-//   node --import tsx bench/stop-latency.ts [--stops 50] [--concurrency 16]
+//   node bench/stop-latency.ts [--stops 50] [--concurrency 16]
 //
 // Target: p99 under 500 ms.
 import { sql } from 'kysely';

@@ -18,7 +18,6 @@ import { TEST_RUN_ENV, dropRunDatabases } from './helpers/database.ts';
 
 const TEST_DIR = fileURLToPath(new URL('.', import.meta.url));
 
-// node 20's --test does not expand globs, so the files are listed here.
 // Flags pass through to node; give them as --flag=value.
 const args = process.argv.slice(2);
 const flags = args.filter((arg) => arg.startsWith('-'));
@@ -67,7 +66,7 @@ async function allTestFiles(): Promise<string[]> {
 
 function runTests(files: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
-    child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...flags, ...files], { stdio: 'inherit', env });
+    child = spawn(process.execPath, ['--test', '--test-concurrency=1', ...flags, ...files], { stdio: 'inherit', env });
     child.on('error', reject);
     child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
   });

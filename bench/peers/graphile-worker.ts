@@ -3,7 +3,7 @@
 // its start until every job has been handled and its row deleted (completed
 // jobs are deleted: that is graphile-worker's whole record of them).
 //
-//   node --import tsx bench/peers/graphile-worker.ts --config A|B|C [--jobs 100000] [--pool N]
+//   node bench/peers/graphile-worker.ts --config A|B|C [--jobs 100000] [--pool N]
 //
 //   A  concurrency 10, localQueue 500                            (the target configuration)
 //   B  concurrency 50, localQueue 500, completeJobBatchDelay 0   (its best single-process setup)

@@ -3,7 +3,7 @@
 // workers timed from their start until every job has been handled and is
 // `completed` in pgboss.job.
 //
-//   node --import tsx bench/peers/pg-boss.ts --config A|B [--jobs 100000] [--workers N]
+//   node bench/peers/pg-boss.ts --config A|B [--jobs 100000] [--workers N]
 //
 //   A  one worker, batchSize 500, pollingIntervalSeconds 0.5 (pg-boss's minimum)
 //   B  ten workers (work() called ten times, like concurrency 10), batchSize 500, polling 0.5 s

@@ -7,8 +7,8 @@ import type { Item } from './work.ts';
 //
 // Why not one p-queue task per item: at tens of thousands of no-op items/s
 // that per-item machinery is most of the process's CPU (bench/RESULTS.md): a
-// task promise, queue events, and seven closures per item (each wrapped by
-// tsx's keep-names helper), plus a timer per call. Here a
+// task promise, queue events, and seven closures per item, plus a timer per
+// call. Here a
 // fixed set of worker loops takes items from a FIFO, a handler call costs its
 // own promise and one context object, and one sweeper timer per run enforces
 // every call's deadline.

@@ -1,6 +1,7 @@
 // Runs the real CLI (bin/workflow.js) as a separate OS process, the way a
 // user does, so multi-process rules (locks, stop, force, crash) are tested
-// across processes and not between two calls in one.
+// across processes and not between two calls in one. bin/workflow.js runs the
+// build in dist/, which `npm test` makes first (its pretest script).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
