@@ -3,14 +3,14 @@ import type { Config } from './config.ts';
 import { createKysely, createPool, type Db } from './db/connect.ts';
 import { ensureEmbeddedServer } from './db/embedded.ts';
 import { migrateToLatest } from './db/migrate.ts';
-import { CommandService } from './commands/service.ts';
+import { createCommands, type Commands } from './commands/commands.ts';
 import { Engine } from './engine/engine.ts';
 import { HealthMonitor } from './engine/monitor.ts';
 import type { Logger } from './log.ts';
 import { loadWorkflows, syncWorkflows, type WorkflowRegistry } from './workflows/registry.ts';
 
-/** Everything a surface needs, wired once: database, schema, workflows, engine, command service. */
-export interface App {
+/** Everything a surface needs, wired once: database, schema, workflows, engine, and the command layer's parts. */
+export interface App extends Commands {
   config: Config;
   log: Logger;
   connectionString: string;
@@ -18,7 +18,6 @@ export interface App {
   embedded: boolean;
   registry: WorkflowRegistry;
   engine: Engine;
-  service: CommandService;
   /** Not ticking until serve starts it; `workflow health` runs a pass on it anywhere. */
   monitor: HealthMonitor;
   db: Db;
@@ -62,7 +61,6 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     intervalMs: config.HEALTH_INTERVAL_MS,
     heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
   });
-  const service = new CommandService(engine, registry, monitor);
   return {
     config,
     log,
@@ -70,7 +68,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     embedded,
     registry,
     engine,
-    service,
+    ...createCommands(engine, registry, monitor),
     monitor,
     db: engine.db,
     close: async () => {

@@ -4,7 +4,6 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { stopEmbeddedServer } from './db/embedded.ts';
 import { DATABASE_UNAVAILABLE, isConnectionError } from './db/errors.ts';
 import { migrateToLatest } from './db/migrate.ts';
-import * as runs from './db/queries/runs.ts';
 import { parseCommand, usage, type Command } from './commands/grammar.ts';
 import { exitCode, toRunView, type CommandResult, type RunFinished } from './commands/results.ts';
 import type { Actor } from './commands/service.ts';
@@ -107,7 +106,7 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
       );
     }
     if (json) {
-      const audit = await app.db.selectFrom('workflow_run_audit').select(['id', 'input', 'output']).where('id', '=', run.id).executeTakeFirst();
+      const audit = await app.views.auditRecord(run.id);
       return output({ kind: 'done', message: '' }, true, { run: finished.view, audit: audit ?? null }, exitCode(finished));
     }
     process.stdout.write(`${renderResult(finished)}\n`);
@@ -119,7 +118,7 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
 }
 
 async function demo(app: App, postings: number): Promise<number> {
-  const active = (await runs.activeRuns(app.db)).filter((r) => r.workflow_id === POSTINGS_WORKFLOW_ID);
+  const active = (await app.views.inProgress()).filter((r) => r.workflowId === POSTINGS_WORKFLOW_ID);
   if (active.length > 0) return fail(`workflow ${POSTINGS_WORKFLOW_ID} has run #${active[0]!.id} in progress; stop it before replacing the demo data`, 3);
   const started = Date.now();
   const count = await replaceDemoPostings(app.db.withTables<PostingsTables>(), postings);

@@ -68,7 +68,15 @@ function gateway(): { promise: Promise<void>; resolve: () => void } {
 
 function open(t: TestEngine): { transcript: Transcript; chat: ConsoleChat; started: Promise<void> } {
   const transcript = new Transcript();
-  const chat = new ConsoleChat({ service: t.service, input: transcript.input, output: transcript.output, prompt: '> ', pollMs: 50, progressIntervalMs: 100 });
+  const chat = new ConsoleChat({
+    service: t.service,
+    views: t.views,
+    input: transcript.input,
+    output: transcript.output,
+    prompt: '> ',
+    pollMs: 50,
+    progressIntervalMs: 100,
+  });
   return { transcript, chat, started: chat.start() };
 }
 
@@ -210,7 +218,7 @@ describe('console chat: duplicate, force restart, stop', () => {
       ),
       from,
     );
-    const old = await t.service.runView(Number(first));
+    const old = await t.views.get(Number(first));
     assert.equal(old?.status, 'stopped');
     assert.equal(old?.takenOverByRunId, Number(second));
   });
@@ -230,14 +238,14 @@ describe('console chat: duplicate, force restart, stop', () => {
     await transcript.waitFor(new RegExp(`Stop run #${id}\\? \\[y/N\\]`));
     transcript.send('n');
     await transcript.waitFor(/cancelled/);
-    assert.equal((await t.service.runView(Number(id)))?.status, 'running');
+    assert.equal((await t.views.get(Number(id)))?.status, 'running');
 
     transcript.send(n!);
     await transcript.waitFor(new RegExp(`Stop run #${id}\\? \\[y/N\\]`));
     transcript.send('yes');
     await transcript.waitFor(new RegExp(`run ${id} stopped`));
     await transcript.waitFor(new RegExp(`Run #${id} stopped[\\s\\S]*Interactions: 2 done, 0 failed[\\s\\S]*Stopped by console:`), from);
-    assert.equal((await t.service.runView(Number(id)))?.status, 'stopped');
+    assert.equal((await t.views.get(Number(id)))?.status, 'stopped');
 
     transcript.send(n!);
     await transcript.waitFor(new RegExp(`Stop run #${id}\\? \\[y/N\\]`));

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { CustomRoute } from '@slack/bolt';
 import { createObservability } from '../src/chat/slack/metrics.ts';
-import { CommandService } from '../src/commands/service.ts';
+import { createCommands } from '../src/commands/commands.ts';
 import type { CommandResult } from '../src/commands/results.ts';
 import { createItems, itemsWorkflow } from './fixtures/items-workflow.ts';
 import { eventually } from './helpers/cli.ts';
@@ -131,7 +131,7 @@ describe('/healthz and /metrics', () => {
       ],
       (db) => createItems(db, ITEMS),
     );
-    const observability = createObservability({ service: t.service, engineAlive: () => alive });
+    const observability = createObservability({ health: t.health, engineAlive: () => alive });
     served = await serve(observability.routes);
   });
   after(async () => {
@@ -217,8 +217,8 @@ describe('/healthz and /metrics', () => {
   test('healthz: 503 "database unreachable" for a service whose database is down; /metrics says so too', async () => {
     const port = await closedPort();
     const engine = startEngine(`postgresql://postgres@127.0.0.1:${port}/nowhere`, t.workflows);
-    const service = new CommandService(engine, { all: () => t.workflows, find: () => undefined });
-    const down = await serve(createObservability({ service, processMetrics: false }).routes);
+    const { health } = createCommands(engine, { all: () => t.workflows, find: () => undefined });
+    const down = await serve(createObservability({ health, processMetrics: false }).routes);
     try {
       const response = await get(`${down.url}/healthz`);
       assert.equal(response.status, 503);

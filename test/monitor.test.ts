@@ -472,7 +472,7 @@ describe('workflow health and /healthz', () => {
     const server = await tagsServer();
     const workflow = resolveDefaults({ ...itemsWorkflow({ id: WORKFLOW_ID, handle: async () => 'x' }), services: [ollamaService(server.url)] });
     const monitor = newMonitor({ probeTimeoutMs: 1_000 }, [workflow]);
-    t.service.setMonitor(monitor);
+    t.health.setMonitor(monitor);
     try {
       const dead = await deadRun({ silentSeconds: 30, claims: 2 });
       const { result } = await t.service.handle('health', actor, 'chat');
@@ -499,8 +499,8 @@ describe('workflow health and /healthz', () => {
     const server = await tagsServer();
     const workflow = resolveDefaults({ ...itemsWorkflow({ id: WORKFLOW_ID, handle: async () => 'x' }), services: [ollamaService(server.url)] });
     const monitor = newMonitor({ probeTimeoutMs: 1_000 }, [workflow]);
-    t.service.setMonitor(monitor);
-    const observability = createObservability({ service: t.service, processMetrics: false });
+    t.health.setMonitor(monitor);
+    const observability = createObservability({ health: t.health, processMetrics: false });
     const served = await serveRoutes(observability.routes);
     try {
       await monitor.runOnce();

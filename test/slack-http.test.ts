@@ -103,7 +103,14 @@ describe('Slack app over HTTP', () => {
       LOG_LEVEL: 'silent',
       PORT: '0',
     });
-    slack = createSlackApp({ config, service: t.service, log: quietLog, notifier: { minUpdateMs: MIN_UPDATE_MS, pollMs: 100, discoverMs: 60_000 } });
+    slack = createSlackApp({
+      config,
+      service: t.service,
+      views: t.views,
+      messages: t.messages,
+      log: quietLog,
+      notifier: { minUpdateMs: MIN_UPDATE_MS, pollMs: 100, discoverMs: 60_000 },
+    });
     const { port } = await slack.start(0);
     assert.ok(port > 0);
     url = `http://127.0.0.1:${port}/slack/events`;

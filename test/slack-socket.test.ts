@@ -224,8 +224,10 @@ describe('Socket Mode', () => {
     slack = createSlackApp({
       config,
       service: t.service,
+      views: t.views,
+      messages: t.messages,
       log: quietLog,
-      routes: createObservability({ service: t.service, processMetrics: false }).routes,
+      routes: createObservability({ health: t.health, processMetrics: false }).routes,
       notifier: { minUpdateMs: 200, pollMs: 200, discoverMs: 1_000 },
     });
     ({ port: routesPort } = await slack.start(0));

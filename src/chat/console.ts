@@ -3,7 +3,8 @@ import os from 'node:os';
 import readline from 'node:readline';
 import type { Role } from '../commands/access.ts';
 import type { CommandResult, RunView } from '../commands/results.ts';
-import type { Actor, ButtonAction, CommandService, RunWatch } from '../commands/service.ts';
+import type { RunViews, RunWatch } from '../commands/run-views.ts';
+import type { Actor, ButtonAction, CommandService } from '../commands/service.ts';
 import { buttonAction } from './blocks/buttons.ts';
 import type { Message } from './blocks/primitives.ts';
 import { resultMessage } from './blocks/result.ts';
@@ -17,6 +18,7 @@ import { plainText, type Choice } from './plain-text.ts';
 
 export interface ConsoleChatOptions {
   service: CommandService;
+  views: RunViews;
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
   /** Default: the local OS user, as an admin (whoever has the terminal owns the database). */
@@ -52,6 +54,7 @@ export function localActor(): Actor {
 
 export class ConsoleChat {
   private readonly service: CommandService;
+  private readonly views: RunViews;
   private readonly output: NodeJS.WritableStream;
   private readonly actor: Actor;
   private readonly pollMs: number;
@@ -78,6 +81,7 @@ export class ConsoleChat {
   constructor(options: ConsoleChatOptions) {
     this.options = options;
     this.service = options.service;
+    this.views = options.views;
     this.output = options.output;
     this.actor = options.actor ?? localActor();
     this.pollMs = options.pollMs ?? 1_000;
@@ -98,7 +102,7 @@ export class ConsoleChat {
     });
     this.finishedInput = (async () => {
       try {
-        this.watch = await this.service.watchRuns();
+        this.watch = await this.views.watch();
         this.watch.on('run', (type, view) => (type === 'run_started' ? this.announce(view) : this.finish(view)));
         this.watch.on('reconnected', () => void this.catchUp());
         this.timer = setInterval(() => void this.poll(), this.pollMs);
@@ -221,7 +225,7 @@ export class ConsoleChat {
     this.polling = true;
     try {
       for (const [id, shown] of [...this.live]) {
-        const view = await this.service.runView(id);
+        const view = await this.views.get(id);
         if (!view) {
           this.live.delete(id);
         } else if (view.status !== 'running' && view.status !== 'queued') {

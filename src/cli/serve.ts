@@ -61,14 +61,21 @@ export async function serve(app: App): Promise<number> {
   let closeSurface: () => Promise<void>;
   const mode = slackMode(app.config);
   if (mode) {
-    const observability = createObservability({ service: app.service, engineAlive: () => dispatcher.alive });
-    const slack = createSlackApp({ config: app.config, service: app.service, log: app.log, routes: observability.routes });
+    const observability = createObservability({ health: app.health, engineAlive: () => dispatcher.alive });
+    const slack = createSlackApp({
+      config: app.config,
+      service: app.service,
+      views: app.views,
+      messages: app.messages,
+      log: app.log,
+      routes: observability.routes,
+    });
     const { port } = await slack.start(app.config.PORT);
     process.stderr.write(
       `workflow-chatops serving Slack (${mode === 'socket' ? 'Socket Mode' : `HTTP on port ${port}, POST /slack/events`}; /healthz and /metrics on port ${port}) on ${where}; workflows: ${workflows}\n`,
     );
     const stopAlerts = startAlerts({
-      service: app.service,
+      health: app.health,
       client: slack.app.client as unknown as ChatClient,
       log: app.log,
       channel: app.config.SLACK_NOTIFY_CHANNEL,
@@ -82,13 +89,13 @@ export async function serve(app: App): Promise<number> {
       `workflow-chatops serving on ${where}; workflows: ${workflows}\n` +
         `console chat: type /workflow help (or run 3001); quit or Ctrl-C to stop. Also: npx workflow run 3001 in another terminal.\n`,
     );
-    const chat = new ConsoleChat({ service: app.service, input: process.stdin, output: process.stdout });
+    const chat = new ConsoleChat({ service: app.service, views: app.views, input: process.stdin, output: process.stdout });
     // On a terminal, leaving the chat (quit, Ctrl-C, Ctrl-D) stops serving; with no terminal
     // (a process manager, stdin closed) the chat ends at once and the service goes on.
     void chat.start().then(() => {
       if (process.stdin.isTTY) quit();
     });
-    const unsubscribe = app.service.onMonitorEvent((event) => chat.showMessage(monitorEventMessage(event)));
+    const unsubscribe = app.health.onMonitorEvent((event) => chat.showMessage(monitorEventMessage(event)));
     closeSurface = () => {
       unsubscribe();
       return chat.close();

@@ -1,21 +1,14 @@
-import { EventEmitter } from 'node:events';
 import { DATABASE_UNAVAILABLE, isConnectionError } from '../db/errors.ts';
-import { appendAudit } from '../db/queries/audit.ts';
-import * as chat from '../db/queries/chat.ts';
-import * as continuous from '../db/queries/continuous.ts';
-import * as runs from '../db/queries/runs.ts';
-import * as stats from '../db/queries/stats.ts';
-import { computeLockKey } from '../db/queries/locks.ts';
 import { runAction, type RunAction } from '../db/run-states.ts';
 import type { RunRow } from '../db/schema.ts';
-import { enqueueRun, servingInstances } from '../engine/dispatcher.ts';
-import type { Engine, Refusal } from '../engine/engine.ts';
-import { expectedWork } from '../engine/snapshot.ts';
-import type { HealthMonitor, HealthReport, MonitorEvent } from '../engine/monitor.ts';
+import type { Engine, QueueRefusal, RunRequest } from '../engine/engine.ts';
+import type { PauseState } from '../engine/store.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
-import { toRunView, type CommandResult, type RunView } from './results.ts';
+import type { Health } from './health.ts';
+import type { CommandResult, RunView } from './results.ts';
+import type { RunViews } from './run-views.ts';
 
 /** Who asked, and through which surface: every audit entry names both. */
 export interface Actor {
@@ -35,13 +28,6 @@ export type ButtonAction =
   /** Force a start the rate limit refused (no run to take over). */
   | { type: 'force_start'; workflowId: number };
 
-/** Lifecycle of runs anywhere on the database, as views. */
-export interface RunWatch extends EventEmitter {
-  on(event: 'run', listener: (type: 'run_started' | 'run_ended', run: RunView) => void): this;
-  on(event: 'reconnected', listener: () => void): this;
-  close(): Promise<void>;
-}
-
 export interface WorkflowLookup {
   all(): ResolvedWorkflow[];
   find(idOrName: string | number): ResolvedWorkflow | undefined;
@@ -57,34 +43,14 @@ type RunCommand = Extract<Command, { verb: 'run' }>;
 export class CommandService {
   private readonly engine: Engine;
   private readonly workflows: WorkflowLookup;
-  private monitor?: HealthMonitor;
+  private readonly views: RunViews;
+  private readonly health: Health;
 
-  constructor(engine: Engine, workflows: WorkflowLookup, monitor?: HealthMonitor) {
+  constructor(engine: Engine, workflows: WorkflowLookup, parts: { views: RunViews; health: Health }) {
     this.engine = engine;
     this.workflows = workflows;
-    this.monitor = monitor;
-  }
-
-  /** The process's health monitor: `health` runs a pass on it, surfaces follow its events. */
-  setMonitor(monitor: HealthMonitor): void {
-    this.monitor = monitor;
-  }
-
-  /**
-   * Follows the monitor's events (recovered runs, stuck runs, services down
-   * and up). Only the active monitor emits, so each is heard once across
-   * instances. Returns the unsubscribe.
-   */
-  onMonitorEvent(listener: (event: MonitorEvent) => void): () => void {
-    const monitor = this.monitor;
-    if (!monitor) return () => {};
-    monitor.on('event', listener);
-    return () => monitor.off('event', listener);
-  }
-
-  /** The monitor's latest findings, without a pass (/healthz, /metrics); undefined without a monitor. */
-  monitorReport(): HealthReport | undefined {
-    return this.monitor?.report();
+    this.views = parts.views;
+    this.health = parts.health;
   }
 
   /** Text or argv in, result out. `json` is the CLI's --json flag. */
@@ -117,14 +83,14 @@ export class CommandService {
         return this.stop(command.runId, actor);
       case 'list': {
         await this.engine.recoverAbandoned();
-        return { kind: 'runs', runs: (await runs.activeRuns(this.engine.db)).map((r) => this.view(r)) };
+        return { kind: 'runs', runs: await this.views.inProgress() };
       }
       case 'status': {
         await this.engine.recoverAbandoned();
-        const run = await runs.getRun(this.engine.db, command.runId);
+        const run = await this.engine.store.run(command.runId);
         if (!run) return this.notFound(command.runId, actor, 'status');
-        const audit = await this.engine.db.selectFrom('workflow_run_audit').select(['input', 'output']).where('id', '=', run.id).executeTakeFirst();
-        return { kind: 'run', run: this.view(run), audit: audit ?? null };
+        const record = await this.engine.store.runAuditRecord(run.id);
+        return { kind: 'run', run: this.view(run), audit: record ? { input: record.input, output: record.output } : null };
       }
       case 'history': {
         let workflowId: number | undefined;
@@ -133,12 +99,12 @@ export class CommandService {
           if (!workflow) return this.unknownWorkflow(command.workflow, actor, 'history');
           workflowId = workflow.id;
         }
-        const rows = await runs.runHistory(this.engine.db, { workflowId, limit: command.limit });
+        const rows = await this.engine.store.runHistory({ workflowId, limit: command.limit });
         return { kind: 'history', runs: rows.map((r) => this.view(r)) };
       }
       case 'workflows': {
-        const active = await runs.activeRuns(this.engine.db);
-        const pauses = await continuous.pauseStates(this.engine.db);
+        const active = await this.engine.store.runsInProgress();
+        const pauses = await this.engine.store.pauseStates();
         const views = [];
         for (const w of this.workflows.all()) {
           views.push({
@@ -147,7 +113,7 @@ export class CommandService {
             description: w.description,
             subject: w.subject,
             steps: w.steps.map((s) => s.name),
-            pending: await expectedWork(this.engine.db, w, null),
+            pending: await this.engine.store.pendingWork(w),
             rateLimitSeconds: w.rateLimitSeconds,
             concurrency: w.concurrency,
             running: active.filter((r) => r.workflow_id === w.id).map((r) => r.id),
@@ -158,7 +124,7 @@ export class CommandService {
         return { kind: 'workflows', workflows: views };
       }
       case 'health':
-        return this.health();
+        return this.checkHealth();
       case 'pause':
       case 'resume':
         return this.setPaused(command.workflow, command.verb === 'pause', actor);
@@ -177,12 +143,12 @@ export class CommandService {
       if (!workflow) return this.unknownWorkflow(command.workflow, actor, action);
     }
     if (command.mode === 'single_run') {
-      const resumed = await runs.getRun(this.engine.db, command.runId!);
+      const resumed = await this.engine.store.run(command.runId!);
       if (!resumed) return this.notFound(command.runId!, actor, action, workflow?.id);
       workflow ??= this.engine.workflow(resumed.workflow_id);
       if (!workflow) return this.unknownWorkflow(String(resumed.workflow_id), actor, action);
     }
-    const request = {
+    const request: RunRequest = {
       workflow: workflow!,
       mode: command.mode,
       subjectId: command.subjectId,
@@ -206,47 +172,18 @@ export class CommandService {
     return { kind: 'run_started', run: outcome.run, view: this.view(outcome.run.row) };
   }
 
-  /**
-   * `run --detach`: hand the run to a serving instance. The guards are checked
-   * here first so that a refusal reaches the person who asked, at once; the
-   * serving instance checks them again when it starts the run.
-   */
-  private async detach(request: Parameters<Engine['startRun']>[0], actor: Actor, action: RunAction, details: Record<string, unknown>): Promise<CommandResult> {
+  /** `run --detach`: the engine queues it for a serving instance, or says at once why not. */
+  private async detach(request: RunRequest, actor: Actor, action: RunAction, details: Record<string, unknown>): Promise<CommandResult> {
     const { workflow } = request;
-    if ((await servingInstances(this.engine)) === 0) {
-      const message = 'no instance is serving: start one with `workflow serve` (or `npm start`), or run without --detach';
-      await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: message, details });
-      return { kind: 'refused', reason: 'no_server', message };
+    const outcome = await this.engine.queueRun(request);
+    if (!outcome.queued) {
+      const { refusal } = outcome;
+      if (refusal.reason !== 'no_server') return this.refused(refusal, actor, action, workflow.id, details);
+      await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: refusal.message, details });
+      return { kind: 'refused', reason: 'no_server', message: refusal.message };
     }
-    const scope = request.mode === 'single_subject' ? (request.subjectId ?? null) : null;
-    const lockKey = await computeLockKey(this.engine.db, workflow.id, scope);
-    if (!request.force) {
-      const running = await runs.runningRunWithLockKey(this.engine.db, lockKey);
-      if (running) {
-        return this.refused(
-          { reason: 'duplicate', message: `workflow ${workflow.id} is already running as run #${running.id}, started by ${running.requested_by}`, running },
-          actor,
-          action,
-          workflow.id,
-          details,
-        );
-      }
-    }
-    const queued = await enqueueRun(this.engine, {
-      workflowId: workflow.id,
-      mode: request.mode,
-      subjectId: request.subjectId ?? null,
-      resumesRunId: request.resumeRunId ?? null,
-      lockKey,
-      action,
-      requestedBy: actor.id,
-      source: actor.source,
-      forcedBy: null,
-      forcedRunId: null,
-      notifyChannel: request.notifyChannel ?? null,
-    });
-    await this.audit(actor, action, 'accepted', { workflowId: workflow.id, runId: queued.id, details: { ...details, detached: true } });
-    return { kind: 'run_queued', view: this.view(queued) };
+    await this.audit(actor, action, 'accepted', { workflowId: workflow.id, runId: outcome.run.id, details: { ...details, detached: true } });
+    return { kind: 'run_queued', view: this.view(outcome.run) };
   }
 
   private async stop(runId: number, actor: Actor): Promise<CommandResult> {
@@ -284,7 +221,7 @@ export class CommandService {
     };
   }
 
-  private async refused(refusal: Refusal, actor: Actor, action: string, workflowId: number, details: Record<string, unknown>): Promise<CommandResult> {
+  private async refused(refusal: QueueRefusal, actor: Actor, action: string, workflowId: number, details: Record<string, unknown>): Promise<CommandResult> {
     await this.audit(actor, action, 'refused', {
       workflowId,
       runId: refusal.reason === 'duplicate' ? refusal.running.id : null,
@@ -320,10 +257,10 @@ export class CommandService {
     if (action.type === 'force_start') {
       const command: Command = { verb: 'run', workflow: String(action.workflowId), mode: 'global_batch', force: true, detach: false };
       if (actor.roles && !actor.roles.has('admin')) return this.forbidden(command, 'admin', actor);
-      if (!(await chat.claimAction(this.engine.db, key, actor.id))) return { kind: 'done', message: 'that click was already handled' };
+      if (!(await this.engine.store.claimAction(key, actor.id))) return { kind: 'done', message: 'that click was already handled' };
       return this.execute(command, actor);
     }
-    const run = await runs.getRun(this.engine.db, action.runId);
+    const run = await this.engine.store.run(action.runId);
     if (!run) return this.notFound(action.runId, actor, `button:${action.type}`);
     const command: Command =
       action.type === 'stop'
@@ -338,7 +275,7 @@ export class CommandService {
           };
     const needed = requiredRole(command);
     if (actor.roles && !actor.roles.has(needed)) return this.forbidden(command, needed, actor);
-    if (!(await chat.claimAction(this.engine.db, key, actor.id))) {
+    if (!(await this.engine.store.claimAction(key, actor.id))) {
       return { kind: 'done', message: `that click on run #${run.id} was already handled` };
     }
     if (run.status !== 'running') {
@@ -350,45 +287,6 @@ export class CommandService {
     return this.execute(command, actor);
   }
 
-  /** Starts following run events across every process; close() stops. */
-  async watchRuns(): Promise<RunWatch> {
-    const listener = await this.engine.listenForRunEvents();
-    const watch = new EventEmitter() as RunWatch;
-    listener.on('event', (event: { type: 'run_started' | 'run_ended'; runId: number }) => {
-      void runs.getRun(this.engine.db, event.runId).then(
-        (run) => run && watch.emit('run', event.type, this.view(run)),
-        () => {},
-      );
-    });
-    listener.on('reconnected', () => watch.emit('reconnected'));
-    watch.close = () => listener.close();
-    return watch;
-  }
-
-  async runView(runId: number): Promise<RunView | undefined> {
-    const run = await runs.getRun(this.engine.db, runId);
-    return run && this.view(run);
-  }
-
-  /** The channel a run reports to: where it was requested, else the fallback (the notify channel). */
-  async runChannel(runId: number, fallback: string | undefined): Promise<string | undefined> {
-    const run = await runs.getRun(this.engine.db, runId);
-    return run?.notify_channel ?? fallback;
-  }
-
-  /** True for exactly one instance: the one that posts this run's message in this channel. */
-  claimRunMessage(runId: number, channel: string): Promise<boolean> {
-    return chat.claimRunMessage(this.engine.db, runId, channel, this.engine.instanceId);
-  }
-
-  setRunMessageTs(runId: number, channel: string, ts: string): Promise<void> {
-    return chat.setRunMessageTs(this.engine.db, runId, channel, ts);
-  }
-
-  runMessages(runId: number) {
-    return chat.runMessages(this.engine.db, runId);
-  }
-
   private async forbidden(command: Command, needed: Role, actor: Actor): Promise<CommandResult> {
     const has = actor.roles && actor.roles.size > 0 ? [...actor.roles].join(', ') : 'no role';
     const what = command.verb === 'run' && command.force ? 'force' : command.verb;
@@ -398,9 +296,10 @@ export class CommandService {
   }
 
   /** The health monitor's findings after one pass now (recovering what it finds, probing services). */
-  private async health(): Promise<CommandResult> {
-    if (!this.monitor) return { kind: 'done', message: 'no health monitor in this process' };
-    return { kind: 'health', report: await this.monitor.check() };
+  private async checkHealth(): Promise<CommandResult> {
+    const report = await this.health.check();
+    if (!report) return { kind: 'done', message: 'no health monitor in this process' };
+    return { kind: 'health', report };
   }
 
   /**
@@ -419,13 +318,13 @@ export class CommandService {
       await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: message, details: { refusal: 'not_continuous' } });
       return { kind: 'refused', reason: 'not_continuous', message, workflowId: workflow.id };
     }
-    const before = await continuous.setPaused(this.engine.db, workflow.id, paused, actor.id);
+    const before = await this.engine.store.setPaused(workflow.id, paused, actor.id);
     if (!before) return this.unknownWorkflow(ref, actor, action);
     await this.audit(actor, action, 'accepted', { workflowId: workflow.id, details: { was_paused: before.paused } });
-    if (!paused) await continuous.notifyWork(this.engine.db, workflow.id);
+    if (!paused) await this.engine.store.announceWork(workflow.id);
     const name = `workflow ${workflow.id} (${workflow.name})`;
     const message = paused
-      ? `${before.paused ? `${name} was already paused; it stays paused` : `${name} paused`}: new work starts no run until \`resume ${workflow.id}\`${(await runs.activeRuns(this.engine.db)).some((r) => r.workflow_id === workflow.id) ? ' (the run going now goes on; `stop` it to end it)' : ''}`
+      ? `${before.paused ? `${name} was already paused; it stays paused` : `${name} paused`}: new work starts no run until \`resume ${workflow.id}\`${(await this.engine.store.runsInProgress()).some((r) => r.workflow_id === workflow.id) ? ' (the run going now goes on; `stop` it to end it)' : ''}`
       : `${before.paused ? `${name} resumed` : `${name} was not paused`}: new work starts runs again (pending work now, once the rate limit allows)`;
     return { kind: 'done', message };
   }
@@ -454,34 +353,17 @@ export class CommandService {
     outcome: 'accepted' | 'refused' | 'invalid',
     entry: { workflowId?: number | null; runId?: number | null; reason?: string | null; details?: Record<string, unknown> },
   ): Promise<number> {
-    return appendAudit(this.engine.db, { actor: actor.id, source: actor.source, action, outcome, ...entry });
+    return this.engine.store.audit({ actor: actor.id, source: actor.source, action, outcome, ...entry });
   }
 
-  view(run: RunRow): RunView {
-    return toRunView(run, this.engine.workflow(run.workflow_id)?.name ?? null);
-  }
-
-  /**
-   * /healthz: does the database answer? The HTTP server's health check needs
-   * the database, and the chat layer holds no SQL, so it asks here.
-   */
-  ping(): Promise<void> {
-    return stats.ping(this.engine.db);
-  }
-
-  /**
-   * /metrics: runs and interactions by status, lock waits, and the runs that
-   * ended since `endedSince` (see src/db/queries/stats.ts). Here for the same
-   * reason as ping(): the metrics route lives in the chat layer, the SQL below it.
-   */
-  observabilityStats(endedSince: Date | null): Promise<stats.ObservabilityStats> {
-    return stats.observabilityStats(this.engine.db, endedSince);
+  private view(run: RunRow): RunView {
+    return this.views.view(run);
   }
 }
 
 const STOP_WAIT_MS = 15_000;
 
-function pausedView(state: continuous.PauseState | undefined): { by: string | null; at: string | null } | null {
+function pausedView(state: PauseState | undefined): { by: string | null; at: string | null } | null {
   if (!state?.paused) return null;
   return { by: state.pausedBy, at: state.pausedAt ? new Date(state.pausedAt).toISOString() : null };
 }

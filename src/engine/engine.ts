@@ -11,11 +11,13 @@ import * as runs from '../db/queries/runs.ts';
 import { isActive, isResumable, ownerEnding, runAction } from '../db/run-states.ts';
 import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { enqueueRun, servingInstances } from './dispatcher.ts';
 import { publishRunEvent, RunEventListener } from './events.ts';
 import { recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
 import { Runner, type StopCause } from './runner.ts';
 import { delta, estimatedInteractions, expectedWork, takeSnapshot } from './snapshot.ts';
+import { Store } from './store.ts';
 
 export interface EngineOptions {
   connectionString: string;
@@ -52,6 +54,10 @@ export type Refusal =
 
 export type StartOutcome = { started: true; run: ActiveRun } | { started: false; refusal: Refusal };
 
+/** `run --detach` is also refused when no instance serves the queue. */
+export type QueueRefusal = Refusal | { reason: 'no_server'; message: string };
+export type QueueOutcome = { queued: true; run: RunRow } | { queued: false; refusal: QueueRefusal };
+
 export interface RunSummary {
   run: RunRow;
   /** How it ended locally; `taken_over` and `lock_lost` mean this process wrote nothing at the end. */
@@ -86,6 +92,8 @@ const HOLDER_WAIT_MS = 3_000;
 export class Engine extends EventEmitter {
   readonly instanceId: string;
   readonly db: Db;
+  /** What the command layer reads and writes in the database besides starting and stopping runs. */
+  readonly store: Store;
   private readonly pool: pg.Pool;
   private readonly active = new Map<number, ActiveRun>();
   private readonly workflowsById: Map<number, ResolvedWorkflow>;
@@ -100,6 +108,7 @@ export class Engine extends EventEmitter {
     this.instanceId = options.instanceId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
     this.pool = createPool({ connectionString: options.connectionString, applicationName: `workflow:${this.instanceId}`, max: 8 });
     this.db = createKysely(this.pool);
+    this.store = new Store(this.db, this.instanceId);
     this.workflowsById = new Map(options.workflows.map((w) => [w.id, w]));
   }
 
@@ -193,6 +202,43 @@ export class Engine extends EventEmitter {
       await lock.close();
       throw error;
     }
+  }
+
+  /**
+   * `run --detach`: hands the run to a serving instance (dispatcher.ts). The
+   * guards are checked here first so that a refusal reaches the person who
+   * asked at once; the serving instance checks them all again when it starts
+   * the run, so these are the cheap ones, without the lock.
+   */
+  async queueRun(request: RunRequest): Promise<QueueOutcome> {
+    const { workflow } = request;
+    if ((await servingInstances(this)) === 0) {
+      const message = 'no instance is serving: start one with `workflow serve` (or `npm start`), or run without --detach';
+      return { queued: false, refusal: { reason: 'no_server', message } };
+    }
+    const scope = request.mode === 'single_subject' ? (request.subjectId ?? null) : null;
+    const lockKey = await computeLockKey(this.db, workflow.id, scope);
+    if (!request.force) {
+      const running = await runs.runningRunWithLockKey(this.db, lockKey);
+      if (running) {
+        const message = `workflow ${workflow.id} is already running as run #${running.id}, started by ${running.requested_by}`;
+        return { queued: false, refusal: { reason: 'duplicate', message, running } };
+      }
+    }
+    const run = await enqueueRun(this, {
+      workflowId: workflow.id,
+      mode: request.mode,
+      subjectId: request.subjectId ?? null,
+      resumesRunId: request.resumeRunId ?? null,
+      lockKey,
+      action: runAction(request),
+      requestedBy: request.requestedBy,
+      source: request.source,
+      forcedBy: null,
+      forcedRunId: null,
+      notifyChannel: request.notifyChannel ?? null,
+    });
+    return { queued: true, run };
   }
 
   /**

@@ -2,7 +2,7 @@
 // wires them, for tests that drive the engine in-process.
 import { createKysely, createPool, type Db } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
-import { CommandService } from '../../src/commands/service.ts';
+import { createCommands, type Commands } from '../../src/commands/commands.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { createLogger } from '../../src/log.ts';
 import { resolveDefaults, type ResolvedWorkflow, type WorkflowDefinition } from '../../src/workflows/define.ts';
@@ -13,11 +13,10 @@ import { createTestDatabase, type TestDatabase } from './database.ts';
 /** A test database: the engine's tables, the example's postings and the items of test/fixtures/items-workflow.ts. */
 export type TestDb = Db<PostingsTables & ItemsTables>;
 
-export interface TestEngine {
+export interface TestEngine extends Commands {
   database: TestDatabase;
   db: TestDb;
   engine: Engine;
-  service: CommandService;
   workflows: ResolvedWorkflow[];
   close(): Promise<void>;
 }
@@ -58,7 +57,7 @@ export async function testEngine(prefix: string, definitions: WorkflowDefinition
   if (setup) await setup(db);
   const workflows = await registerWorkflows(db, definitions);
   const engine = startEngine(database.url, workflows);
-  const service = new CommandService(engine, {
+  const commands = createCommands(engine, {
     all: () => workflows,
     find: (ref) => workflows.find((w) => String(w.id) === String(ref) || w.name === String(ref).toLowerCase()),
   });
@@ -66,7 +65,7 @@ export async function testEngine(prefix: string, definitions: WorkflowDefinition
     database,
     db,
     engine,
-    service,
+    ...commands,
     workflows,
     async close() {
       await engine.close();

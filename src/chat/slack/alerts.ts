@@ -1,4 +1,4 @@
-import type { CommandService } from '../../commands/service.ts';
+import type { Health } from '../../commands/health.ts';
 import type { Logger } from '../../log.ts';
 import { monitorEventMessage } from '../blocks/health.ts';
 import type { ChatClient } from './notifier.ts';
@@ -9,7 +9,7 @@ import type { ChatClient } from './notifier.ts';
 // instance can subscribe and each alert is still posted once.
 
 export interface AlertsOptions {
-  service: Pick<CommandService, 'onMonitorEvent'>;
+  health: Pick<Health, 'onMonitorEvent'>;
   client: ChatClient;
   log: Logger;
   /** SLACK_NOTIFY_CHANNEL; none → alerts are only logged. */
@@ -20,7 +20,7 @@ export interface AlertsOptions {
 export function startAlerts(options: AlertsOptions): () => Promise<void> {
   const { client, log, channel } = options;
   let chain: Promise<void> = Promise.resolve();
-  const unsubscribe = options.service.onMonitorEvent((event) => {
+  const unsubscribe = options.health.onMonitorEvent((event) => {
     if (!channel) {
       log.info({ event }, 'health monitor event (no SLACK_NOTIFY_CHANNEL to post it to)');
       return;

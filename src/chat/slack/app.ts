@@ -2,6 +2,8 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type CustomRoute, type Logger as BoltLogger } from '@slack/bolt';
+import type { RunMessages } from '../../commands/run-messages.ts';
+import type { RunViews } from '../../commands/run-views.ts';
 import type { CommandService } from '../../commands/service.ts';
 import type { Config } from '../../config.ts';
 import type { Logger } from '../../log.ts';
@@ -20,6 +22,8 @@ export type SlackMode = 'socket' | 'http';
 export interface SlackAppOptions {
   config: Config;
   service: CommandService;
+  views: RunViews;
+  messages: RunMessages;
   log: Logger;
   /** More routes on the same HTTP server (GET /healthz, /metrics). In Socket Mode they get a server of their own on PORT. */
   routes?: CustomRoute[];
@@ -54,7 +58,7 @@ export function slackApiUrl(config: Config): string | undefined {
 }
 
 export function createSlackApp(options: SlackAppOptions): SlackApp {
-  const { config, service, log } = options;
+  const { config, service, views, messages, log } = options;
   const mode = slackMode(config);
   if (!mode) throw new Error('Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)');
   if (!config.SLACK_BOT_TOKEN) throw new Error('SLACK_BOT_TOKEN is required for the Slack app (the bot token, xoxb-…)');
@@ -106,6 +110,8 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
 
   const notifier = createNotifier({
     service,
+    views,
+    messages,
     client: app.client as unknown as ChatClient,
     log: log.child({ component: 'slack-notifier' }),
     notifyChannel: config.SLACK_NOTIFY_CHANNEL,

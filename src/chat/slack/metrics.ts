@@ -1,13 +1,13 @@
 // GET /healthz and GET /metrics for the Slack app's HTTP server (Bolt custom
 // routes; in Socket Mode the app still serves them on PORT).
 //
-// Every figure here comes from the database through the command service
-// (CommandService.ping / observabilityStats), so each instance serving the same
+// Every figure here comes from the database through the command layer
+// (Health.ping / observabilityStats), so each instance serving the same
 // database reports the same numbers: aggregate across instances with max(),
 // not sum(). The chat layer holds no SQL (src/db/queries/stats.ts has it).
 //
 // The health monitor's figures (workflow_monitor_*, workflow_service_up) are
-// this process's own (CommandService.monitorReport): services are probed by
+// this process's own (Health.monitorReport): services are probed by
 // every instance, recovery is done by the active monitor only, so sum() its
 // counters across instances.
 //
@@ -22,9 +22,9 @@
 import type { ServerResponse } from 'node:http';
 import type { CustomRoute } from '@slack/bolt';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { CommandService } from '../../commands/service.ts';
+import type { Health } from '../../commands/health.ts';
 
-type Service = Pick<CommandService, 'ping' | 'observabilityStats'> & Partial<Pick<CommandService, 'monitorReport'>>;
+type HealthReads = Pick<Health, 'ping' | 'observabilityStats'> & Partial<Pick<Health, 'monitorReport'>>;
 
 export type HealthAnswer =
   | { ok: true; degraded?: string; monitor?: MonitorSummary; services?: Record<string, 'up' | 'down' | 'unknown'> }
@@ -37,7 +37,7 @@ interface MonitorSummary {
 }
 
 export interface ObservabilityOptions {
-  service: Service;
+  health: HealthReads;
   /** Is the runner alive? (The serving loop: dispatcher, run events.) Absent = only the database is checked. */
   engineAlive?: () => boolean;
   /** How long /healthz waits for the database before calling it unreachable. Default 2 s. */
@@ -64,7 +64,7 @@ const INTERACTION_STATUSES = ['pending', 'running', 'completed', 'failed'] as co
 const DURATION_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600];
 
 export function createObservability(options: ObservabilityOptions): Observability {
-  const { service } = options;
+  const reads = options.health;
   const healthTimeoutMs = options.healthTimeoutMs ?? 2_000;
   const registry = new Registry();
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
@@ -138,7 +138,7 @@ export function createObservability(options: ObservabilityOptions): Observabilit
   });
 
   function refreshMonitor(): void {
-    const report = service.monitorReport?.();
+    const report = reads.monitorReport?.();
     if (!report) return;
     monitorActive.set(report.active ? 1 : 0);
     if (report.lastPassAt) monitorLastPass.set(Date.parse(report.lastPassAt) / 1000);
@@ -163,13 +163,9 @@ export function createObservability(options: ObservabilityOptions): Observabilit
 
   async function refreshOnce(): Promise<void> {
     const started = performance.now();
-    let stats: Awaited<ReturnType<Service['observabilityStats']>>;
+    let stats: Awaited<ReturnType<HealthReads['observabilityStats']>>;
     try {
-      stats = await withTimeout(
-        service.observabilityStats(newestEndedMs === null ? null : new Date(newestEndedMs)),
-        healthTimeoutMs * 2,
-        'reading the figures',
-      );
+      stats = await withTimeout(reads.observabilityStats(newestEndedMs === null ? null : new Date(newestEndedMs)), healthTimeoutMs * 2, 'reading the figures');
     } catch {
       databaseUp.set(0);
       runs.reset();
@@ -209,12 +205,12 @@ export function createObservability(options: ObservabilityOptions): Observabilit
 
   async function health(): Promise<HealthAnswer> {
     try {
-      await withTimeout(service.ping(), healthTimeoutMs, 'SELECT 1');
+      await withTimeout(reads.ping(), healthTimeoutMs, 'SELECT 1');
     } catch (error) {
       return { ok: false, reason: `database unreachable: ${describe(error)}` };
     }
     if (options.engineAlive && !options.engineAlive()) return { ok: false, reason: 'runner not alive' };
-    const report = service.monitorReport?.();
+    const report = reads.monitorReport?.();
     if (!report) return { ok: true };
     const services = Object.fromEntries(report.services.map((s) => [s.name, s.up === null ? 'unknown' : s.up ? 'up' : 'down'] as const));
     const down = report.services.filter((s) => s.up === false);

@@ -1,5 +1,7 @@
 import type { RunView } from '../../commands/results.ts';
-import type { Actor, CommandService, RunWatch } from '../../commands/service.ts';
+import type { RunMessages } from '../../commands/run-messages.ts';
+import type { RunViews, RunWatch } from '../../commands/run-views.ts';
+import type { Actor, CommandService } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
 import { sleep } from '../../lib/sleep.ts';
 import { runMessage } from '../blocks/run.ts';
@@ -22,6 +24,8 @@ export interface ChatClient {
 
 export interface NotifierOptions {
   service: CommandService;
+  views: RunViews;
+  messages: RunMessages;
   client: ChatClient;
   log: Logger;
   /** Where runs that were not requested in a channel report (SLACK_NOTIFY_CHANNEL); none → not posted. */
@@ -55,7 +59,7 @@ const SYSTEM_ACTOR: Actor = { id: 'slack-notifier', source: 'slack' };
 const CLOCKLESS = new Date(0);
 
 export function createNotifier(options: NotifierOptions): Notifier {
-  const { service, client, log } = options;
+  const { service, views, messages, client, log } = options;
   const minUpdateMs = options.minUpdateMs ?? 3_000;
   const pollMs = options.pollMs ?? 3_000;
   const discoverMs = options.discoverMs ?? 30_000;
@@ -92,15 +96,15 @@ export function createNotifier(options: NotifierOptions): Notifier {
   /** Posts the run's message unless it is shown already or another instance claimed it. */
   async function announce(runId: number): Promise<void> {
     if (shown.has(runId)) return refresh(runId, false);
-    const channel = await service.runChannel(runId, options.notifyChannel);
-    if (!channel || !(await service.claimRunMessage(runId, channel))) return;
-    const view = await service.runView(runId);
+    const channel = await messages.channel(runId, options.notifyChannel);
+    if (!channel || !(await messages.claim(runId, channel))) return;
+    const view = await views.get(runId);
     if (!view) return;
     const message = render(view);
     const posted = await client.chat.postMessage({ channel, text: message.text, blocks: message.blocks });
     if (!posted.ts) throw new Error(`chat.postMessage returned no ts for run #${runId}`);
     const postedChannel = posted.channel ?? channel;
-    await service.setRunMessageTs(runId, channel, posted.ts);
+    await messages.setTs(runId, channel, posted.ts);
     shown.set(runId, [{ runId, channel: postedChannel, ts: posted.ts, content: message.content, updatedAt: Date.now() }]);
     log.debug({ runId, channel, ts: posted.ts }, 'run message posted');
     // Ended while it was being posted, or an ended run found late: the post is final.
@@ -115,7 +119,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
   async function refresh(runId: number, final: boolean): Promise<void> {
     const messages = shown.get(runId);
     if (!messages) return;
-    const view = await service.runView(runId);
+    const view = await views.get(runId);
     if (!view) {
       shown.delete(runId);
       return;
@@ -173,7 +177,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
 
   return {
     async start() {
-      watch = await service.watchRuns();
+      watch = await views.watch();
       watch.on('run', (type, view) => {
         if (stopping.signal.aborted) return;
         void enqueue(view.id, () => (type === 'run_started' ? announce(view.id) : finish(view.id)));

@@ -4,7 +4,7 @@ import type { EngineTables } from '../schema.ts';
 
 // Read-only statements for the HTTP server's /healthz and /metrics
 // (src/chat/slack/metrics.ts). The chat layer holds no SQL, so they live here
-// and reach it through CommandService.ping() and CommandService.observabilityStats().
+// and reach it through the command layer's Health (src/commands/health.ts).
 
 type Db = Kysely<EngineTables>;
 

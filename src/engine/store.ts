@@ -1,0 +1,102 @@
+import type { Db } from '../db/connect.ts';
+import { appendAudit, type AuditEntry } from '../db/queries/audit.ts';
+import * as chat from '../db/queries/chat.ts';
+import * as continuous from '../db/queries/continuous.ts';
+import * as runs from '../db/queries/runs.ts';
+import * as stats from '../db/queries/stats.ts';
+import type { ExpectedWork, RunRow } from '../db/schema.ts';
+import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { expectedWork } from './snapshot.ts';
+
+export type { PauseState } from '../db/queries/continuous.ts';
+export type { ObservabilityStats } from '../db/queries/stats.ts';
+
+/**
+ * The statements the command layer needs beside starting and stopping runs
+ * (Engine.startRun, queueRun, requestStop): run records, the audit log, the
+ * pause switches, the chat surfaces' own rows and the observability figures.
+ * Commands reach the database through here and the Engine only, never
+ * src/db/queries directly (docs/architecture.md, "Layers").
+ */
+export class Store {
+  private readonly db: Db;
+  private readonly instanceId: string;
+
+  constructor(db: Db, instanceId: string) {
+    this.db = db;
+    this.instanceId = instanceId;
+  }
+
+  // ── Runs ──
+
+  run(runId: number): Promise<RunRow | undefined> {
+    return runs.getRun(this.db, runId);
+  }
+
+  /** Queued and running runs, oldest first. */
+  runsInProgress(): Promise<RunRow[]> {
+    return runs.activeRuns(this.db);
+  }
+
+  runHistory(options: { workflowId?: number; limit: number }): Promise<RunRow[]> {
+    return runs.runHistory(this.db, options);
+  }
+
+  /** A run's input and output as the workflow_run_audit view shows them. */
+  async runAuditRecord(runId: number): Promise<{ id: number; input: unknown; output: unknown } | undefined> {
+    return this.db.selectFrom('workflow_run_audit').select(['id', 'input', 'output']).where('id', '=', runId).executeTakeFirst();
+  }
+
+  /** What a workflow would do now: its pending subjects per step. */
+  pendingWork(workflow: ResolvedWorkflow): Promise<ExpectedWork> {
+    return expectedWork(this.db, workflow, null);
+  }
+
+  // ── Audit log ──
+
+  audit(entry: AuditEntry): Promise<number> {
+    return appendAudit(this.db, entry);
+  }
+
+  // ── Pause switches of continuous workflows ──
+
+  pauseStates(): Promise<Map<number, continuous.PauseState>> {
+    return continuous.pauseStates(this.db);
+  }
+
+  /** The state before the change; undefined when the workflow is not registered. */
+  setPaused(workflowId: number, paused: boolean, by: string): Promise<continuous.PauseState | undefined> {
+    return continuous.setPaused(this.db, workflowId, paused, by);
+  }
+
+  /** Tells the serving leader that a workflow has work, so it looks at once. */
+  announceWork(workflowId: number): Promise<void> {
+    return continuous.notifyWork(this.db, workflowId);
+  }
+
+  // ── Chat surfaces ──
+
+  /** True for the first caller with this key only (a button click acted on once). */
+  claimAction(key: string, actor: string): Promise<boolean> {
+    return chat.claimAction(this.db, key, actor);
+  }
+
+  /** True for exactly one instance: the one that posts this run's message in this channel. */
+  claimRunMessage(runId: number, channel: string): Promise<boolean> {
+    return chat.claimRunMessage(this.db, runId, channel, this.instanceId);
+  }
+
+  setRunMessageTs(runId: number, channel: string, ts: string): Promise<void> {
+    return chat.setRunMessageTs(this.db, runId, channel, ts);
+  }
+
+  // ── Observability ──
+
+  ping(): Promise<void> {
+    return stats.ping(this.db);
+  }
+
+  observabilityStats(endedSince: Date | null): Promise<stats.ObservabilityStats> {
+    return stats.observabilityStats(this.db, endedSince);
+  }
+}
