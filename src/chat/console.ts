@@ -5,6 +5,7 @@ import type { Role } from '../commands/access.ts';
 import type { CommandResult, RunView } from '../commands/results.ts';
 import type { RunViews, RunWatch } from '../commands/run-views.ts';
 import type { Actor, ButtonAction, CommandService } from '../commands/service.ts';
+import { isActive } from '../db/run-states.ts';
 import { buttonAction } from './blocks/buttons.ts';
 import type { Message } from './blocks/primitives.ts';
 import { resultMessage } from './blocks/result.ts';
@@ -196,7 +197,7 @@ export class ConsoleChat {
   private announce(view: RunView): void {
     if (this.announced.has(view.id)) return;
     this.announced.add(view.id);
-    if (view.status !== 'running' && view.status !== 'queued') return this.finish(view);
+    if (!isActive(view.status)) return this.finish(view);
     this.live.set(view.id, { line: runSummaryLine(view), printedAt: Date.now() });
     this.printMessage(runMessage(view));
   }
@@ -228,7 +229,7 @@ export class ConsoleChat {
         const view = await this.views.get(id);
         if (!view) {
           this.live.delete(id);
-        } else if (view.status !== 'running' && view.status !== 'queued') {
+        } else if (!isActive(view.status)) {
           this.finish(view); // the end event may have been lost; the poll still reports it
         } else {
           const line = runSummaryLine(view);

@@ -1,4 +1,5 @@
 import type { RunView } from '../../commands/results.ts';
+import { isActive } from '../../db/run-states.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { code, esc, formatDuration, formatTime, who } from './primitives.ts';
 
@@ -15,7 +16,7 @@ export const STATUS_EMOJI: Record<RunView['status'], string> = {
 };
 
 export function isLive(view: RunView): boolean {
-  return view.status === 'running' || view.status === 'queued';
+  return isActive(view.status);
 }
 
 export interface StepRow {

@@ -23,6 +23,7 @@ import type { ServerResponse } from 'node:http';
 import type { CustomRoute } from '@slack/bolt';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Health } from '../../commands/health.ts';
+import { RUN_STATUSES } from '../../db/run-states.ts';
 
 type HealthReads = Pick<Health, 'ping' | 'observabilityStats'> & Partial<Pick<Health, 'monitorReport'>>;
 
@@ -58,7 +59,6 @@ export interface Observability {
   metrics(): Promise<string>;
 }
 
-const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'stopped', 'abandoned'] as const;
 const INTERACTION_STATUSES = ['pending', 'running', 'completed', 'failed'] as const;
 /** Run durations range from a no-op second to hours of model calls. */
 const DURATION_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600];

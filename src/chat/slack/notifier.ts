@@ -2,6 +2,7 @@ import type { RunView } from '../../commands/results.ts';
 import type { RunMessages } from '../../commands/run-messages.ts';
 import type { RunViews, RunWatch } from '../../commands/run-views.ts';
 import type { Actor, CommandService } from '../../commands/service.ts';
+import { isActive } from '../../db/run-states.ts';
 import type { Logger } from '../../log.ts';
 import { sleep } from '../../lib/sleep.ts';
 import { runMessage } from '../blocks/run.ts';
@@ -108,7 +109,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     shown.set(runId, [{ runId, channel: postedChannel, ts: posted.ts, content: message.content, updatedAt: Date.now() }]);
     log.debug({ runId, channel, ts: posted.ts }, 'run message posted');
     // Ended while it was being posted, or an ended run found late: the post is final.
-    if (view.status !== 'running' && view.status !== 'queued') shown.delete(runId);
+    if (!isActive(view.status)) shown.delete(runId);
   }
 
   /**
@@ -124,7 +125,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
       shown.delete(runId);
       return;
     }
-    const ended = view.status !== 'running' && view.status !== 'queued';
+    const ended = !isActive(view.status);
     const message = render(view);
     for (const entry of messages) {
       if (entry.content === message.content) continue;
