@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
 import { createObservability } from '../src/chat/slack/metrics.ts';
 import { createSlackApp } from '../src/chat/slack/app.ts';
-import { CommandService } from '../src/commands/service.ts';
+import { createCommands } from '../src/commands/commands.ts';
 import { loadConfig } from '../src/config.ts';
 import { createKysely, createPool } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
@@ -86,7 +86,7 @@ try {
     }),
   );
   engine = new Engine({ connectionString: database.url, workflows: [workflow], log, heartbeatMs: 2_000, forceGraceMs: 5_000 });
-  const service = new CommandService(engine, {
+  const commands = createCommands(engine, {
     all: () => [workflow],
     find: (ref) => (String(ref) === String(WORKFLOW_ID) || ref === workflow.name ? workflow : undefined),
   });
@@ -98,7 +98,7 @@ try {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     WORKFLOW_ACCESS: JSON.stringify([{ role: 'operator', to: ['*'] }]),
   });
-  slack = createSlackApp({ config, service, log, routes: createObservability({ service }).routes });
+  slack = createSlackApp({ config, ...commands, log, routes: createObservability({ health: commands.health }).routes });
   const { port } = await slack.start(0);
   const url = `http://127.0.0.1:${port}/slack/events`;
 
