@@ -10,10 +10,15 @@ const SERVE_APP_PREFIX = 'workflow-serve:';
 /** A NOTIFY can be missed while the listener reconnects; a slow poll catches those. */
 const POLL_MS = 5_000;
 
-/** Whether any instance is serving (its dispatcher's listening connection is visible to all). */
+/**
+ * Whether any instance serves this database (its dispatcher's listening
+ * connection is visible to all). A `serve` attached to another database of the
+ * same server never sees this one's queue.
+ */
 export async function servingInstances(engine: Engine): Promise<number> {
   const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE ${SERVE_APP_PREFIX + '%'}`.execute(engine.db);
+    SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE application_name LIKE ${SERVE_APP_PREFIX + '%'} AND datname = current_database()`.execute(engine.db);
   return rows[0]?.n ?? 0;
 }
 

@@ -66,10 +66,14 @@ export async function lockHolderPid<DB>(db: Kysely<DB>, key: number): Promise<nu
  * Ends every backend of a run's owner: its lock connection and the connections
  * its writes go through. Used by force after the grace period, so that a hung
  * owner's open transactions roll back and release the row locks they hold.
+ * Only this database's: run ids are per database, so `workflow-run:1` of
+ * another database on the same server (staging beside production) is
+ * another run altogether.
  */
 export async function terminateBackends<DB>(db: Kysely<DB>, options: { pid: number | null; applicationName: string }): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-     WHERE pid <> pg_backend_pid() AND (pid = ${options.pid} OR application_name = ${options.applicationName})`.execute(db);
+     WHERE pid <> pg_backend_pid() AND datname = current_database()
+       AND (pid = ${options.pid} OR application_name = ${options.applicationName})`.execute(db);
   return rows[0]?.n ?? 0;
 }
