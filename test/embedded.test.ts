@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { embeddedServerState, ensureEmbeddedServer, stopEmbeddedServer } from '../src/db/embedded.ts';
+import { EMBEDDED_APP_ROLE, embeddedServerState, ensureEmbeddedDatabase, ensureEmbeddedServer, stopEmbeddedServer } from '../src/db/embedded.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/ensure-embedded.ts', import.meta.url));
 const TIMEOUT = { timeout: 120_000 };
@@ -75,7 +75,7 @@ function ensureInAnotherProcess(dataDir: string): Promise<{ code: number | null;
 test('starts a server in a fresh directory, then reuses it', TIMEOUT, async () => {
   const dir = await freshDataDir();
   const url = await ensureEmbeddedServer(dir);
-  assert.match(url, /^postgresql:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/);
+  assert.match(url, /^postgresql:\/\/postgres:[0-9a-f]{48}@127\.0\.0\.1:\d+\/postgres$/);
 
   const [settings] = await query<{ listen: string; max: string; answer: number }>(
     url,
@@ -111,7 +111,7 @@ test('processes racing on a fresh directory share one server, which outlives the
   // Every process that could have started it has exited.
   const [url] = [...urls] as [string];
   assert.deepEqual(await query(url, 'SELECT 1 AS one'), [{ one: 1 }]);
-  assert.deepEqual(await fs.readdir(dir), ['pg'], 'the losers clean up their initdb directories');
+  assert.deepEqual((await fs.readdir(dir)).sort(), ['credentials.json', 'pg'], 'the losers clean up their initdb directories');
 });
 
 test('a smart stop waits for connected clients', TIMEOUT, async () => {
@@ -148,4 +148,95 @@ test('stopping a server that is not running says so', TIMEOUT, async () => {
   await ensureEmbeddedServer(dir);
   assert.equal(await stopEmbeddedServer(dir), 'stopped');
   assert.equal(await stopEmbeddedServer(dir), 'not-running', 'already stopped');
+});
+
+/** The URL with its password replaced (or removed, for undefined). */
+function withPassword(url: string, password: string | undefined): string {
+  const parsed = new URL(url);
+  parsed.password = password ?? '';
+  return parsed.toString();
+}
+
+async function refusal(url: string): Promise<{ code?: string; message: string }> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    return error as { code?: string; message: string };
+  } finally {
+    await client.end().catch(() => {});
+  }
+  throw new Error('the connection was accepted');
+}
+
+test('asks for a password, kept in a file only its owner can read; without it or with another, no connection', TIMEOUT, async () => {
+  const dir = await freshDataDir();
+  const url = await ensureEmbeddedServer(dir);
+  const file = path.join(dir, 'credentials.json');
+  const { mode, uid } = await fs.stat(file);
+  assert.equal(mode & 0o777, 0o600);
+  assert.equal(uid, process.getuid?.());
+  const owner = (JSON.parse(await fs.readFile(file, 'utf8')) as { owner: string }).owner;
+  assert.equal(decodeURIComponent(new URL(url).password), owner);
+
+  await refusal(withPassword(url, undefined)); // pg will not even try without one
+  assert.equal((await refusal(withPassword(url, 'guess'))).code, '28P01');
+  const hba = await query<{ type: string; method: string }>(url, 'SELECT type, auth_method AS method FROM pg_hba_file_rules WHERE type IS NOT NULL');
+  assert.deepEqual(hba, [{ type: 'host', method: 'scram-sha-256' }], 'no trust line anywhere');
+  assert.deepEqual(await query(url, "SELECT current_setting('unix_socket_directories') AS sockets"), [{ sockets: '' }]);
+});
+
+test('another local user can neither read the credentials nor connect', { ...TIMEOUT, skip: process.getuid?.() !== 0 || !hasPsql() }, async () => {
+  const dir = await freshDataDir();
+  const url = new URL(await ensureEmbeddedServer(dir));
+  const nobody = { uid: 65534, gid: 65534 };
+  const read = spawnSync('cat', [path.join(dir, 'credentials.json')], { ...nobody, encoding: 'utf8' });
+  assert.notEqual(read.status, 0);
+  assert.match(read.stderr, /Permission denied/);
+  const psql = spawnSync('psql', ['-w', '-h', '127.0.0.1', '-p', url.port, '-U', 'postgres', '-d', 'postgres', '-c', 'SELECT 1'], {
+    ...nobody,
+    cwd: '/',
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH },
+  });
+  assert.notEqual(psql.status, 0, psql.stdout);
+  assert.match(psql.stderr, /no password supplied|password authentication failed/);
+});
+
+function hasPsql(): boolean {
+  return spawnSync('psql', ['--version']).status === 0;
+}
+
+test('a data directory made with trust authentication is switched to passwords, its data kept', TIMEOUT, async () => {
+  const dir = await freshDataDir();
+  const first = await ensureEmbeddedServer(dir);
+  await query(first, 'CREATE TABLE kept (value text); INSERT INTO kept VALUES ($$still here$$)');
+  // What an earlier version left: trust for everyone, no password, no credentials file.
+  const hbaFile = path.join(dir, 'pg', 'pg_hba.conf');
+  const { uid, gid } = await fs.stat(hbaFile);
+  await fs.writeFile(hbaFile, 'host all all 127.0.0.1/32 trust\n');
+  await fs.chown(hbaFile, uid, gid);
+  await query(first, 'ALTER ROLE postgres PASSWORD NULL; SELECT pg_reload_conf()');
+  await fs.rm(path.join(dir, 'credentials.json'));
+  await waitFor('trust to apply', async () => (await query(withPassword(first, 'anything'), 'SELECT 1 AS one').catch(() => [])).length === 1);
+
+  const url = await ensureEmbeddedServer(dir);
+  assert.notEqual(url, first, 'new passwords');
+  assert.equal((await refusal(withPassword(url, 'anything'))).code, '28P01');
+  assert.deepEqual(await query(url, 'SELECT value FROM kept'), [{ value: 'still here' }]);
+  assert.equal((await fs.stat(path.join(dir, 'credentials.json'))).mode & 0o777, 0o600);
+});
+
+test("the app's role is neither a superuser nor able to create roles or databases", TIMEOUT, async () => {
+  const dir = await freshDataDir();
+  const { ownerUrl, appUrl } = await ensureEmbeddedDatabase(dir);
+  assert.equal(new URL(appUrl).username, EMBEDDED_APP_ROLE);
+  const [role] = await query<{ user: string; super: boolean; createrole: boolean; createdb: boolean }>(
+    appUrl,
+    'SELECT current_user AS user, rolsuper AS super, rolcreaterole AS createrole, rolcreatedb AS createdb FROM pg_roles WHERE rolname = current_user',
+  );
+  assert.deepEqual(role, { user: EMBEDDED_APP_ROLE, super: false, createrole: false, createdb: false });
+  assert.equal((await refusal(withPassword(appUrl, 'guess'))).code, '28P01');
+  assert.deepEqual(await ensureEmbeddedDatabase(dir), { ownerUrl, appUrl }, 'the same on every call');
 });

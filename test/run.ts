@@ -49,7 +49,7 @@ try {
     env.DATABASE_URL = externalUrl;
   } else {
     env.DATABASE_URL = await ensureEmbeddedServer(serverDir);
-    console.error(`npm test: embedded PostgreSQL at ${env.DATABASE_URL}`);
+    console.error(`npm test: embedded PostgreSQL at ${env.DATABASE_URL.replace(/:[^:@/]*@/, '@')}`);
   }
   if (!signalled) exitCode = await runTests(files, env);
 } catch (error) {

@@ -7,11 +7,17 @@
 // in milliseconds, and a CLI call beside `workflow serve` shares its server.
 // `workflow db stop` stops it; by default it is a smart stop, which waits for
 // connected clients to disconnect, so no process shuts the server down under
-// another one's feet. The server listens on 127.0.0.1 only, on a port chosen
-// when the cluster is created and kept in its postgresql.conf, with trust
-// authentication (any local user can connect: a development default, not a
-// production setup). Its log is `server.log` in the cluster (by default
-// `.data/pg/pg/server.log`).
+// another one's feet. The server listens on 127.0.0.1 only (no Unix socket),
+// on a port chosen when the cluster is created and kept in its
+// postgresql.conf, and asks for a password (SCRAM): random ones are made
+// before initdb and kept in `credentials.json` beside the cluster, readable by
+// the user who made them only (0600), so another local user can neither read
+// them nor connect. Two roles: `postgres`, the superuser that owns the schema
+// and runs the migrations, and `workflow_app`, which the app runs as, with the
+// grants of src/db/grants.ts (it cannot rewrite the audit log). A cluster made
+// with trust authentication by an earlier version is switched over the first
+// time it is started or found running. Its log is `server.log` in the cluster
+// (by default `.data/pg/pg/server.log`).
 // PostgreSQL refuses to run as root; as root, the server runs as the
 // `postgres` OS user, which is created if it does not exist.
 //
@@ -34,8 +40,18 @@ import { hydrateSymlinks } from './embedded-symlinks.ts';
 
 const CLUSTER_DIR = 'pg';
 const SERVER_LOG = 'server.log';
+const CREDENTIALS_FILE = 'credentials.json';
 const OS_USER = 'postgres';
 const DB_USER = 'postgres';
+/** The role the app runs as; src/db/grants.ts gives it what it needs and no more. */
+export const EMBEDDED_APP_ROLE = 'workflow_app';
+/** Our pg_hba.conf: passwords only, over 127.0.0.1 only (the server has no Unix socket). */
+const HBA_CONF = [
+  '# workflow-chatops embedded server: SCRAM passwords over 127.0.0.1 only.',
+  `# The passwords are in ../${CREDENTIALS_FILE}, readable by its owner only.`,
+  'host all all 127.0.0.1/32 scram-sha-256',
+  '',
+].join('\n');
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 60_000;
 const POLL_MS = 25;
@@ -49,16 +65,48 @@ export interface EmbeddedServerState {
   status: string;
 }
 
+/** The embedded server's two connections: the schema owner's (migrations, grants) and the app's. */
+export interface EmbeddedConnections {
+  ownerUrl: string;
+  appUrl: string;
+}
+
 /**
- * Returns a connection string for the embedded server in `dataDir`, creating
- * the cluster and starting the server if needed. Safe to call from several
- * processes at once: they all end up on the same server.
+ * ensureEmbeddedServer, and the app's own role on it (created the first
+ * time, with the password kept in credentials.json).
+ */
+export async function ensureEmbeddedDatabase(dataDir: string, log?: Logger): Promise<EmbeddedConnections> {
+  const ownerUrl = await ensureEmbeddedServer(dataDir, log);
+  const { app } = await ensureCredentials(path.resolve(dataDir));
+  const appUrl = withUser(ownerUrl, EMBEDDED_APP_ROLE, app);
+  const problem = await answers(appUrl);
+  if (problem) {
+    if (!isAuthError(problem)) throw problem;
+    await withClient(ownerUrl, async (client) => {
+      const password = client.escapeLiteral(app);
+      await client.query(`DO $$ BEGIN CREATE ROLE ${EMBEDDED_APP_ROLE} LOGIN PASSWORD ${password}; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+      await client.query(`ALTER ROLE ${EMBEDDED_APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${password}`);
+    });
+    log?.info({ role: EMBEDDED_APP_ROLE }, 'embedded PostgreSQL: created the role the app runs as');
+  }
+  return { ownerUrl, appUrl };
+}
+
+/**
+ * Returns the superuser's connection string for the embedded server in
+ * `dataDir` (password included), creating the cluster and starting the
+ * server if needed. Safe to call from several processes at once: they all
+ * end up on the same server.
  */
 export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promise<string> {
   const dir = path.resolve(dataDir);
   const clusterDir = path.join(dir, CLUSTER_DIR);
   const logFile = path.join(clusterDir, SERVER_LOG);
-  if (!(await isCluster(clusterDir))) await initialiseCluster(dir, clusterDir, log);
+  await fs.mkdir(dir, { recursive: true });
+  // Before initdb: racing processes all read the first one's passwords, so
+  // whichever cluster wins the rename has the passwords the file holds.
+  const credentials = await ensureCredentials(dir);
+  if (!(await isCluster(clusterDir))) await initialiseCluster(dir, clusterDir, credentials.owner, log);
   const runAs = await clusterOwner(clusterDir);
 
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -82,11 +130,17 @@ export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promi
       continue;
     }
     if (found !== 'unreadable' && found.port !== undefined) {
-      const url = connectionString(found.port);
+      const url = connectionString(found.port, credentials.owner);
       const error = await answers(url);
       if (!error) {
+        await requirePasswords(clusterDir, url, runAs, log);
         log?.debug({ dataDir: dir, port: found.port }, 'embedded PostgreSQL is up');
         return url;
+      }
+      if (isAuthError(error)) {
+        throw new Error(
+          `embedded PostgreSQL in ${dir} refused the password in ${path.join(dir, CREDENTIALS_FILE)} (${error.message}): that file belongs to another cluster; restore the right one, or move ${dir} away to start afresh`,
+        );
       }
       problem = found.status === 'stopping' ? 'it is shutting down; a smart stop waits for connected clients to disconnect' : error.message;
     }
@@ -141,8 +195,95 @@ export async function embeddedServerState(dataDir: string): Promise<EmbeddedServ
   return typeof found === 'object' ? found : undefined;
 }
 
-function connectionString(port: number): string {
-  return `postgresql://${DB_USER}@127.0.0.1:${port}/postgres`;
+function connectionString(port: number, password: string): string {
+  return `postgresql://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+function withUser(url: string, user: string, password: string): string {
+  const parsed = new URL(url);
+  parsed.username = user;
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
+}
+
+// --- credentials -------------------------------------------------------------
+
+interface Credentials {
+  /** The superuser's password. */
+  owner: string;
+  /** EMBEDDED_APP_ROLE's password. */
+  app: string;
+}
+
+/**
+ * Reads credentials.json, or makes it: created exclusively (O_EXCL) with mode
+ * 0600, so concurrent first calls agree on one file and no other local user
+ * can read it. Hex passwords need no quoting anywhere.
+ */
+async function ensureCredentials(dir: string): Promise<Credentials> {
+  const file = path.join(dir, CREDENTIALS_FILE);
+  const made: Credentials = { owner: randomBytes(24).toString('hex'), app: randomBytes(24).toString('hex') };
+  try {
+    await fs.writeFile(file, `${JSON.stringify(made)}\n`, { flag: 'wx', mode: 0o600 });
+    return made;
+  } catch (error) {
+    if (!isCode(error, 'EEXIST')) throw error;
+  }
+  for (let attempt = 0; ; attempt++) {
+    const text = await fs.readFile(file, 'utf8');
+    try {
+      const read = JSON.parse(text) as Partial<Credentials>;
+      if (typeof read.owner === 'string' && typeof read.app === 'string' && /^[0-9a-f]{16,}$/.test(read.owner) && /^[0-9a-f]{16,}$/.test(read.app)) {
+        return { owner: read.owner, app: read.app };
+      }
+    } catch {
+      // Being written by its creator: read again.
+    }
+    if (attempt > 40) throw new Error(`${file} is not readable as the embedded server's credentials; move it away (and the cluster beside it) to start afresh`);
+    await delay(POLL_MS);
+  }
+}
+
+/**
+ * A cluster made with trust authentication (by an earlier version) lets any
+ * local user in as the superuser: give the superuser its password, replace
+ * pg_hba.conf with ours and reload, on the trust connection that still works.
+ */
+async function requirePasswords(clusterDir: string, ownerUrl: string, runAs: Ids | undefined, log?: Logger): Promise<void> {
+  const hbaFile = path.join(clusterDir, 'pg_hba.conf');
+  const current = await fs.readFile(hbaFile, 'utf8');
+  if (current === HBA_CONF) return;
+  const password = decodeURIComponent(new URL(ownerUrl).password);
+  await withClient(ownerUrl, async (client) => {
+    await client.query(`ALTER ROLE ${DB_USER} PASSWORD ${client.escapeLiteral(password)}`);
+    await writeOwned(hbaFile, HBA_CONF, runAs);
+    await client.query('SELECT pg_reload_conf()');
+  });
+  log?.warn({ cluster: clusterDir }, 'embedded PostgreSQL: switched from trust to password authentication (credentials.json beside the cluster)');
+}
+
+async function writeOwned(file: string, text: string, owner: Ids | undefined): Promise<void> {
+  const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await fs.writeFile(temporary, text, { mode: 0o600 });
+  if (owner) await fs.chown(temporary, owner.uid, owner.gid);
+  await fs.rename(temporary, file);
+}
+
+async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, application_name: 'workflow-embedded-setup' });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** 28P01 invalid_password, 28000 invalid_authorization_specification (no such role), or pg's own refusal to send no password. */
+function isAuthError(error: Error): boolean {
+  const code = (error as { code?: string }).code;
+  return code === '28P01' || code === '28000';
 }
 
 // --- cluster creation ------------------------------------------------------
@@ -167,20 +308,33 @@ async function isCluster(clusterDir: string): Promise<boolean> {
 // initdb runs in a private directory that is renamed into place when complete:
 // the rename is atomic, so concurrent first calls each build a cluster, one
 // wins, and nobody ever sees (or starts) a half-initialised one.
-async function initialiseCluster(dir: string, clusterDir: string, log?: Logger): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
+async function initialiseCluster(dir: string, clusterDir: string, password: string, log?: Logger): Promise<void> {
   const owner = await serverUser(log);
   if (owner) await assertReachable(dir, owner);
   await removeAbandonedInits(dir);
 
   const workDir = path.join(dir, `${CLUSTER_DIR}.init-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // initdb wants an empty data directory, so the password file lives beside it, in a directory of its own.
+  const pwDir = `${workDir}.pw`;
   log?.info({ dataDir: dir }, 'initialising embedded PostgreSQL');
   await fs.mkdir(workDir, { mode: 0o700 });
+  await fs.mkdir(pwDir, { mode: 0o700 });
   try {
-    if (owner) await fs.chown(workDir, owner.uid, owner.gid);
+    const pwFile = path.join(pwDir, 'pwfile');
+    await fs.writeFile(pwFile, `${password}\n`, { mode: 0o600 });
+    if (owner) {
+      await fs.chown(workDir, owner.uid, owner.gid);
+      await fs.chown(pwDir, owner.uid, owner.gid);
+      await fs.chown(pwFile, owner.uid, owner.gid);
+    }
     const { initdb } = await findBinaries();
-    const init = await run(initdb, ['--pgdata', workDir, '--username', DB_USER, '--auth', 'trust', '--encoding', 'UTF8', '--no-locale'], owner);
+    const init = await run(
+      initdb,
+      ['--pgdata', workDir, '--username', DB_USER, '--auth', 'scram-sha-256', '--pwfile', pwFile, '--encoding', 'UTF8', '--no-locale'],
+      owner,
+    );
     if (init.code !== 0) throw new Error(`initdb for embedded PostgreSQL in ${dir} failed (exit ${init.code}): ${init.output.trim()}`);
+    await writeOwned(path.join(workDir, 'pg_hba.conf'), HBA_CONF, owner);
     // No Unix socket: nothing lands in /tmp to collide with another server's.
     await fs.appendFile(
       path.join(workDir, 'postgresql.conf'),
@@ -202,6 +356,7 @@ async function initialiseCluster(dir: string, clusterDir: string, log?: Logger):
     }
   } finally {
     await fs.rm(workDir, { recursive: true, force: true });
+    await fs.rm(pwDir, { recursive: true, force: true });
   }
 }
 
