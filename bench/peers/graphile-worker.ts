@@ -1,4 +1,4 @@
-// graphile-worker 0.17 over the same no-op work: N jobs enqueued in one
+// graphile-worker (0.18) over the same no-op work: N jobs enqueued in one
 // `graphile_worker.add_jobs` call (not timed), then a runner (run()) timed from
 // its start until every job has been handled and its row deleted (completed
 // jobs are deleted: that is graphile-worker's whole record of them).
@@ -10,9 +10,24 @@
 //   C  the library's defaults: concurrency 1, no local queue, no completion batching
 //
 // maxPoolSize stays at its default (10) unless --pool is given.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Logger, run, runMigrations, type RunnerOptions, type Task } from 'graphile-worker';
 import pg from 'pg';
-import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from '../lib.ts';
+import {
+  REPO_ROOT,
+  assert,
+  freshDatabase,
+  intFlag,
+  measureProcess,
+  measureServer,
+  openServer,
+  parseFlags,
+  peakRssMb,
+  printResult,
+  sampleRss,
+  watchdog,
+} from '../lib.ts';
 
 interface Config {
   label: string;
@@ -26,6 +41,9 @@ const CONFIGS: Record<string, Config> = {
   B: { label: 'B: concurrency 50, localQueue 500, completeJobBatchDelay 0', concurrency: 50, localQueueSize: 500, completeJobBatchDelay: 0 },
   C: { label: 'C: defaults (concurrency 1, no localQueue, no batching)' },
 };
+
+// Its package.json is not in its exports map: read the installed copy's.
+const VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'node_modules/graphile-worker/package.json'), 'utf8')) as { version: string }).version;
 
 const flags = parseFlags(process.argv.slice(2));
 const configName = String(flags.get('config') ?? 'A').toUpperCase();
@@ -89,7 +107,7 @@ try {
   };
 
   // --- timed: start → every job handled and its row deleted ----------------------
-  // run() rather than runOnce(): in 0.17.3 a worker does not await completeJob
+  // run() rather than runOnce(): in 0.17.3 (and not re-checked since) a worker does not await completeJob
   // unless completions are batched, so runOnce() can resolve and release its
   // pool while the last few DELETEs are still in flight; they are lost and those
   // jobs stay locked (for 4 hours). Here the clock stops when the handler has
@@ -119,7 +137,7 @@ try {
   assert(distinct === jobs, `${distinct} distinct jobs handled, expected ${jobs}`);
 
   printResult({
-    system: 'graphile-worker 0.17.3',
+    system: `graphile-worker ${VERSION}`,
     config: config.label + (pool !== undefined ? `, maxPoolSize ${pool}` : ''),
     items: jobs,
     seconds,

@@ -1,35 +1,39 @@
-// pg-boss 10 over the same no-op work: N jobs enqueued with `boss.insert`
+// pg-boss 12 over the same no-op work: N jobs enqueued with `boss.insert`
 // (chunks of 10,000, not timed), then `work(name, { batchSize }, handler)`
 // workers timed from their start until every job has been handled and is
 // `completed` in pgboss.job.
 //
-//   node bench/peers/pg-boss.ts --config A|B [--jobs 100000] [--workers N]
+//   node bench/peers/pg-boss.ts --config A|B|C [--jobs 100000] [--workers N]
 //
 //   A  one worker, batchSize 500, pollingIntervalSeconds 0.5 (pg-boss's minimum)
-//   B  ten workers (work() called ten times, like concurrency 10), batchSize 500, polling 0.5 s
+//   B  ten workers (localConcurrency 10), batchSize 500, polling 0.5 s
+//   C  as B, plus burstWhenBatchFull: a worker whose fetch came back full fetches again at once
 //
-// pg-boss 10 facts that shape the figures (node_modules/pg-boss/src):
+// pg-boss facts that shape the figures (node_modules/pg-boss/dist):
 // - a worker fetches up to batchSize jobs (one UPDATE … FOR UPDATE SKIP LOCKED),
-//   hands the array to the handler, completes them with one UPDATE (not
-//   awaited), then sleeps `pollingInterval - time spent` when that is > 100 ms,
-//   whether or not it found jobs (worker.js). So one worker takes at most
-//   batchSize jobs per polling interval: 500 / 0.5 s = 1,000 jobs/s.
+//   hands the array to the handler, completes them with one UPDATE, then
+//   waits for the polling interval before the next fetch, whether or not it
+//   found jobs, unless a burst trigger is on (12.x: burstWhenBatchFull). So
+//   without it one worker takes at most batchSize jobs per polling interval:
+//   500 / 0.5 s = 1,000 jobs/s.
 // - completed jobs stay in pgboss.job (state 'completed') until maintenance
 //   archives them: like the engine, and unlike graphile-worker, it keeps a row.
 // Supervision (maintenance) and scheduling are off so that nothing else runs.
 import { createRequire } from 'node:module';
-import PgBoss from 'pg-boss';
+import { type Job, type JobInsert, PgBoss } from 'pg-boss';
 import pg from 'pg';
 import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from '../lib.ts';
 
 interface Config {
   label: string;
   workers: number;
+  burst?: boolean;
 }
 
 const CONFIGS: Record<string, Config> = {
   A: { label: 'A: 1 worker, batchSize 500, polling 0.5 s', workers: 1 },
   B: { label: 'B: 10 workers, batchSize 500, polling 0.5 s', workers: 10 },
+  C: { label: 'C: 10 workers, batchSize 500, burstWhenBatchFull', workers: 10, burst: true },
 };
 const VERSION = (createRequire(import.meta.url)('pg-boss/package.json') as { version: string }).version;
 const QUEUE = 'noop';
@@ -43,7 +47,7 @@ if (!config) throw new Error(`--config must be one of ${Object.keys(CONFIGS).joi
 const jobs = intFlag(flags, 'jobs', 100_000);
 if (flags.has('workers')) {
   const workers = intFlag(flags, 'workers', config.workers);
-  Object.assign(config, { workers, label: `${configName}: ${workers} workers, batchSize 500, polling 0.5 s` });
+  Object.assign(config, { workers, label: `${configName}: ${workers} workers, batchSize 500, ${config.burst ? 'burstWhenBatchFull' : 'polling 0.5 s'}` });
 }
 
 watchdog();
@@ -61,9 +65,9 @@ try {
   await boss.createQueue(QUEUE);
   const CHUNK = 10_000;
   for (let from = 1; from <= jobs; from += CHUNK) {
-    const chunk: PgBoss.JobInsert[] = [];
-    for (let id = from; id < Math.min(from + CHUNK, jobs + 1); id++) chunk.push({ name: QUEUE, data: { id } });
-    await boss.insert(chunk);
+    const chunk: JobInsert[] = [];
+    for (let id = from; id < Math.min(from + CHUNK, jobs + 1); id++) chunk.push({ data: { id } });
+    await boss.insert(QUEUE, chunk);
   }
   const client = new pg.Client({ connectionString: database.url, application_name: 'bench-setup' });
   client.on('error', () => {});
@@ -80,7 +84,7 @@ try {
   let duplicates = 0;
   let everyJobHandled!: () => void;
   const allHandled = new Promise<void>((resolve) => (everyJobHandled = resolve));
-  const handler = async (batch: PgBoss.Job<{ id: number }>[]) => {
+  const handler = async (batch: Job<{ id: number }>[]) => {
     for (const job of batch) {
       const id = job.data.id;
       if (seen[id]) duplicates++;
@@ -94,9 +98,11 @@ try {
   const serverUsage = await measureServer(database.url);
   const usage = measureProcess();
   const started = performance.now();
-  for (let i = 0; i < config.workers; i++) {
-    await boss.work(QUEUE, { batchSize: BATCH_SIZE, pollingIntervalSeconds: POLLING_SECONDS }, handler);
-  }
+  await boss.work(
+    QUEUE,
+    { batchSize: BATCH_SIZE, pollingIntervalSeconds: POLLING_SECONDS, localConcurrency: config.workers, ...(config.burst ? { burstWhenBatchFull: true } : {}) },
+    handler,
+  );
   await allHandled;
   // Completion is not awaited by the worker: wait for the rows to say so.
   while ((await unfinished()) > 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -135,7 +141,7 @@ try {
   });
 } finally {
   stopping = true;
-  await boss?.stop({ graceful: false, wait: true }).catch(() => {});
+  await boss?.stop({ graceful: false }).catch(() => {});
   await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));
   await server.release();
 }
