@@ -2,12 +2,14 @@
 // local server: what test/postings.test.ts checks through the workflow's
 // handlers (messages for each failure, the caller's abort, the timeout) is not
 // repeated here; this file covers the connection handling, credentials, an
-// abort or a stall while the body streams, and the health probe.
+// abort or a stall while the body streams, the health probe, and which
+// failures are overloads (429, 503, a timeout) with their Retry-After.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { describe, test } from 'node:test';
+import { isOverload } from '../src/lib/overload.ts';
 import { createOllamaClient, describeNetworkError, OllamaError } from '../src/workflows/ollama.ts';
 import { ollamaService } from '../src/workflows/postings/index.ts';
 
@@ -254,4 +256,78 @@ test('a name with several addresses, all refused: the message lists each (Node t
     describeNetworkError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })),
     'connect ECONNREFUSED 127.0.0.1:1 (ECONNREFUSED)',
   );
+});
+
+describe('ollama client: overload', () => {
+  // Ollama answers 503 when its queue is full (OLLAMA_MAX_QUEUE); proxies and
+  // hosted servers say 429, often with a Retry-After. A timeout says the same.
+  const cases: { status: number; headers: Record<string, string>; retryAfterMs: number | undefined }[] = [
+    { status: 503, headers: {}, retryAfterMs: undefined },
+    { status: 503, headers: { 'retry-after': '2' }, retryAfterMs: 2_000 },
+    { status: 429, headers: { 'retry-after': '7' }, retryAfterMs: 7_000 },
+  ];
+  for (const { status, headers, retryAfterMs } of cases) {
+    test(`${status}${headers['retry-after'] ? ` with Retry-After ${headers['retry-after']}` : ''}: an OllamaError marked as an overload, with the wait asked for`, async () => {
+      const s = await server((_, res) => {
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
+        res.end('{"error":"server busy"}');
+      });
+      try {
+        const client = createOllamaClient({ url: s.url, model: 'm', timeoutMs: 5_000 });
+        await assert.rejects(client.generate('p', noSignal()), (error: unknown) => {
+          assert.ok(error instanceof OllamaError, String(error));
+          assert.ok(isOverload(error), 'marked as an overload');
+          assert.equal(error.retryAfterMs, retryAfterMs);
+          assert.match(error.message, new RegExp(`^ollama at ${s.url}/api/generate answered ${status} .*: server busy$`));
+          return true;
+        });
+      } finally {
+        await s.close();
+      }
+    });
+  }
+
+  test('a Retry-After date is the time until it', async () => {
+    const s = await server((_, res) => {
+      res.writeHead(429, { 'retry-after': new Date(Date.now() + 60_000).toUTCString() });
+      res.end();
+    });
+    try {
+      const client = createOllamaClient({ url: s.url, model: 'm', timeoutMs: 5_000 });
+      await assert.rejects(client.generate('p', noSignal()), (error: unknown) => {
+        assert.ok(isOverload(error));
+        assert.ok(error.retryAfterMs !== undefined && error.retryAfterMs > 50_000 && error.retryAfterMs <= 60_000, String(error.retryAfterMs));
+        return true;
+      });
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a timeout is an overload too; a 500 or a refused connection is not', async () => {
+    const silent = await server(() => {});
+    const failing = await server((_, res) => {
+      res.writeHead(500);
+      res.end('{"error":"model crashed"}');
+    });
+    try {
+      await assert.rejects(createOllamaClient({ url: silent.url, model: 'm', timeoutMs: 50 }).generate('p', noSignal()), (error: unknown) => {
+        assert.ok(error instanceof OllamaError && isOverload(error), String(error));
+        assert.match(error.message, /gave no answer within 50 ms/);
+        return true;
+      });
+      await assert.rejects(createOllamaClient({ url: failing.url, model: 'm', timeoutMs: 5_000 }).generate('p', noSignal()), (error: unknown) => {
+        assert.ok(error instanceof OllamaError && !isOverload(error), String(error));
+        return true;
+      });
+    } finally {
+      await silent.close();
+      await failing.close();
+    }
+    await assert.rejects(createOllamaClient({ url: failing.url, model: 'm', timeoutMs: 5_000 }).generate('p', noSignal()), (error: unknown) => {
+      assert.ok(error instanceof OllamaError && !isOverload(error), String(error));
+      assert.match(error.message, /cannot reach ollama/);
+      return true;
+    });
+  });
 });

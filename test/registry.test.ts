@@ -106,6 +106,32 @@ describe('loading', () => {
     assert.throws(() => createRegistry([{ ...valid, steps: [] }]), /workflow module \(inline\): invalid definition: steps: /);
     assert.throws(() => createRegistry([{ ...valid, timeoutMs: 1.5 }]), /timeoutMs: /);
   });
+
+  test("concurrency 'auto' is accepted with an optional maxConcurrency (default 64); anything else is refused, naming the field", async () => {
+    const valid = (await import('./fixtures/workflows/valid.ts')).default(env);
+    const auto = createRegistry([{ ...valid, concurrency: 'auto' }]).find(9001)!;
+    assert.equal(auto.concurrency, 'auto');
+    assert.equal(auto.maxConcurrency, 64);
+    assert.equal(createRegistry([{ ...valid, concurrency: 'auto', maxConcurrency: 6 }]).find(9001)?.maxConcurrency, 6);
+    assert.equal(storedDefinition(auto).concurrency, 'auto');
+    const refused: [unknown, RegExp][] = [
+      [{ concurrency: 'Auto' }, /invalid definition: concurrency: must be a positive integer or 'auto'$/],
+      [{ concurrency: 0 }, /invalid definition: concurrency: must be a positive integer or 'auto'$/],
+      [{ concurrency: 'auto', maxConcurrency: 0 }, /invalid definition: maxConcurrency: /],
+      [{ concurrency: 'auto', maxConcurrency: 2.5 }, /invalid definition: maxConcurrency: /],
+      [{ concurrency: 4, maxConcurrency: 8 }, /invalid definition: maxConcurrency: applies only with concurrency: 'auto'$/],
+      [{ maxConcurrency: 8 }, /invalid definition: maxConcurrency: applies only with concurrency: 'auto'$/],
+    ];
+    for (const [fields, problem] of refused) {
+      assert.throws(() => createRegistry([{ ...valid, ...(fields as object) }]), problem, JSON.stringify(fields));
+    }
+  });
+
+  test("the example 3001 finds Ollama's capacity itself (concurrency 'auto') when OLLAMA_URL is set, and runs 8 local handlers otherwise", async () => {
+    const withModel: WorkflowEnvironment = { ...env, config: loadConfig({ LOG_LEVEL: 'silent', OLLAMA_URL: 'http://127.0.0.1:11434' }) };
+    assert.equal((await loadWorkflows(undefined, withModel)).find(3001)?.concurrency, 'auto');
+    assert.equal((await loadWorkflows(undefined, env)).find(3001)?.concurrency, 8);
+  });
 });
 
 describe('syncing to the workflows table', () => {

@@ -44,7 +44,7 @@ export interface WorkflowView {
   steps: string[];
   pending: ExpectedWork;
   rateLimitSeconds: number;
-  concurrency: number;
+  concurrency: number | 'auto';
   running: number[];
   /** Started by serving instances when new work arrives (src/engine/continuous.ts). */
   continuous?: boolean;

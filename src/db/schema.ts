@@ -18,7 +18,8 @@ export type AuditOutcome = 'accepted' | 'refused' | 'invalid' | 'event';
 export type Metrics = Record<string, number>;
 /** Pending subjects per step at a run's start. */
 export type ExpectedWork = Record<string, number>;
-export type StepProgress = { done: number; failed: number; running: number };
+/** `limit`: the adaptive concurrency's current value (concurrency: 'auto'), the same on every step of the run. */
+export type StepProgress = { done: number; failed: number; running: number; limit?: number };
 export type RunProgress = Record<string, StepProgress>;
 
 export interface WorkflowsTable {

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
+import { isOverload } from '../lib/overload.ts';
 import type { StepContext } from '../workflows/define.ts';
+import { AdaptiveLimit } from './concurrency-limit.ts';
 import type { Item } from './work.ts';
 
 // Runs a run's items: at most `concurrency` handler calls at once, each with
@@ -17,6 +19,12 @@ import type { Item } from './work.ts';
 // detached (it ends whenever the handler settles, if ever, and then touches
 // nothing) and a fresh worker takes the slot. A handler that ignores its
 // signal therefore never holds the run.
+//
+// With an adaptive limit (`concurrency: 'auto'`), the number of slots is the
+// limit's current value: each call's start and outcome is reported to it (an
+// answer is a latency sample; an OverloadError or a timeout an overload), a
+// worker above a lowered limit gives its slot up after its call, and a raised
+// limit is filled at the next answer.
 
 /** What the pool hands a handler as its context: the StepContext, plus the pool's bookkeeping in private fields. */
 class Call implements StepContext {
@@ -26,6 +34,8 @@ class Call implements StepContext {
   readonly item: Item;
   readonly attempt: number;
   readonly deadline: number;
+  /** The adaptive limit's start time of this call (0 without one). */
+  startedAt = 0;
   readonly log: Logger;
   private readonly runSignal: AbortSignal;
 
@@ -57,10 +67,16 @@ class Call implements StepContext {
   }
 }
 
-export type Outcome = { ok: true; value: unknown } | { ok: false; error: string };
+/** A failure may carry how long the service asked to wait before the retry (Retry-After). */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: string; retryAfterMs?: number };
 
 export interface PoolOptions {
-  concurrency: number;
+  /** Calls at once; 'auto': as many as an AdaptiveLimit finds the service takes, up to maxConcurrency. */
+  concurrency: number | 'auto';
+  /** The most calls at once with 'auto'. */
+  maxConcurrency?: number;
+  /** With 'auto': the limit to use (a test's, on its own clock); default a fresh one. */
+  limiter?: AdaptiveLimit;
   timeoutMs: number;
   retries: number;
   retryBackoffMs: number;
@@ -75,6 +91,9 @@ export interface PoolOptions {
   /** The item's final outcome; a returned promise holds the slot (backpressure). */
   settle(item: Item, outcome: Outcome): Promise<void> | void;
 }
+
+/** maxConcurrency when a pool is given none (define.ts has the workflow's default). */
+const DEFAULT_MAX_CONCURRENCY = 64;
 
 export class ItemPool {
   #queue: Item[] = [];
@@ -95,10 +114,17 @@ export class ItemPool {
   #idleWaiters: (() => void)[] = [];
   #quietWaiters: (() => void)[] = [];
   #roomWaiters: { below: number; resolve: () => void }[] = [];
+  readonly #limiter: AdaptiveLimit | undefined;
   private readonly options: PoolOptions;
 
   constructor(options: PoolOptions) {
     this.options = options;
+    if (options.concurrency === 'auto') this.#limiter = options.limiter ?? new AdaptiveLimit({ max: options.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY });
+  }
+
+  /** The adaptive limit's current value; undefined for a fixed concurrency. */
+  get limit(): number | undefined {
+    return this.#limiter?.limit;
   }
 
   /** Items waiting for a slot. */
@@ -140,7 +166,10 @@ export class ItemPool {
     this.#queue = [];
     this.#head = 0;
     this.#due = [];
-    for (const call of this.#calls) this.#detach(call, reason);
+    for (const call of this.#calls) {
+      this.#detach(call, reason);
+      this.#limiter?.released();
+    }
     this.#notify();
   }
 
@@ -163,8 +192,12 @@ export class ItemPool {
   }
 
   /** Fills free slots with workers (each waits for its turn's start budget before each call). */
+  #slots(): number {
+    return this.#limiter ? this.#limiter.limit : (this.options.concurrency as number);
+  }
+
   #startWorkers(): void {
-    while (this.#workers < this.options.concurrency && this.size > 0 && !this.#paused && !this.options.signal.aborted) {
+    while (this.#workers < this.#slots() && this.size > 0 && !this.#paused && !this.options.signal.aborted) {
       this.#workers++;
       void this.#work();
     }
@@ -197,24 +230,35 @@ export class ItemPool {
     let detached = false;
     try {
       for (;;) {
+        // A lowered adaptive limit: this slot is one too many.
+        if (this.#workers > this.#slots()) break;
         for (let wait = this.#budget(); wait; wait = this.#budget()) await wait;
         const item = this.#take();
         if (item === undefined) break;
         this.#wake();
         const call = this.#begin(item);
+        const limiter = this.#limiter;
         let outcome: Outcome;
         try {
           const value = await this.options.call(item, call);
           if (call.cancelled) return void (detached = true);
+          limiter?.answered(call.startedAt, item.page.step.name);
           const rejected = this.options.accept(item, value);
           outcome = rejected === undefined ? { ok: true, value } : { ok: false, error: rejected };
         } catch (error) {
           if (call.cancelled) return void (detached = true);
-          outcome = { ok: false, error: describe(error) };
+          if (!isOverload(error)) {
+            limiter?.released();
+            outcome = { ok: false, error: describe(error) };
+          } else {
+            limiter?.overloaded(call.startedAt);
+            outcome = { ok: false, error: describe(error), retryAfterMs: error.retryAfterMs };
+          }
         }
         this.#end(call);
         const settling = this.#finish(item, outcome);
         if (settling) await settling;
+        if (limiter) this.#startWorkers();
       }
     } finally {
       // A detached worker's slot was handed on when its call was cancelled.
@@ -230,6 +274,7 @@ export class ItemPool {
     item.state = 'running';
     item.page.step.counter.running++;
     const call = new Call(item, attempt, Date.now() + this.options.timeoutMs, this.options.log, this.options.signal);
+    if (this.#limiter) call.startedAt = this.#limiter.start();
     this.#calls.add(call);
     this.#sweeper ??= setInterval(() => this.#sweep(), sweepEveryMs(this.options.timeoutMs));
     return call;
@@ -257,7 +302,7 @@ export class ItemPool {
         this.#due.push(item);
         this.#startWorkers();
       },
-      this.options.retryBackoffMs * 2 ** (item.attempts - 1),
+      Math.max(this.options.retryBackoffMs * 2 ** (item.attempts - 1), outcome.ok ? 0 : (outcome.retryAfterMs ?? 0)),
     );
   }
 
@@ -268,6 +313,8 @@ export class ItemPool {
       if (call.deadline > now) continue;
       const error = `timed out after ${this.options.timeoutMs} ms`;
       this.#detach(call, new Error(error));
+      // A call that outlives its deadline is the clearest sign of an overloaded service.
+      this.#limiter?.overloaded(call.startedAt);
       const settling = this.#finish(call.item, { ok: false, error });
       // The slot is free again whatever happens to the item: a fresh worker takes it.
       if (settling) void settling.then(() => this.#startWorkers());

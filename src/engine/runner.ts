@@ -91,6 +91,7 @@ export class Runner {
     }));
     this.pool = new ItemPool({
       concurrency: workflow.concurrency,
+      maxConcurrency: workflow.maxConcurrency,
       timeoutMs: workflow.timeoutMs,
       retries: workflow.retries,
       retryBackoffMs: workflow.retryBackoffMs,
@@ -145,7 +146,8 @@ export class Runner {
 
   progress(): RunProgress {
     const progress: RunProgress = {};
-    for (const step of this.steps) progress[step.name] = { ...step.counter };
+    const limit = this.pool.limit;
+    for (const step of this.steps) progress[step.name] = limit === undefined ? { ...step.counter } : { ...step.counter, limit };
     return progress;
   }
 

@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { Config } from '../config.ts';
 
+export { OverloadError } from '../lib/overload.ts';
+
 /**
  * The workflow definition API.
  *
@@ -59,7 +61,12 @@ export interface StepDefinition<DB, Input extends object, Output> {
    * and rolled-back ones alike, or the audit's expected work is wrong.
    */
   pendingCount?: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, { pending: PendingCount }>;
-  /** Processes one subject. Honour `ctx.signal`: it is how stop and timeouts reach you. */
+  /**
+   * Processes one subject. Honour `ctx.signal`: it is how stop and timeouts
+   * reach you. Throw an OverloadError when the service says it is overloaded
+   * (HTTP 429 or 503, a Retry-After): the item is retried, no sooner than the
+   * Retry-After, and an adaptive concurrency backs off.
+   */
   handle: (input: Input, ctx: StepContext) => Promise<Output>;
   /** When given, an output that does not parse fails the interaction. */
   output?: ZodType<Output>;
@@ -113,8 +120,16 @@ export interface WorkflowDefinition<DB = any> {
    * triggers instead (the example's migrations/0008_postings_counters.ts).
    */
   metrics: (db: Kysely<DB>) => SelectQueryBuilder<DB, any, Record<string, unknown>>;
-  /** Handlers running at once. Default 8. */
-  concurrency?: number;
+  /**
+   * Handlers running at once. Default 8. `'auto'`: as many as the service
+   * the handlers call takes without queueing them, found from the calls'
+   * latency and adjusted as it changes (raised while latency stays flat,
+   * lowered when it climbs or a handler throws an OverloadError), between 1
+   * and `maxConcurrency`, per run in each instance (docs/workflows.md).
+   */
+  concurrency?: number | 'auto';
+  /** With `concurrency: 'auto'`: the most handlers at once. Default 64. */
+  maxConcurrency?: number;
   /** At most one global_batch start per this many seconds. Default 60. */
   rateLimitSeconds?: number;
   /** Per-item handler timeout. Default 30 s. */
@@ -159,6 +174,7 @@ export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): Resolve
   return {
     description: '',
     concurrency: 8,
+    maxConcurrency: 64,
     rateLimitSeconds: 60,
     timeoutMs: 30_000,
     retries: 2,

@@ -1,5 +1,6 @@
 import { Agent } from 'undici';
 import type { Config } from '../config.ts';
+import { asOverload, parseRetryAfter } from '../lib/overload.ts';
 
 // A minimal client for Ollama's /api/generate, shared by workflows that call a
 // local model. Every failure becomes one readable OllamaError so the engine's
@@ -13,6 +14,11 @@ import type { Config } from '../config.ts';
 // combine the caller's signal with the timeout) costs several times what
 // request() does (bench/RESULTS.md). The timeout is the Agent's
 // own headersTimeout and bodyTimeout, so a call needs no signal of its own.
+//
+// A 429 or 503 (Ollama's answer when its queue is full, OLLAMA_MAX_QUEUE) and a
+// timeout are OllamaErrors marked as overloads (src/lib/overload.ts): the
+// engine retries them no sooner than a Retry-After, and `concurrency: 'auto'`
+// lowers its limit.
 
 export class OllamaError extends Error {
   override name = 'OllamaError';
@@ -66,6 +72,7 @@ export function createOllamaClient(options: OllamaOptions): OllamaClient {
       let status: number;
       let statusText: string;
       let body: string;
+      let retryAfter: string | string[] | undefined;
       try {
         const response = await agent.request({
           origin: target.origin,
@@ -77,19 +84,21 @@ export function createOllamaClient(options: OllamaOptions): OllamaClient {
         });
         status = response.statusCode;
         statusText = response.statusText ?? '';
+        retryAfter = response.headers['retry-after'];
         // Read inside the try: the body arrives after the headers, and a stop
         // or timeout while it streams must end it too.
         body = await response.body.text();
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         if (isTimeout(error)) {
-          throw new OllamaError(`ollama at ${target.shown} gave no answer within ${timeoutMs} ms (OLLAMA_TIMEOUT_MS, model ${model})`);
+          throw asOverload(new OllamaError(`ollama at ${target.shown} gave no answer within ${timeoutMs} ms (OLLAMA_TIMEOUT_MS, model ${model})`));
         }
         throw new OllamaError(`cannot reach ollama at ${target.shown}: ${describeNetworkError(error)}`, { cause: error });
       }
 
       if (status < 200 || status > 299) {
-        throw new OllamaError(`ollama at ${target.shown} answered ${status}${statusText ? ` ${statusText}` : ''}: ${errorText(body)}`);
+        const error = new OllamaError(`ollama at ${target.shown} answered ${status}${statusText ? ` ${statusText}` : ''}: ${errorText(body)}`);
+        throw status === 429 || status === 503 ? asOverload(error, parseRetryAfter(retryAfter)) : error;
       }
       let parsed: unknown;
       try {

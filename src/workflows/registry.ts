@@ -159,7 +159,8 @@ const workflowSchema = z.strictObject({
   subject: z.string().trim().min(1),
   steps: z.array(stepSchema).min(1),
   metrics: fn('metrics'),
-  concurrency: positiveInt.optional(),
+  concurrency: z.custom<number | 'auto'>((v) => v === 'auto' || (Number.isInteger(v) && (v as number) > 0), "must be a positive integer or 'auto'").optional(),
+  maxConcurrency: positiveInt.optional(),
   rateLimitSeconds: positiveInt.optional(),
   timeoutMs: positiveInt.optional(),
   // 0 is a meaningful choice here: try once, never again.
@@ -186,7 +187,14 @@ export function definitionProblems(value: unknown): string[] {
         const message = issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : issue.message;
         return where ? `${where}: ${message}` : message;
       });
-  return [...problems, ...duplicateStepNames(value)];
+  return [...problems, ...duplicateStepNames(value), ...concurrencyProblems(value)];
+}
+
+// maxConcurrency bounds the adaptive limit only: beside a fixed number it would be ignored, so say so.
+function concurrencyProblems(value: unknown): string[] {
+  const { concurrency, maxConcurrency } = (value ?? {}) as { concurrency?: unknown; maxConcurrency?: unknown };
+  if (maxConcurrency === undefined || concurrency === 'auto') return [];
+  return ["maxConcurrency: applies only with concurrency: 'auto'"];
 }
 
 // Outside the schema because zod skips refinements once any step has an
@@ -211,7 +219,7 @@ function duplicateStepNames(value: unknown): string[] {
 export interface StoredDefinition {
   subject: string;
   steps: string[];
-  concurrency: number;
+  concurrency: number | 'auto';
   rate_limit_seconds: number;
   timeout_ms: number;
   retries: number;

@@ -16,7 +16,8 @@ export const POSTINGS_WORKFLOW_NAME = 'postings-enrichment';
 
 export default function postingsWorkflow({ config, log }: WorkflowEnvironment): WorkflowDefinition<PostingsTables> {
   const ollama = ollamaFromConfig(config);
-  if (ollama) log.info({ workflow: POSTINGS_WORKFLOW_ID, endpoint: ollama.endpoint, model: ollama.model }, 'summary and skills use ollama');
+  // Debug: every process loads the workflow, and a CLI call has nothing to say about it; serve's banner names the services.
+  if (ollama) log.debug({ workflow: POSTINGS_WORKFLOW_ID, endpoint: ollama.endpoint, model: ollama.model }, 'summary and skills use ollama');
 
   const summary = summaryStep(
     ollama
@@ -49,7 +50,10 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
           eb.fn.sum<string>('with_skills').as('postings_with_skills'),
           eb.fn.sum<string>('with_ihl').as('postings_with_ihl'),
         ]),
-    concurrency: 8,
+    // With a model: as many calls at once as the Ollama server serves without
+    // queueing them (OLLAMA_NUM_PARALLEL, often 1-4), found by the engine
+    // (concurrency 'auto', docs/workflows.md); the local handlers take 8.
+    concurrency: ollama ? 'auto' : 8,
     rateLimitSeconds: 60,
     // The item's timeout must outlast the HTTP timeout, so that a slow model
     // fails with the Ollama error that names OLLAMA_TIMEOUT_MS rather than
