@@ -1,4 +1,4 @@
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import type { Config } from '../config.ts';
 import { asOverload, parseRetryAfter } from '../lib/overload.ts';
 
@@ -19,6 +19,8 @@ import { asOverload, parseRetryAfter } from '../lib/overload.ts';
 // timeout are OllamaErrors marked as overloads (src/lib/overload.ts): the
 // engine retries them no sooner than a Retry-After, and `concurrency: 'auto'`
 // lowers its limit.
+// undici loads with the first call, not with the workflow: a process that
+// calls no model (the CLI's list, status, help) does not pay for it.
 
 export class OllamaError extends Error {
   override name = 'OllamaError';
@@ -74,7 +76,7 @@ export function createOllamaClient(options: OllamaOptions): OllamaClient {
       let body: string;
       let retryAfter: string | string[] | undefined;
       try {
-        const response = await agent.request({
+        const response = await (agent.loaded ?? (await agent.load())).request({
           origin: target.origin,
           path: target.path,
           method: 'POST',
@@ -131,7 +133,7 @@ export function createOllamaProbe(baseUrl: string): { endpoint: string; probe(si
       let status: number;
       let statusText: string;
       try {
-        const response = await agent.request({ origin: target.origin, path: target.path, method: 'GET', headers, signal });
+        const response = await (agent.loaded ?? (await agent.load())).request({ origin: target.origin, path: target.path, method: 'GET', headers, signal });
         status = response.statusCode;
         statusText = response.statusText ?? '';
         await response.body.dump();
@@ -144,16 +146,31 @@ export function createOllamaProbe(baseUrl: string): { endpoint: string; probe(si
   };
 }
 
+interface LazyAgent {
+  /** The Agent once made; calls use it directly from then on. */
+  loaded: Agent | undefined;
+  load(): Promise<Agent>;
+}
+
 // Keep-alive with undici's defaults (4 s idle, or the server's Keep-Alive
 // hint). Idle sockets are unref'd by undici, so the Agent keeps no process alive.
-function ollamaAgent(timeoutMs: number, connections?: number): Agent {
-  return new Agent({
-    connections: connections ?? null,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    // A host that does not accept a connection within 10 s is not there; never longer than the timeout.
-    connect: { timeout: Math.min(timeoutMs, 10_000) },
-  });
+function ollamaAgent(timeoutMs: number, connections?: number): LazyAgent {
+  let loading: Promise<Agent> | undefined;
+  const lazy: LazyAgent = {
+    loaded: undefined,
+    load: () =>
+      (loading ??= import('undici').then(({ Agent }) => {
+        lazy.loaded = new Agent({
+          connections: connections ?? null,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          // A host that does not accept a connection within 10 s is not there; never longer than the timeout.
+          connect: { timeout: Math.min(timeoutMs, 10_000) },
+        });
+        return lazy.loaded;
+      })),
+  };
+  return lazy;
 }
 
 interface Target {
