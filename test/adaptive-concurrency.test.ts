@@ -2,10 +2,11 @@
 // model server of capacity 3 (test/helpers/capacity-server.ts) that answers
 // 503 when its queue is full: every item is completed exactly once (one
 // answered call, one completed interaction, one domain write), overloads are
-// retried, and the run's progress carries the adaptive limit.
+// retried, and the run's progress and /metrics carry the adaptive limit.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
+import { createObservability } from '../src/chat/slack/metrics.ts';
 import { createOllamaClient } from '../src/workflows/ollama.ts';
 import { createItems, itemsWorkflow } from './fixtures/items-workflow.ts';
 import { startCapacityServer, type CapacityServer } from './helpers/capacity-server.ts';
@@ -35,7 +36,8 @@ describe("concurrency 'auto' against a server of limited capacity", () => {
     await server?.close();
   });
 
-  test('completes every item exactly once, within maxConcurrency, and shows its limit in the progress', async () => {
+  test('completes every item exactly once, within maxConcurrency, and shows its limit in the progress and /metrics', async () => {
+    const observability = createObservability({ health: t.health, processMetrics: false });
     const outcome = await t.engine.startRun({ workflow: t.workflows[0]!, mode: 'global_batch', force: false, requestedBy: 'test', source: 'test' });
     assert.ok(outcome.started, outcome.started ? '' : outcome.refusal.message);
     const limits = new Set<number>();
@@ -43,7 +45,19 @@ describe("concurrency 'auto' against a server of limited capacity", () => {
       const limit = outcome.run.progress().process?.limit;
       if (limit !== undefined) limits.add(limit);
     }, 5);
-    const summary = await outcome.run.done.finally(() => clearInterval(watching));
+    // /metrics reads the limit from the run's heartbeat (every 200 ms here) while it runs.
+    let gauge: string | undefined;
+    let ended = false;
+    const ending = outcome.run.done.finally(() => (ended = true));
+    while (!ended && gauge === undefined) {
+      gauge = (await observability.metrics()).split('\n').find((line) => line.startsWith(`workflow_concurrency_limit{workflow_id="9100",run_id="${outcome.run.id}"}`));
+      if (gauge === undefined) await Promise.race([ending, new Promise((resolve) => setTimeout(resolve, 20))]);
+    }
+    const summary = await ending.finally(() => clearInterval(watching));
+    assert.ok(gauge, 'workflow_concurrency_limit seen in /metrics while the run ran');
+    const shown = Number(gauge.split(' ').at(-1));
+    assert.ok(shown >= 1 && shown <= MAX, gauge);
+    assert.doesNotMatch(await observability.metrics(), /^workflow_concurrency_limit\{/m, 'gone once the run ended');
 
     assert.equal(summary.outcome, 'completed');
     assert.equal(summary.progress.process?.done, ITEMS);

@@ -88,6 +88,12 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
+  const concurrencyLimit = new Gauge({
+    name: 'workflow_concurrency_limit',
+    help: "Handler calls a running run lets run at once under concurrency 'auto' (its adaptive limit), by workflow and run, from the run's last heartbeat.",
+    labelNames: ['workflow_id', 'run_id'] as const,
+    registers: [registry],
+  });
   const lockWaits = new Counter({
     name: 'workflow_lock_waits_total',
     help: "Run requests refused because the workflow's advisory lock was held by a running run (reason=duplicate) or was being taken or released (reason=busy); from the audit log.",
@@ -190,6 +196,9 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     // The audit log is append-only, so these totals only grow: a counter.
     lockWaits.reset();
     for (const w of stats.lockWaits) lockWaits.inc({ workflow_id: String(w.workflow_id), reason: w.reason }, w.count);
+
+    concurrencyLimit.reset();
+    for (const l of stats.concurrencyLimits) concurrencyLimit.set({ workflow_id: String(l.workflow_id), run_id: String(l.run_id) }, l.limit);
 
     for (const e of stats.ended) {
       if (seen.has(e.id)) continue;

@@ -29,6 +29,8 @@ export interface ObservabilityStats {
    * instance and survives restarts.
    */
   lockWaits: { workflow_id: number; reason: 'duplicate' | 'busy'; count: number }[];
+  /** The adaptive limit (concurrency: 'auto') of each running run that has one, from its last heartbeat's progress. */
+  concurrencyLimits: { workflow_id: number; run_id: number; limit: number }[];
   /** Runs that ended at or after `endedSince` (minus the overlap), with their durations. */
   ended: { id: number; workflow_id: number; status: RunStatus; duration_seconds: number; ended_at_ms: number }[];
 }
@@ -68,6 +70,11 @@ export async function observabilityStats(db: Db, endedSince: Date | null): Promi
            FROM audit_log
           WHERE outcome = 'refused' AND details->>'refusal' IN ('duplicate', 'busy') AND workflow_id IS NOT NULL
           GROUP BY workflow_id, details->>'refusal') w) AS "lockWaits",
+      (SELECT coalesce(json_agg(l), '[]') FROM (
+         SELECT r.workflow_id, r.id AS run_id, max((s.value->>'limit')::int) AS limit
+           FROM workflow_runs r, jsonb_each(r.progress) s
+          WHERE r.status = 'running' AND jsonb_typeof(r.progress) = 'object' AND s.value ? 'limit'
+          GROUP BY r.workflow_id, r.id) l) AS "concurrencyLimits",
       (SELECT coalesce(json_agg(e), '[]') FROM (
          SELECT id, workflow_id, status,
                 extract(epoch FROM ended_at - coalesce(started_at, created_at))::float8 AS duration_seconds,
