@@ -1,11 +1,15 @@
 import path from 'node:path';
 import type { Config } from './config.ts';
-import { createKysely, createPool, type Db } from './db/connect.ts';
-import { ensureEmbeddedServer } from './db/embedded.ts';
+import { configureConnections, createClient, createKysely, createPool, type Db } from './db/connect.ts';
+import { ensureEmbeddedDatabase } from './db/embedded.ts';
+import { applyGrants, checkAppRole, currentRole, grantsNeeded } from './db/grants.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { ensureWorkTrigger } from './db/queries/continuous.ts';
 import { createCommands, type Commands } from './commands/commands.ts';
 import { Engine } from './engine/engine.ts';
 import { HealthMonitor } from './engine/monitor.ts';
+import { Retention } from './engine/retention.ts';
+import { Store } from './engine/store.ts';
 import type { Logger } from './log.ts';
 import { loadWorkflows, syncWorkflows, type WorkflowRegistry } from './workflows/registry.ts';
 
@@ -14,6 +18,8 @@ export interface App extends Commands {
   config: Config;
   log: Logger;
   connectionString: string;
+  /** The schema owner's: migrations and grants (DATABASE_MIGRATION_URL, the embedded superuser, or connectionString). */
+  migrationConnectionString: string;
   /** True when the connection string belongs to the embedded server. */
   embedded: boolean;
   registry: WorkflowRegistry;
@@ -24,6 +30,42 @@ export interface App extends Commands {
   close(): Promise<void>;
 }
 
+/** /healthz and /metrics statements: the longest a scrape waits (metrics.ts: 2 × its 2 s health timeout). */
+const FIGURES_STATEMENT_TIMEOUT_MS = 4_000;
+
+/**
+ * After migrating as the owner, gives the app's role (DATABASE_URL's) its
+ * grants when something is missing (new tables, a fresh role), and warns when
+ * that role could rewrite the audit log anyway.
+ */
+async function grantAppRole(setup: Db, connectionString: string, log: Logger): Promise<void> {
+  const role = await roleOf(connectionString);
+  if (role === (await currentRole(setup)).role) return;
+  const check = await checkAppRole(setup, role);
+  if (check.problem) {
+    log.warn({ role }, `DATABASE_URL's role can rewrite the audit log: ${check.problem} (docs/security.md, The database)`);
+    return;
+  }
+  if (await grantsNeeded(setup, role)) {
+    await applyGrants(setup, role);
+    log.info({ role }, "granted the app's role its privileges (workflow db grants prints them)");
+  }
+}
+
+/** The role a connection string logs in as: its user, or (none given) what the server says. */
+export async function roleOf(connectionString: string): Promise<string> {
+  const user = decodeURIComponent(new URL(connectionString).username);
+  if (user) return user;
+  const client = createClient({ connectionString, applicationName: 'workflow-setup' });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return (await client.query<{ role: string }>('SELECT current_user AS role')).rows[0]!.role;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 export function embeddedDataDir(config: Config): string {
   return path.resolve(config.WORKFLOW_DATA_DIR, 'pg');
 }
@@ -32,14 +74,21 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   // Workflow modules load before the database starts: a broken module should
   // fail fast, naming its file, without side effects.
   const registry = await loadWorkflows(config.WORKFLOW_MODULES, { config, log });
+  configureConnections({ connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS });
   const embedded = config.DATABASE_URL === undefined;
-  const connectionString = config.DATABASE_URL ?? (await ensureEmbeddedServer(embeddedDataDir(config), log));
+  const embeddedUrls = embedded ? await ensureEmbeddedDatabase(embeddedDataDir(config), log) : undefined;
+  const connectionString = config.DATABASE_URL ?? embeddedUrls!.appUrl;
+  // The owner migrates and grants; the app runs as DATABASE_URL's role (docs/security.md, The database).
+  const migrationConnectionString = embeddedUrls?.ownerUrl ?? config.DATABASE_MIGRATION_URL ?? connectionString;
 
-  const setupPool = createPool({ connectionString, applicationName: 'workflow-setup', max: 1 });
+  const setupPool = createPool({ connectionString: migrationConnectionString, applicationName: 'workflow-setup', max: 1 });
   const setup = createKysely(setupPool);
   try {
     await migrateToLatest(setup);
     await syncWorkflows(setup, registry);
+    // Made by the owner: the app's role may not create functions or triggers.
+    for (const w of registry.all()) if (w.continuous) await ensureWorkTrigger(setup, w.id, w.continuous.table);
+    if (migrationConnectionString !== connectionString) await grantAppRole(setup, connectionString, log);
   } finally {
     await setup.destroy();
   }
@@ -51,7 +100,9 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     log,
     heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
     forceGraceMs: config.WORKFLOW_FORCE_GRACE_MS,
+    timeouts: { statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS, lockMs: config.DATABASE_LOCK_TIMEOUT_MS },
   });
+  const retention = new Retention({ db: engine.db, log: log.child({ component: 'retention' }), retentionDays: config.WORKFLOW_RETENTION_DAYS });
   const monitor = new HealthMonitor({
     db: engine.db,
     lockConnectionString: config.DATABASE_LOCK_URL ?? connectionString,
@@ -60,20 +111,35 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     log: log.child({ component: 'monitor' }),
     intervalMs: config.HEALTH_INTERVAL_MS,
     heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
+    retention,
   });
+  const commands = createCommands(engine, registry, monitor, retention);
+  // /healthz and /metrics on a pool of their own: two connections whose
+  // statements the server cancels when the scrape gives up
+  // (src/chat/slack/metrics.ts waits 2 s for /healthz, 4 s for /metrics).
+  const figuresPool = createPool({
+    connectionString,
+    applicationName: `workflow-metrics:${engine.instanceId}`,
+    max: 2,
+    statementTimeoutMs: FIGURES_STATEMENT_TIMEOUT_MS,
+    lockTimeoutMs: FIGURES_STATEMENT_TIMEOUT_MS,
+  });
+  commands.health.readFiguresFrom(new Store(createKysely(figuresPool), engine.instanceId));
   return {
     config,
     log,
     connectionString,
+    migrationConnectionString,
     embedded,
     registry,
     engine,
-    ...createCommands(engine, registry, monitor),
+    ...commands,
     monitor,
     db: engine.db,
     close: async () => {
       await monitor.close();
       await engine.close();
+      await figuresPool.end().catch(() => {});
     },
   };
 }

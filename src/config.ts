@@ -27,6 +27,19 @@ const configSchema = z
   .object({
     DATABASE_URL: postgresUrl,
     DATABASE_LOCK_URL: postgresUrl,
+    /**
+     * The owner's connection, for migrations and grants only (docs/security.md,
+     * The database): DATABASE_URL may then be a role that cannot alter the
+     * schema or rewrite the audit log. Default DATABASE_URL.
+     */
+    DATABASE_MIGRATION_URL: postgresUrl,
+    /** Limits on the command path's statements; a command past them answers "database busy, try again". */
+    DATABASE_STATEMENT_TIMEOUT_MS: positiveInt(15_000),
+    DATABASE_LOCK_TIMEOUT_MS: positiveInt(3_000),
+    /** How long opening a connection (or waiting for a pool's free one) may take. */
+    DATABASE_CONNECT_TIMEOUT_MS: positiveInt(5_000),
+    /** Interactions, button clicks and run messages of runs ended longer ago are pruned by the health monitor's leader; 0 = never. */
+    WORKFLOW_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(30),
     WORKFLOW_DATA_DIR: z.string().trim().min(1).default('.data'),
     WORKFLOW_MODULES: optionalString,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -75,6 +88,13 @@ const configSchema = z
     WORKFLOW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
   })
   .superRefine((config, ctx) => {
+    if (config.DATABASE_LOCK_TIMEOUT_MS > config.DATABASE_STATEMENT_TIMEOUT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DATABASE_LOCK_TIMEOUT_MS'],
+        message: `at most DATABASE_STATEMENT_TIMEOUT_MS (${config.DATABASE_STATEMENT_TIMEOUT_MS}): a statement is cancelled before its lock wait could end`,
+      });
+    }
     if ((config.SLACK_APP_TOKEN || config.SLACK_SIGNING_SECRET) && !config.SLACK_BOT_TOKEN) {
       ctx.addIssue({
         code: 'custom',

@@ -62,6 +62,8 @@ async function runCommand(app: App, command: Command, json: boolean, actor: Acto
       const applied = await migrateToLatest(app.db);
       return print(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
     }
+    case 'db-grants':
+      return dbGrants(app, command.role, command.apply);
     case 'demo':
       return demo(app, command.postings);
     case 'serve':
@@ -123,6 +125,34 @@ async function demo(app: App, postings: number): Promise<number> {
   const started = Date.now();
   const count = await replaceDemoPostings(app.db.withTables<PostingsTables>(), postings);
   return print(`loaded ${count} demo postings in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * `db grants [--role <name>] [--apply]`: the statements that give the app's
+ * role (DATABASE_URL's, or --role) its privileges, printed, or applied as the
+ * owner (DATABASE_MIGRATION_URL's role). Refused for a role that could act as
+ * the owner anyway.
+ */
+async function dbGrants(app: App, role: string | undefined, apply: boolean): Promise<number> {
+  const [{ createKysely, createPool }, grants, { roleOf }] = await Promise.all([import('./db/connect.ts'), import('./db/grants.ts'), import('./app.ts')]);
+  const owner = createKysely(createPool({ connectionString: app.migrationConnectionString, applicationName: 'workflow-setup', max: 1 }));
+  try {
+    const target = role ?? (await roleOf(app.connectionString));
+    const me = await grants.currentRole(owner);
+    if (target === me.role) {
+      return fail(
+        `role ${target} is the schema's owner (DATABASE_MIGRATION_URL's role): give DATABASE_URL a role of its own (CREATE ROLE … LOGIN), then run db grants --role <it>`,
+        2,
+      );
+    }
+    const check = await grants.checkAppRole(owner, target);
+    if (check.problem) return fail(check.problem, 2);
+    if (!apply) return print(`${grants.grantStatements(target, me.schema).join(';\n')};`);
+    await grants.applyGrants(owner, target);
+    return print(`granted ${target} the app's privileges in schema ${me.schema} (as ${me.role}); it may only append to audit_log`);
+  } finally {
+    await owner.destroy();
+  }
 }
 
 async function stopDatabase(config: Config): Promise<number> {

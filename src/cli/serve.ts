@@ -71,6 +71,13 @@ export async function serve(app: App): Promise<number> {
       routes: observability.routes,
     });
     const { port } = await slack.start(app.config.PORT);
+    if (app.embedded) {
+      // Slack means people other than the one at this terminal depend on it.
+      process.stderr.write(
+        `warning: serving Slack on the embedded PostgreSQL in ${embeddedDataDir(app.config)}: a development database on this machine (one server, no backups, no replication); set DATABASE_URL for production (docs/operations.md)\n`,
+      );
+      app.log.warn({ dataDir: embeddedDataDir(app.config) }, 'serving Slack on the embedded development database; set DATABASE_URL for production');
+    }
     process.stderr.write(
       `workflow-chatops serving Slack (${mode === 'socket' ? 'Socket Mode' : `HTTP on port ${port}, POST /slack/events`}; /healthz and /metrics on port ${port}) on ${where}; workflows: ${workflows}\n`,
     );

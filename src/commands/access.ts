@@ -32,6 +32,8 @@ export function requiredRole(command: Command): Role {
   switch (command.verb) {
     case 'run':
       return command.force ? 'admin' : 'operator';
+    case 'prune':
+      return 'admin';
     case 'stop':
     case 'pause':
     case 'resume':

@@ -1,5 +1,6 @@
 import type { Engine } from '../engine/engine.ts';
 import type { HealthMonitor } from '../engine/monitor.ts';
+import type { Retention } from '../engine/retention.ts';
 import { Health } from './health.ts';
 import { RunMessages } from './run-messages.ts';
 import { RunViews } from './run-views.ts';
@@ -17,11 +18,11 @@ export interface Commands {
   health: Health;
 }
 
-export function createCommands(engine: Engine, workflows: WorkflowLookup, monitor?: HealthMonitor): Commands {
+export function createCommands(engine: Engine, workflows: WorkflowLookup, monitor?: HealthMonitor, retention?: Retention): Commands {
   const views = new RunViews(engine);
   const health = new Health(engine, monitor);
   return {
-    service: new CommandService(engine, workflows, { views, health }),
+    service: new CommandService(engine, workflows, { views, health, retention }),
     views,
     messages: new RunMessages(engine),
     health,

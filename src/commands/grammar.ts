@@ -26,7 +26,10 @@ export type Command =
   | { verb: 'serve' }
   | { verb: 'migrate' }
   | { verb: 'demo'; postings: number }
-  | { verb: 'db-stop' };
+  | { verb: 'db-stop' }
+  | { verb: 'db-grants'; role?: string; apply: boolean }
+  /** olderThanDays undefined: WORKFLOW_RETENTION_DAYS. */
+  | { verb: 'prune'; olderThanDays?: number; dryRun: boolean };
 
 export type Verb = Command['verb'];
 export type Surface = 'cli' | 'chat';
@@ -114,6 +117,7 @@ type VerbWord =
   | 'serve'
   | 'migrate'
   | 'demo'
+  | 'prune'
   | 'db';
 
 /** Reports a whole-command problem (already a full sentence) from inside a transform. */
@@ -301,17 +305,50 @@ const VERBS: Readonly<Record<VerbWord, VerbSpec>> = {
     summary: `set up the demo with N postings (default ${DEMO_POSTINGS.default.toLocaleString('en-US')}, at most ${DEMO_POSTINGS.max.toLocaleString('en-US')})`,
   },
 
+  prune: {
+    positionals: [],
+    options: { 'older-than': 'value', 'dry-run': 'switch' },
+    schema: z
+      .object({
+        'older-than': z
+          .string()
+          .regex(/^[1-9][0-9]{0,4}d$/, 'must be a number of days, like 30d (at most 99999d)')
+          .transform((s) => Number(s.slice(0, -1)))
+          .optional(),
+        'dry-run': flag,
+      })
+      .transform((o): Command => ({ verb: 'prune', ...(o['older-than'] !== undefined && { olderThanDays: o['older-than'] }), dryRun: o['dry-run'] })),
+    synopsis: 'prune [--older-than <days>d] [--dry-run]',
+    summary: 'delete what runs ended long ago left behind (admin): their interactions, button clicks, run messages',
+    notes: ['Default --older-than: WORKFLOW_RETENTION_DAYS (30). Runs and the audit log are kept; pending work is never deleted. --dry-run only counts.'],
+  },
+
   db: {
     cliOnly: true,
     positionals: [{ key: 'action', label: '<action>' }],
-    options: {},
-    schema: z.object({ action: z.string().optional() }).transform((o, ctx): Command => {
-      if (o.action === undefined) return reject(ctx, 'db needs an action: db stop');
-      if (asciiLower(o.action) !== 'stop') return reject(ctx, `unknown db action ${show(o.action)}: the only one is db stop`);
-      return { verb: 'db-stop' };
-    }),
-    synopsis: 'db stop',
-    summary: 'stop the embedded PostgreSQL',
+    options: { role: 'value', apply: 'switch' },
+    schema: z
+      .object({
+        action: z.string().optional(),
+        role: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a role name (letters, digits, _ and -, at most 63)')
+          .optional(),
+        apply: flag,
+      })
+      .transform((o, ctx): Command => {
+        const action = o.action === undefined ? undefined : asciiLower(o.action);
+        if (action === undefined) return reject(ctx, 'db needs an action: db stop, or db grants');
+        if (action === 'grants') return { verb: 'db-grants', ...(o.role !== undefined && { role: o.role }), apply: o.apply };
+        if (action !== 'stop') return reject(ctx, `unknown db action ${show(o.action!)}: db stop, or db grants`);
+        if (o.role !== undefined || o.apply) return reject(ctx, '--role and --apply go with db grants, not db stop');
+        return { verb: 'db-stop' };
+      }),
+    synopsis: 'db stop | db grants [--role <name>] [--apply]',
+    summary: "stop the embedded PostgreSQL, or print (--apply: apply) the app role's grants",
+    notes: [
+      "db grants: the statements that let the app's role (DATABASE_URL's, or --role) read and write its tables but only append to audit_log; --apply runs them as DATABASE_MIGRATION_URL's role.",
+    ],
   },
 };
 

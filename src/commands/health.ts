@@ -1,6 +1,6 @@
 import type { Engine } from '../engine/engine.ts';
 import type { HealthMonitor, HealthReport, MonitorEvent } from '../engine/monitor.ts';
-import type { ObservabilityStats } from '../engine/store.ts';
+import type { ObservabilityStats, Store } from '../engine/store.ts';
 
 /**
  * The process's health as the surfaces read it: /healthz and /metrics
@@ -43,9 +43,20 @@ export class Health {
     return this.monitor?.check();
   }
 
+  private figures: Pick<Store, 'ping' | 'observabilityStats'> | undefined;
+
+  /**
+   * Reads /healthz and /metrics through `store`, on a pool of their own
+   * (src/app.ts), so scrapes never take the connections commands need.
+   * Without it they share the engine's.
+   */
+  readFiguresFrom(store: Pick<Store, 'ping' | 'observabilityStats'>): void {
+    this.figures = store;
+  }
+
   /** /healthz: does the database answer? */
   ping(): Promise<void> {
-    return this.engine.store.ping();
+    return (this.figures ?? this.engine.store).ping();
   }
 
   /**
@@ -53,6 +64,6 @@ export class Health {
    * ended since `endedSince` (see src/db/queries/stats.ts).
    */
   observabilityStats(endedSince: Date | null): Promise<ObservabilityStats> {
-    return this.engine.store.observabilityStats(endedSince);
+    return (this.figures ?? this.engine.store).observabilityStats(endedSince);
   }
 }

@@ -1,7 +1,8 @@
-import { DATABASE_UNAVAILABLE, isConnectionError } from '../db/errors.ts';
+import { DATABASE_BUSY, DATABASE_UNAVAILABLE, isBusyError, isConnectionError } from '../db/errors.ts';
 import { runAction, type RunAction } from '../db/run-states.ts';
 import type { RunRow } from '../db/schema.ts';
 import type { Engine, QueueRefusal, RunRequest } from '../engine/engine.ts';
+import { snake, type Retention } from '../engine/retention.ts';
 import type { PauseState } from '../engine/store.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { requiredRole, type Role } from './access.ts';
@@ -45,12 +46,14 @@ export class CommandService {
   private readonly workflows: WorkflowLookup;
   private readonly views: RunViews;
   private readonly health: Health;
+  private readonly retention: Retention | undefined;
 
-  constructor(engine: Engine, workflows: WorkflowLookup, parts: { views: RunViews; health: Health }) {
+  constructor(engine: Engine, workflows: WorkflowLookup, parts: { views: RunViews; health: Health; retention?: Retention }) {
     this.engine = engine;
     this.workflows = workflows;
     this.views = parts.views;
     this.health = parts.health;
+    this.retention = parts.retention;
   }
 
   /** Text or argv in, result out. `json` is the CLI's --json flag. */
@@ -58,6 +61,7 @@ export class CommandService {
     try {
       return await this.handleParsed(input, actor, surface);
     } catch (error) {
+      if (isBusyError(error)) return { result: busy(), json: false };
       if (!isConnectionError(error)) throw error;
       return { result: unavailable(error), json: false };
     }
@@ -123,6 +127,8 @@ export class CommandService {
         }
         return { kind: 'workflows', workflows: views };
       }
+      case 'prune':
+        return this.prune(command.olderThanDays, command.dryRun, actor);
       case 'health':
         return this.checkHealth();
       case 'pause':
@@ -248,6 +254,7 @@ export class CommandService {
     try {
       return await this.pressUnguarded(action, actor, key);
     } catch (error) {
+      if (isBusyError(error)) return busy();
       if (!isConnectionError(error)) throw error;
       return unavailable(error);
     }
@@ -293,6 +300,24 @@ export class CommandService {
     const message = `\`${what}\` needs the ${needed} role; you have ${has}. Ask an admin to grant it (WORKFLOW_ACCESS).`;
     await this.audit(actor, what, 'refused', { reason: message, details: { needed, refusal: 'permission' } });
     return { kind: 'refused', reason: 'permission', message };
+  }
+
+  /**
+   * `prune` (admin): retention now (src/engine/retention.ts), or with
+   * --dry-run only its counts. Audited either way, with the counts.
+   */
+  private async prune(olderThanDays: number | undefined, dryRun: boolean, actor: Actor): Promise<CommandResult> {
+    if (!this.retention) return { kind: 'done', message: 'no retention service in this process' };
+    const days = olderThanDays ?? this.retention.retentionDays;
+    if (days === 0) {
+      const message = 'retention is off (WORKFLOW_RETENTION_DAYS=0): give --older-than <days>d';
+      await this.audit(actor, 'prune', 'invalid', { reason: message });
+      return { kind: 'invalid', message, usage: usage('prune') };
+    }
+    const counts = await this.retention.prune({ olderThanDays: days, dryRun });
+    await this.audit(actor, 'prune', 'accepted', { details: { older_than_days: days, dry_run: dryRun, ...snake(counts) } });
+    const what = `${counts.interactions} interactions, ${counts.handledActions} handled button clicks, ${counts.runMessages} run messages and ${counts.claims} leftover claims of ${counts.runs} runs ended more than ${days} days ago`;
+    return { kind: 'done', message: dryRun ? `would delete ${what} (dry run: nothing deleted)` : `deleted ${what}; runs and the audit log are kept` };
   }
 
   /** The health monitor's findings after one pass now (recovering what it finds, probing services). */
@@ -375,6 +400,16 @@ function pausedView(state: PauseState | undefined): { by: string | null; at: str
  */
 function unavailable(error: unknown): CommandResult {
   return { kind: 'refused', reason: 'unavailable', message: `${DATABASE_UNAVAILABLE} (${describeError(error)})` };
+}
+
+/**
+ * A lock held elsewhere or a statement past its timeout
+ * (DATABASE_LOCK_TIMEOUT_MS, DATABASE_STATEMENT_TIMEOUT_MS): answered within
+ * the timeout instead of hanging. Not audited: the audit log may be what is
+ * locked.
+ */
+function busy(): CommandResult {
+  return { kind: 'refused', reason: 'busy', message: DATABASE_BUSY };
 }
 
 function describeError(error: unknown): string {

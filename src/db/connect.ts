@@ -14,11 +14,35 @@ const typeParsers: pg.CustomTypesConfig = {
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/**
+ * How long a connection may take to open, and (for a pool) how long a caller
+ * waits for a free connection: an unreachable server or an exhausted pool
+ * answers within it instead of hanging. Process-wide, set once from
+ * DATABASE_CONNECT_TIMEOUT_MS (configureConnections).
+ */
+let connectTimeoutMs = 5_000;
+
+export function configureConnections(options: { connectTimeoutMs: number }): void {
+  connectTimeoutMs = options.connectTimeoutMs;
+}
+
 export interface PoolOptions {
   connectionString: string;
   /** Shows in pg_stat_activity; force uses it to find a run's connections. */
   applicationName: string;
   max?: number;
+  /**
+   * Server-side limits for every statement on this pool's connections
+   * (statement_timeout, lock_timeout, sent as startup parameters). The server
+   * cancels a statement that overruns, so a caller that gives up never leaves
+   * it running and holding a connection: pg's client-side query_timeout
+   * would only reject the promise while the statement ran on, keeping its
+   * connection busy (the way slow /metrics scrapes once emptied the pool).
+   * Unset: no limit, for the run pools and migrations, whose statements are
+   * the work itself.
+   */
+  statementTimeoutMs?: number;
+  lockTimeoutMs?: number;
 }
 
 export function createPool(options: PoolOptions): pg.Pool {
@@ -27,6 +51,9 @@ export function createPool(options: PoolOptions): pg.Pool {
     application_name: options.applicationName,
     max: options.max ?? 10,
     types: typeParsers,
+    connectionTimeoutMillis: connectTimeoutMs,
+    ...(options.statementTimeoutMs !== undefined && { statement_timeout: options.statementTimeoutMs }),
+    ...(options.lockTimeoutMs !== undefined && { lock_timeout: options.lockTimeoutMs }),
   });
   // A client's error (server restart, terminated backend) must not crash the
   // process, idle or checked out between two queries of a transaction; the
@@ -36,11 +63,12 @@ export function createPool(options: PoolOptions): pg.Pool {
   return pool;
 }
 
-export function createClient(options: Omit<PoolOptions, 'max'>): pg.Client {
+export function createClient(options: Pick<PoolOptions, 'connectionString' | 'applicationName'>): pg.Client {
   return new pg.Client({
     connectionString: options.connectionString,
     application_name: options.applicationName,
     types: typeParsers,
+    connectionTimeoutMillis: connectTimeoutMs,
   });
 }
 

@@ -39,3 +39,21 @@ export function isConnectionError(error: unknown): boolean {
 }
 
 export const DATABASE_UNAVAILABLE = 'database unavailable, try again shortly';
+
+/**
+ * The database answered but could not do it in time: a lock held elsewhere
+ * past lock_timeout (55P03 lock_not_available) or a statement cancelled at
+ * statement_timeout (57014 query_canceled). Commands answer DATABASE_BUSY
+ * instead of hanging; nothing was done (the statement's transaction rolled
+ * back).
+ */
+export function isBusyError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 4; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === '55P03' || code === '57014') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+export const DATABASE_BUSY = 'database busy, try again';

@@ -29,6 +29,12 @@ export interface EngineOptions {
   forceGraceMs: number;
   /** Shown in pg_stat_activity and on every run this instance owns. */
   instanceId?: string;
+  /**
+   * statement_timeout and lock_timeout of the instance pool, the command
+   * path's (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_LOCK_TIMEOUT_MS). The run
+   * pools have none: their statements are the run's work.
+   */
+  timeouts?: { statementMs: number; lockMs: number };
 }
 
 export interface RunRequest {
@@ -106,7 +112,13 @@ export class Engine extends EventEmitter {
     super();
     this.options = options;
     this.instanceId = options.instanceId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
-    this.pool = createPool({ connectionString: options.connectionString, applicationName: `workflow:${this.instanceId}`, max: 8 });
+    this.pool = createPool({
+      connectionString: options.connectionString,
+      applicationName: `workflow:${this.instanceId}`,
+      max: 8,
+      statementTimeoutMs: options.timeouts?.statementMs,
+      lockTimeoutMs: options.timeouts?.lockMs,
+    });
     this.db = createKysely(this.pool);
     this.store = new Store(this.db, this.instanceId);
     this.workflowsById = new Map(options.workflows.map((w) => [w.id, w]));

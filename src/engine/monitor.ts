@@ -9,6 +9,7 @@ import { releaseLostClaims, runsWithOrphanedClaims } from '../db/queries/release
 import type { EngineTables } from '../db/schema.ts';
 import type { ExternalService, ResolvedWorkflow } from '../workflows/define.ts';
 import { pendingQueries, recoverRun } from './recovery.ts';
+import type { Retention } from './retention.ts';
 
 // The health monitor. Every serving instance runs one; one
 // at a time is active, the one holding a session advisory lock on its own
@@ -47,6 +48,8 @@ export interface MonitorOptions {
   staleAfterMs?: number;
   /** Per probe. Default 5 s (at most half the interval). */
   probeTimeoutMs?: number;
+  /** Retention (src/engine/retention.ts): the active monitor starts a pass at each tick, in the background. */
+  retention?: Retention;
   /** For tests: called between the scan for stale runs and their recovery. */
   beforeRecover?: (candidates: monitor.StaleRun[]) => Promise<void> | void;
 }
@@ -194,8 +197,10 @@ export class HealthMonitor extends EventEmitter {
   runOnce(): Promise<HealthReport> {
     return this.serialised(async () => {
       await this.ensureActive();
-      if (this.active) await this.pass();
-      else await this.probeAll();
+      if (this.active) {
+        await this.pass();
+        this.options.retention?.tick(() => this.closed || !this.active);
+      } else await this.probeAll();
       return this.reportNow();
     });
   }
@@ -223,6 +228,7 @@ export class HealthMonitor extends EventEmitter {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.chain.catch(() => {});
+    await this.options.retention?.idle();
     await this.dropConnection();
   }
 

@@ -26,6 +26,13 @@ export const WORK_CHANNEL = 'workflow_work';
  * workflow whose trigger could not be made).
  */
 export async function ensureWorkTrigger<DB>(db: Kysely<DB>, workflowId: number, table: string): Promise<void> {
+  // Already there: nothing to do, no lock taken on the table. It is made by
+  // the schema's owner at start-up (src/app.ts), since the app's own role may
+  // create neither functions nor triggers (docs/security.md, The database).
+  const { rows } = await sql<{ present: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${table}) AND tgname = ${`workflow_work_${workflowId}`})
+       AND EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'workflow_work_notify' AND pronamespace = current_schema()::regnamespace) AS present`.execute(db);
+  if (rows[0]?.present) return;
   const trigger = sql.id(`workflow_work_${workflowId}`);
   // The id is a validated positive integer (registry.ts), so it is safe as a literal;
   // trigger arguments must be literals.

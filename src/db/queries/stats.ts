@@ -4,7 +4,14 @@ import type { EngineTables } from '../schema.ts';
 
 // Read-only statements for the HTTP server's /healthz and /metrics
 // (src/chat/slack/metrics.ts). The chat layer holds no SQL, so they live here
-// and reach it through the command layer's Health (src/commands/health.ts).
+// and reach it through the command layer's Health (src/commands/health.ts),
+// on a small pool of their own whose statement_timeout is the scrape's, so a
+// slow scrape is cancelled by the server and never holds the commands' pool.
+//
+// No statement here reads a table that grows with the work done: the figures
+// come from counters (each run's recorded progress) and from partial indexes
+// over small sets (live interactions, lock-wait refusals, recently ended
+// runs), so a scrape costs the same at 3 interactions or 30 million.
 
 type Db = Kysely<EngineTables>;
 
@@ -17,9 +24,14 @@ export interface ObservabilityStats {
   /** Runs per workflow and status (every run ever recorded; queued included). */
   runs: { workflow_id: number; status: RunStatus; count: number }[];
   /**
-   * Interactions per workflow, step and status; `running` is what running
-   * runs have in flight (their last heartbeat's counters): no interaction row
-   * exists until its item finishes (migrations/0007_claim_ranges.ts).
+   * Interactions per workflow, step and status. `completed` and `failed` are
+   * the runs' own counters (each run's progress: final for a run its owner
+   * ended, the last heartbeat's for one recovered), so they survive pruning
+   * (src/engine/retention.ts) and cost one row per run, not one per
+   * interaction; `pending` counts the unfinished rows through the partial
+   * index on live interactions; `running` is what running runs have in
+   * flight (their last heartbeat's counters): no interaction row exists until
+   * its item finishes (migrations/0007_claim_ranges.ts).
    */
   interactions: { workflow_id: number; step: string; status: string; count: number }[];
   /**
@@ -44,11 +56,13 @@ export const ENDED_OVERLAP_SECONDS = 300;
 
 /**
  * Everything /metrics shows from the database, in one statement (one round
- * trip, one pooled connection, one snapshot). Costs: workflow_runs and the
- * audit log's refusals are small; the interactions count reads the whole
- * table, in time linear in its rows (bench/RESULTS.md has the rate), which is
- * acceptable at a scrape every 15 s or more but worth knowing for very large
- * histories.
+ * trip, one pooled connection, one snapshot). Costs: one pass over
+ * workflow_runs (a row per run); the pending interactions through the
+ * partial index interactions_live_key (the WHERE is its predicate word for
+ * word, so the planner can use it); the lock-wait refusals through the
+ * partial index audit_log_lock_waits (migrations/0009_retention.ts), whose
+ * predicate the WHERE repeats likewise; recent ends through
+ * workflow_runs_ended.
  */
 export async function observabilityStats(db: Db, endedSince: Date | null): Promise<ObservabilityStats> {
   const since = endedSince ?? new Date(0);
@@ -58,8 +72,15 @@ export async function observabilityStats(db: Db, endedSince: Date | null): Promi
          SELECT workflow_id, status, count(*)::int AS count
            FROM workflow_runs GROUP BY workflow_id, status) r) AS runs,
       (SELECT coalesce(json_agg(i), '[]') FROM (
-         SELECT workflow_id, step, status, count(*)::int AS count
-           FROM interactions GROUP BY workflow_id, step, status
+         SELECT r.workflow_id, s.key AS step, c.status, sum(c.n)::int AS count
+           FROM workflow_runs r
+          CROSS JOIN LATERAL jsonb_each(r.progress) s
+          CROSS JOIN LATERAL (VALUES ('completed', (s.value->>'done')::int), ('failed', (s.value->>'failed')::int)) c (status, n)
+          WHERE jsonb_typeof(r.progress) = 'object'
+          GROUP BY r.workflow_id, s.key, c.status
+         UNION ALL
+         SELECT workflow_id, step, 'pending', count(*)::int
+           FROM interactions WHERE status IN ('pending', 'running') GROUP BY workflow_id, step
          UNION ALL
          SELECT r.workflow_id, s.key, 'running', sum((s.value->>'running')::int)::int
            FROM workflow_runs r, jsonb_each(r.progress) s

@@ -149,7 +149,10 @@ const CHUNK = 10_000;
 export async function replaceDemoPostings<DB extends PostingsTables>(db: Kysely<DB>, count: number, seed = 3001): Promise<number> {
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`postings count must be a whole number ≥ 0, got ${count}`);
   return db.transaction().execute(async (tx) => {
-    await sql`TRUNCATE postings RESTART IDENTITY`.execute(tx);
+    // Not RESTART IDENTITY, which needs the sequence's owner: the app's own
+    // role (docs/security.md, The database) may truncate and set it, not own it.
+    await sql`TRUNCATE postings`.execute(tx);
+    await sql`SELECT setval(pg_get_serial_sequence('postings', 'id'), 1, false)`.execute(tx);
     let inserted = 0;
     // One INSERT in flight while the next chunk is generated: the server
     // writes while the client computes.
