@@ -100,6 +100,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     log,
     heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
     forceGraceMs: config.WORKFLOW_FORCE_GRACE_MS,
+    maxAdoptions: config.WORKFLOW_MAX_ADOPTIONS,
     timeouts: { statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS, lockMs: config.DATABASE_LOCK_TIMEOUT_MS },
   });
   const retention = new Retention({ db: engine.db, log: log.child({ component: 'retention' }), retentionDays: config.WORKFLOW_RETENTION_DAYS });

@@ -71,6 +71,8 @@ const configSchema = z
     WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
     /** How long `force` lets the current owner stop on its own before terminating it. */
     WORKFLOW_FORCE_GRACE_MS: positiveInt(5_000),
+    /** Adoptions of one run in a row without progress before it ends `abandoned` (crash_loop); a workflow's maxAdoptions overrides it. */
+    WORKFLOW_MAX_ADOPTIONS: positiveInt(3),
     /**
      * Workflow ids to run continuously (comma-separated), for workflows whose
      * module reads it: the built-in example 3001 becomes continuous on the

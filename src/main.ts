@@ -7,7 +7,7 @@ import { migrateToLatest } from './db/migrate.ts';
 import { parseCommand, usage, type Command } from './commands/grammar.ts';
 import { exitCode, toRunView, type CommandResult, type RunFinished } from './commands/results.ts';
 import type { Actor } from './commands/service.ts';
-import type { ActiveRun } from './engine/engine.ts';
+import type { ActiveRun, RunSummary } from './engine/engine.ts';
 import { createLogger } from './log.ts';
 import { renderResult } from './cli/render.ts';
 import { showProgress } from './cli/progress.ts';
@@ -88,10 +88,12 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
   const onTerminate = () => {
     const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
     process.stderr.write(`\nshutting down: run #${run.id} gets up to ${grace} ms to finish in-flight work…\n`);
+    // Handed off when a serving instance would adopt it (docs/architecture.md, Adoption); stopped otherwise.
+    const handoff = run.workflow.adopt ? app.engine.adopterPresent(run.workflow.id).catch(() => false) : Promise.resolve(false);
     let timer: NodeJS.Timeout | undefined;
-    void Promise.race([run.quiesce(), new Promise<void>((resolve) => (timer = setTimeout(resolve, grace)))]).then(() => {
+    void Promise.all([handoff, Promise.race([run.quiesce(), new Promise<void>((resolve) => (timer = setTimeout(resolve, grace)))])]).then(([release]) => {
       clearTimeout(timer);
-      run.stop({ kind: 'shutdown' });
+      run.stop(release ? { kind: 'handoff' } : { kind: 'shutdown' });
     });
   };
   process.once('SIGINT', onSignal);
@@ -100,13 +102,8 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
     const summary = await run.done;
     stopProgress();
     const finished: RunFinished = { kind: 'run_finished', summary, view: toRunView(summary.run, run.workflow.name) };
-    if (summary.outcome === 'taken_over' || summary.outcome === 'lock_lost') {
-      process.stderr.write(
-        summary.outcome === 'taken_over'
-          ? `run #${run.id} was taken over${summary.run.taken_over_by_run_id ? ` by run #${summary.run.taken_over_by_run_id}` : ''}; this process wrote nothing more\n`
-          : `run #${run.id} lost its lock connection; this process wrote nothing more (the run is recovered as abandoned)\n`,
-      );
-    }
+    const lost = ownershipMessage(summary, app.engine.instanceId);
+    if (lost) process.stderr.write(`${lost}\n`);
     if (json) {
       const audit = await app.views.auditRecord(run.id);
       return output({ kind: 'done', message: '' }, true, { run: finished.view, audit: audit ?? null }, exitCode(finished));
@@ -117,6 +114,20 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onTerminate);
   }
+}
+
+/** What happened to a foreground run this process no longer owns, as the run's row says now. */
+function ownershipMessage(summary: RunSummary, instance: string): string | undefined {
+  const { run } = summary;
+  if (summary.outcome === 'handed_off') return `run #${run.id} handed off: a serving instance takes it over and finishes it (same run id)`;
+  if (summary.outcome !== 'taken_over' && summary.outcome !== 'lock_lost') return undefined;
+  const owner = run.owners?.at(-1);
+  if (run.status === 'running' && owner && owner.instance !== instance)
+    return `run #${run.id} was taken over by instance ${owner.instance} at ${owner.since} after this process lost its ownership; this process started no new handler calls and wrote nothing more`;
+  if (run.taken_over_by_run_id) return `run #${run.id} was taken over by run #${run.taken_over_by_run_id} (force); this process wrote nothing more`;
+  if (run.status !== 'running')
+    return `run #${run.id} was ended by another process (${run.status}, ${run.ended_reason}) after this process lost its ownership; this process wrote nothing more`;
+  return `run #${run.id} lost its lock connection; this process wrote nothing more: a serving instance takes it over, or the next check marks it abandoned`;
 }
 
 async function demo(app: App, postings: number): Promise<number> {

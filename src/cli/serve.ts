@@ -6,6 +6,7 @@ import { createObservability } from '../chat/slack/metrics.ts';
 import { startAlerts } from '../chat/slack/alerts.ts';
 import type { ChatClient } from '../chat/slack/notifier.ts';
 import { monitorEventMessage } from '../chat/blocks/health.ts';
+import { Adopter } from '../engine/adoption.ts';
 import { ContinuousStarter } from '../engine/continuous.ts';
 import { Dispatcher } from '../engine/dispatcher.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
@@ -26,10 +27,21 @@ export async function serve(app: App): Promise<number> {
     const count = await replaceDemoPostings(postings, 1_000);
     app.log.info({ count }, 'loaded demo postings into the empty postings table');
   }
-  const recovered = await app.engine.recoverAbandoned();
-  if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
+  // Runs whose owner is gone or handed off, of the workflows defined here (docs/architecture.md, Adoption).
+  const adopter = new Adopter(app.engine, {
+    connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString,
+    workflowIds: app.registry
+      .all()
+      .filter((w) => w.adopt)
+      .map((w) => w.id),
+    log: app.log,
+  });
+  await adopter.start();
   const dispatcher = new Dispatcher(app.engine, app.config.DATABASE_LOCK_URL ?? app.connectionString);
   await dispatcher.start();
+  // After the adopter's first pass: what is left without an owner nobody adopts.
+  const recovered = await app.engine.recoverAbandoned();
+  if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
   // The health monitor: every instance ticks, one (the lock holder) recovers and alerts.
   app.monitor.start();
   const continuous = new ContinuousStarter({
@@ -112,18 +124,20 @@ export async function serve(app: App): Promise<number> {
   await stopped;
   await app.monitor.close();
   await continuous.close();
-  return shutDown(app, dispatcher, closeSurface);
+  return shutDown(app, dispatcher, adopter, closeSurface);
 }
 
 /**
- * Graceful shutdown (SIGTERM/SIGINT): take no more queued runs; let in-flight
- * handlers finish for WORKFLOW_SHUTDOWN_GRACE_MS, abort the rest (their
- * interactions go back to pending) and end the runs `stopped` with reason
- * `shutdown` (the run events tell Slack, which is still up); then close Slack
- * and the database. A second signal cuts the grace period short; a watchdog
- * exits if something hangs.
+ * Graceful shutdown (SIGTERM/SIGINT): take no more queued runs and adopt no
+ * more; let in-flight handlers finish for WORKFLOW_SHUTDOWN_GRACE_MS, abort
+ * the rest (their interactions go back to pending) and release the runs for
+ * adoption by another instance, or this one after its restart
+ * (docs/architecture.md, Adoption); a workflow with `adopt: false` ends its
+ * run `stopped` with reason `shutdown` (the run events tell Slack, which is
+ * still up). Then close Slack and the database. A second signal cuts the
+ * grace period short; a watchdog exits if something hangs.
  */
-async function shutDown(app: App, dispatcher: Dispatcher, closeSurface: () => Promise<void>): Promise<number> {
+async function shutDown(app: App, dispatcher: Dispatcher, adopter: Adopter, closeSurface: () => Promise<void>): Promise<number> {
   const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
   const running = app.engine.activeRuns().map((r) => r.id);
   process.stderr.write(
@@ -143,9 +157,13 @@ async function shutDown(app: App, dispatcher: Dispatcher, closeSurface: () => Pr
   process.once('SIGTERM', now);
   try {
     await dispatcher.close();
-    const summaries = await app.engine.shutdown(grace);
+    await adopter.close();
+    const summaries = await app.engine.shutdown(grace, { handoff: 'always' });
     ended = true;
-    for (const s of summaries) app.log.info({ runId: s.run.id, status: s.run.status, reason: s.run.ended_reason }, 'run ended by shutdown');
+    for (const s of summaries) {
+      if (s.outcome === 'handed_off') process.stderr.write(`run #${s.run.id} released for another instance to take over\n`);
+      app.log.info({ runId: s.run.id, status: s.run.status, reason: s.run.ended_reason, outcome: s.outcome }, 'run ended by shutdown');
+    }
     await closeSurface().catch((error: unknown) => app.log.warn({ err: error }, 'closing the chat surface failed'));
     return 0;
   } finally {

@@ -34,6 +34,10 @@ export interface RunView {
   takenOverByRunId: number | null;
   endedReason: string | null;
   error: string | null;
+  /** Each time another instance took the run up (docs/architecture.md, Adoption): when, by whom, and why (`owner_lost`, `handoff`). */
+  adoptions: { at: string; instance: string; reason: string }[];
+  /** Released on shutdown and not taken up yet (no owner for the moment). */
+  awaitingOwner: boolean;
 }
 
 export interface WorkflowView {
@@ -83,7 +87,7 @@ export function exitCode(result: CommandResult | RunFinished): number {
     case 'stop':
       return result.outcome === 'not_running' ? 3 : 0;
     case 'run_finished':
-      return result.summary.outcome === 'completed' || result.summary.outcome === 'stopped' ? 0 : 1;
+      return result.summary.outcome === 'completed' || result.summary.outcome === 'stopped' || result.summary.outcome === 'handed_off' ? 0 : 1;
     default:
       return 0;
   }
@@ -120,5 +124,7 @@ export function toRunView(run: RunRow, workflowName: string | null): RunView {
     takenOverByRunId: run.taken_over_by_run_id,
     endedReason: run.ended_reason,
     error: run.error,
+    adoptions: (run.owners ?? []).slice(1).map((o) => ({ at: o.since, instance: o.instance, reason: o.reason })),
+    awaitingOwner: run.status === 'running' && run.owner_token === null,
   };
 }

@@ -18,8 +18,8 @@ export class RunMessages {
     return run?.notify_channel ?? fallback;
   }
 
-  /** True for exactly one instance: the one that posts this run's message in this channel. */
-  claim(runId: number, channel: string): Promise<boolean> {
+  /** For exactly one live instance: the one that posts (ts null) or keeps current (its ts) this run's message in this channel. */
+  claim(runId: number, channel: string): Promise<{ ts: string | null } | undefined> {
     return this.engine.store.claimRunMessage(runId, channel);
   }
 

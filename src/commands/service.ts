@@ -97,6 +97,8 @@ export class CommandService {
         return { kind: 'run', run: this.view(run), audit: record ? { input: record.input, output: record.output } : null };
       }
       case 'history': {
+        // A dead run is not shown as running: ended here unless a serving instance adopts it.
+        await this.engine.recoverAbandoned();
         let workflowId: number | undefined;
         if (command.workflow !== undefined) {
           const workflow = this.workflows.find(command.workflow);

@@ -35,8 +35,10 @@ export const ENDED_REASONS = [
   'shutdown',
   /** A `force` took it over; the forcing instance wrote the end. */
   'forced',
-  /** Its owner was gone (its lock free); recovery wrote the end. */
+  /** Its owner was gone (its lock free) and no instance adopts it; recovery wrote the end. */
   'owner_lost',
+  /** Adopted again and again without progress (WORKFLOW_MAX_ADOPTIONS): a handler likely kills its process; the error names what was in flight. */
+  'crash_loop',
   /** Queued by `run --detach` and never started: refused by the serving instance, or stopped first. */
   'refused',
 ] as const;
@@ -58,6 +60,7 @@ export const RUN_TRANSITIONS = [
   { from: 'running', to: 'stopped', reasons: ['stop_requested', 'shutdown'], by: 'owner' },
   { from: 'running', to: 'stopped', reasons: ['forced'], by: 'recovery' },
   { from: 'running', to: 'abandoned', reasons: ['owner_lost'], by: 'recovery' },
+  { from: 'running', to: 'abandoned', reasons: ['crash_loop'], by: 'recovery' },
 ] as const satisfies readonly { from: RunStatus; to: RunStatus; reasons: readonly EndedReason[]; by: 'owner' | 'recovery' | 'queue' }[];
 
 type Transition = (typeof RUN_TRANSITIONS)[number];
@@ -106,6 +109,54 @@ export function ownerEnding(cause: { kind: 'stop' | 'shutdown' | 'error' } | nul
 /** The status recovery ends a run in, for its reason. */
 export function recoveryEnding(reason: RecoveryReason): RecoveryEnding {
   return reason === 'forced' ? { status: 'stopped', reason } : { status: 'abandoned', reason };
+}
+
+// Ownership (docs/architecture.md, Ownership and Adoption). A `running` run
+// changes hands without changing status: its row keeps its id, its audit and
+// its counters, and gets a new owner token (the fence), so every write of the
+// previous owner matches nothing from then on. workflow_runs.owners lists
+// every owner with how its tenure began and ended.
+
+/** How an owner got the run: it started it, or adopted it from an owner that was lost or handed it off. */
+export const OWNERSHIP_REASONS = ['start', 'owner_lost', 'handoff'] as const;
+export type OwnershipReason = (typeof OWNERSHIP_REASONS)[number];
+
+/**
+ * How an owner's tenure ended: it wrote the run's end (`ended`), released it
+ * for adoption on shutdown (`handoff`, owner_token cleared, the run stays
+ * `running`), or was replaced without writing: adopted after its lock was
+ * found free (`owner_lost`), or the run was ended for it by recovery or force
+ * (`recovered`).
+ */
+export const OWNERSHIP_ENDINGS = ['ended', 'handoff', 'owner_lost', 'recovered'] as const;
+export type OwnershipEnding = (typeof OWNERSHIP_ENDINGS)[number];
+
+/**
+ * The moves of ownership of a `running` run, and who makes each: the owner
+ * releases its run (SIGTERM to `serve`, or to a foreground run while a
+ * serving instance can adopt it); an adopter (a serving instance that defines
+ * the workflow and has not opted out with `adopt: false`), holding the run's
+ * lock, takes a run whose lock was free, released or not.
+ */
+export const OWNERSHIP_MOVES = [
+  { move: 'release', reason: 'handoff', by: 'owner' },
+  { move: 'adopt', reason: 'handoff', by: 'adopter' },
+  { move: 'adopt', reason: 'owner_lost', by: 'adopter' },
+] as const satisfies readonly { move: 'release' | 'adopt'; reason: OwnershipReason; by: 'owner' | 'adopter' }[];
+
+/** One entry of workflow_runs.owners: one owner's tenure (JSON, snake_case as the audit view shows it). */
+export interface OwnerRecord {
+  instance: string;
+  reason: OwnershipReason;
+  since: string;
+  until?: string;
+  ended?: OwnershipEnding;
+  /** The run's finished interactions (completed + failed) when this owner took it. */
+  interactions_at_start: number;
+  /** Adoptions in a row after an owner was lost without the run progressing, this one included. */
+  no_progress: number;
+  /** What the owner had in flight when it was lost: the item its careful mode marked, or its claimed ranges. */
+  in_flight_at_loss?: string;
 }
 
 export const RUN_ACTIONS = ['run', 'force', 'resume'] as const;

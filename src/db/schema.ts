@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
-import type { EndedReason, RunAction, RunStatus } from './run-states.ts';
+import type { EndedReason, OwnerRecord, RunAction, RunStatus } from './run-states.ts';
 
 // Table types of the tables the engine and its chat surfaces own
 // (migrations/0001_engine.ts, 0003_chat.ts, 0004_continuous.ts,
@@ -68,6 +68,10 @@ export interface WorkflowRunsTable {
   ended_at: Timestamp | null;
   /** The channel a run reports to; null = the configured notify channel. */
   notify_channel: Generated<string | null>;
+  /** Every owner the run has had, in order (migrations/0021_run_adoption.ts). */
+  owners: ColumnType<OwnerRecord[], string | undefined, string>;
+  /** The item an owner in careful mode is running (after an adoption without progress). */
+  in_flight: Json<{ step: string; subject: number } | null>;
 }
 
 export interface InteractionsTable {

@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createKysely, createPool, type Db } from '../db/connect.ts';
+import { adopterPresent, releaseRun } from '../db/queries/adoption.ts';
 import { appendAudit, notify } from '../db/queries/audit.ts';
 import { leaveUnfinished } from '../db/queries/release-claims.ts';
 import { computeLockKey, lockHolderPid, terminateBackends } from '../db/queries/locks.ts';
@@ -13,7 +14,8 @@ import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { enqueueRun, servingInstances } from './dispatcher.ts';
 import { publishRunEvent, RunEventListener } from './events.ts';
-import { recoverRun } from './recovery.ts';
+import { ADOPT_CHANNEL, takeOwnership } from './adoption.ts';
+import { announceRecovery, recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
 import { Runner, type StopCause } from './runner.ts';
 import { delta, estimatedInteractions, expectedWork, takeSnapshot } from './snapshot.ts';
@@ -29,6 +31,8 @@ export interface EngineOptions {
   forceGraceMs: number;
   /** Shown in pg_stat_activity and on every run this instance owns. */
   instanceId?: string;
+  /** WORKFLOW_MAX_ADOPTIONS: adoptions in a row without progress before a run ends `abandoned` (crash_loop). Default 3. */
+  maxAdoptions?: number;
   /**
    * statement_timeout and lock_timeout of the instance pool, the command
    * path's (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_LOCK_TIMEOUT_MS). The run
@@ -60,14 +64,20 @@ export type Refusal =
 
 export type StartOutcome = { started: true; run: ActiveRun } | { started: false; refusal: Refusal };
 
+export type AdoptOutcome = { kind: 'adopted'; run: ActiveRun } | { kind: 'abandoned'; run: RunRow } | { kind: 'skipped' };
+
 /** `run --detach` is also refused when no instance serves the queue. */
 export type QueueRefusal = Refusal | { reason: 'no_server'; message: string };
 export type QueueOutcome = { queued: true; run: RunRow } | { queued: false; refusal: QueueRefusal };
 
 export interface RunSummary {
   run: RunRow;
-  /** How it ended locally; `taken_over` and `lock_lost` mean this process wrote nothing at the end. */
-  outcome: 'completed' | 'failed' | 'stopped' | 'taken_over' | 'lock_lost';
+  /**
+   * How it ended locally; `taken_over` and `lock_lost` mean this process
+   * wrote nothing at the end; `handed_off`: released for adoption on
+   * shutdown, the run goes on elsewhere.
+   */
+  outcome: 'completed' | 'failed' | 'stopped' | 'taken_over' | 'lock_lost' | 'handed_off';
   stateBefore: Metrics;
   stateAfter: Metrics | null;
   delta: Metrics | null;
@@ -155,6 +165,8 @@ export class Engine extends EventEmitter {
     let resumed: RunRow | undefined;
     if (request.mode === 'single_run') {
       resumed = await runs.getRun(this.db, request.resumeRunId!);
+      // A run whose owner died stays `running` until someone looks: look now. One a serving instance adopts stays running.
+      if (resumed?.status === 'running' && resumed.workflow_id === workflow.id) resumed = (await this.recoverIfOwnerGone(resumed)) ?? resumed;
       const problem = !resumed
         ? `run ${request.resumeRunId} does not exist`
         : resumed.workflow_id !== workflow.id
@@ -190,7 +202,15 @@ export class Engine extends EventEmitter {
       }
       // We hold the lock: any run still marked running under it has lost its owner.
       const orphan = await runs.runningRunWithLockKey(this.db, lockKey);
-      if (orphan) await recoverRun(this.db, orphan.id, 'owner_lost', { workflows: this.workflow });
+      if (orphan && !(await recoverRun(this.db, orphan.id, 'owner_lost', { workflows: this.workflow, evenIfAdoptable: request.force }))) {
+        const still = await runs.getRun(this.db, orphan.id);
+        if (still?.status === 'running') {
+          // A serving instance adopts it within a second or so (docs/architecture.md, Adoption): it is the running run.
+          await lock.close();
+          const message = `${describeDuplicate(still)}; its owner was lost and a serving instance is taking it over`;
+          return { started: false, refusal: { reason: 'duplicate', message, running: still } };
+        }
+      }
 
       if (request.mode === 'global_batch' && !request.force) {
         const last = await runs.lastBatchStart(this.db, workflow.id);
@@ -338,52 +358,85 @@ export class Engine extends EventEmitter {
       const work = await expectedWork(runDb, workflow, scopeSubject);
       await runs.recordStartState(runDb, fence, stateBefore, work);
       row = { ...row, state_before: stateBefore, expected_work: work } as RunRow;
-
-      const runner = new Runner({ db: runDb, workflow, fence, subjectId: scopeSubject, heartbeatMs: this.options.heartbeatMs, log });
-      lock.onLost((error) => runner.abort({ kind: 'lock-lost', error: error.message }));
-      lock.onControl((message) => {
-        if (message.type === 'stop' && message.runId === fence.runId) runner.abort({ kind: 'stop', by: message.by });
-      });
-      await lock.listen();
-
-      const startedRow = row;
-      const done = (async (): Promise<RunSummary> => {
-        try {
-          const execution = await runner.execute();
-          return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution, lock);
-        } finally {
-          this.active.delete(fence.runId);
-          await lock.close();
-          await runPool.end().catch(() => {});
-        }
-      })();
-      const active: ActiveRun = {
-        id: row.id,
-        row,
-        workflow,
-        stateBefore,
-        expectedWork: work,
-        estimatedInteractions: estimatedInteractions(
-          work,
-          workflow.steps.map((s) => s.name),
-        ),
-        progress: () => runner.progress(),
-        stop: (cause) => runner.abort(cause),
-        quiesce: () => runner.quiesce(),
-        done,
-      };
-      this.active.set(row.id, active);
-      this.emit('run-started', active);
-      await publishRunEvent(this.db, { type: 'run_started', runId: row.id, workflowId: workflow.id });
-      void done.then(
-        (summary) => this.emit('run-ended', summary),
-        () => {},
-      );
-      return active;
+      return await this.launch({ row, workflow, lock, fence, runPool, runDb, scopeSubject, stateBefore, work, log });
     } catch (error) {
       await runPool.end().catch(() => {});
       throw error;
     }
+  }
+
+  /** Runs a run this process owns (started or adopted) until it ends, hands off or is lost; resolves once it is running. */
+  private async launch(run: {
+    row: RunRow;
+    workflow: ResolvedWorkflow;
+    lock: RunLock;
+    fence: runs.Fence;
+    runPool: pg.Pool;
+    runDb: Db;
+    scopeSubject: number | null;
+    stateBefore: Metrics;
+    work: ExpectedWork;
+    log: Logger;
+    adopted?: { progress: RunProgress; failed: Record<string, number[]>; careful: boolean };
+  }): Promise<ActiveRun> {
+    const { row, workflow, lock, fence, runPool, runDb, scopeSubject, stateBefore, work, log } = run;
+    const runner = new Runner({
+      db: runDb,
+      workflow,
+      fence,
+      subjectId: scopeSubject,
+      heartbeatMs: this.options.heartbeatMs,
+      log,
+      base: run.adopted?.progress,
+      failed: run.adopted?.failed,
+      careful: run.adopted?.careful,
+      verifyLock: () => lock.verify(),
+    });
+    lock.onLost((error) => runner.abort({ kind: 'lock-lost', error: error.message }));
+    lock.onControl((message) => {
+      if (message.type === 'stop' && message.runId === fence.runId) runner.abort({ kind: 'stop', by: message.by });
+    });
+    await lock.listen();
+
+    const startedRow = row;
+    const done = (async (): Promise<RunSummary> => {
+      try {
+        const execution = await runner.execute();
+        return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution, lock);
+      } finally {
+        this.active.delete(fence.runId);
+        await lock.close();
+        await runPool.end().catch(() => {});
+      }
+    })().then(async (summary) => {
+      // The lock is free now: adopters take the run at once rather than at their next look.
+      if (summary.outcome === 'handed_off') await notify(this.db, ADOPT_CHANNEL, { runId: fence.runId }).catch(() => {});
+      return summary;
+    });
+    const active: ActiveRun = {
+      id: row.id,
+      row,
+      workflow,
+      stateBefore,
+      expectedWork: work,
+      estimatedInteractions: estimatedInteractions(
+        work,
+        workflow.steps.map((s) => s.name),
+      ),
+      progress: () => runner.progress(),
+      stop: (cause) => runner.abort(cause),
+      quiesce: () => runner.quiesce(),
+      done,
+    };
+    this.active.set(row.id, active);
+    this.emit('run-started', active);
+    // An adopted run is announced as started again: chat surfaces take its message up (src/chat/slack/notifier.ts).
+    await publishRunEvent(this.db, { type: 'run_started', runId: row.id, workflowId: workflow.id });
+    void done.then(
+      (summary) => this.emit('run-ended', summary),
+      () => {},
+    );
+    return active;
   }
 
   private async finish(
@@ -409,9 +462,11 @@ export class Engine extends EventEmitter {
     if (cause?.kind === 'fenced' || cause?.kind === 'lock-lost') {
       // Someone else may own this run now: write nothing (docs/architecture.md, Fencing).
       const current = (await runs.getRun(this.db, fence.runId).catch(() => undefined)) ?? row;
+      const adoptedElsewhere = current.status === 'running' && current.owner_token !== null && current.owner_token !== fence.ownerToken;
       this.log.warn({ runId: fence.runId, cause }, 'run given up without writing');
-      return { ...base, run: current, outcome: cause.kind === 'fenced' ? 'taken_over' : 'lock_lost', stateAfter: null, delta: null };
+      return { ...base, run: current, outcome: cause.kind === 'fenced' || adoptedElsewhere ? 'taken_over' : 'lock_lost', stateAfter: null, delta: null };
     }
+    if (cause?.kind === 'handoff') return this.handOff(runDb, workflow, row, fence, execution);
     const ending = ownerEnding(cause, completed + failed);
     try {
       const stateAfter = await takeSnapshot(runDb, workflow);
@@ -451,6 +506,47 @@ export class Engine extends EventEmitter {
   }
 
   /**
+   * Handoff (docs/architecture.md, Adoption): the results that finished are
+   * committed (execute drained them), the unfinished items are left pending
+   * with their attempts, the claims end and the fence is cleared, in one
+   * transaction; the run stays `running` and an adopter takes it once this
+   * process releases the lock.
+   */
+  private async handOff(
+    runDb: Db,
+    workflow: ResolvedWorkflow,
+    row: RunRow,
+    fence: runs.Fence,
+    execution: Awaited<ReturnType<Runner['execute']>>,
+  ): Promise<RunSummary> {
+    const { progress, unfinished } = execution;
+    const base = { stateBefore: row.state_before ?? {}, progress, stateAfter: null, delta: null };
+    try {
+      const released = await runDb.transaction().execute(async (tx) => {
+        if (!(await runs.lockOwnedRun(tx, fence))) return undefined;
+        await leaveUnfinished(tx, { runId: fence.runId, workflowId: workflow.id }, unfinished);
+        return releaseRun(tx, fence, progress);
+      });
+      if (!released) return { ...base, run: (await runs.getRun(this.db, fence.runId)) ?? row, outcome: 'taken_over' };
+      await appendAudit(this.db, {
+        actor: 'engine',
+        source: 'engine',
+        action: 'run_released',
+        outcome: 'event',
+        workflowId: workflow.id,
+        runId: fence.runId,
+        reason: 'handoff',
+        details: { instance: this.instanceId, left_pending: unfinished.length },
+      }).catch(() => {});
+      return { ...base, run: released, outcome: 'handed_off' };
+    } catch (error) {
+      // The run stays ours on the row; once the lock is released it is adopted as lost.
+      this.log.error({ runId: fence.runId, err: error }, 'could not hand the run off');
+      return { ...base, run: row, outcome: 'lock_lost' };
+    }
+  }
+
+  /**
    * Stop (docs/architecture.md, Safety rules): a flag on the run plus NOTIFY
    * to its owner, wherever it runs. A run whose owner is gone is recovered
    * instead.
@@ -463,7 +559,7 @@ export class Engine extends EventEmitter {
       return { kind: 'requested', run: await runs.getRun(this.db, runId) };
     }
     if (run.status !== 'running') return { kind: 'not_running', run };
-    const recovered = await this.recoverIfOwnerGone(run);
+    const recovered = await this.recoverIfOwnerGone(run, true);
     if (recovered) return { kind: 'recovered', run: recovered };
     const requested = await runs.requestStop(this.db, runId, by);
     if (!requested) return { kind: 'not_running', run: await runs.getRun(this.db, runId) };
@@ -504,14 +600,90 @@ export class Engine extends EventEmitter {
     return recovered;
   }
 
-  private async recoverIfOwnerGone(run: RunRow): Promise<RunRow | undefined> {
+  /** A run whose lock is free is ended `abandoned`, unless a serving instance will adopt it (or `evenIfAdoptable`: a stop). */
+  private async recoverIfOwnerGone(run: RunRow, evenIfAdoptable = false): Promise<RunRow | undefined> {
     if (this.active.has(run.id)) return undefined;
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-check:${this.instanceId}`);
     try {
       if (!(await lock.tryAcquire(run.lock_key))) return undefined;
-      return await recoverRun(this.db, run.id, 'owner_lost', { workflows: this.workflow });
+      return await recoverRun(this.db, run.id, 'owner_lost', { workflows: this.workflow, evenIfAdoptable });
     } finally {
       await lock.close();
+    }
+  }
+
+  /** Whether a serving instance would adopt a run of this workflow whose owner is gone. */
+  adopterPresent(workflowId: number): Promise<boolean> {
+    return adopterPresent(this.db, workflowId);
+  }
+
+  /**
+   * Adoption (docs/architecture.md, Adoption): takes over a running run whose
+   * lock is free, if this process defines its workflow and the workflow lets
+   * it. The same run goes on here under a new owner token; a run adopted too
+   * often without progress is ended `abandoned` (crash_loop) instead.
+   */
+  async adopt(candidate: { id: number; workflow_id: number; lock_key: number }): Promise<AdoptOutcome> {
+    const workflow = this.workflow(candidate.workflow_id);
+    if (this.closing || this.active.has(candidate.id) || !workflow?.adopt) return { kind: 'skipped' };
+    const lock = await RunLock.connect(this.lockConnectionString, `workflow-lock:${this.instanceId}`);
+    let launched = false;
+    try {
+      if (!(await lock.tryAcquire(candidate.lock_key))) return { kind: 'skipped' };
+      // A frozen owner's open transaction would hold the run row: its run pool goes first (its lock connection is gone already).
+      await terminateBackends(this.db, { pid: null, applicationName: runApplicationName(candidate.id) });
+      const owner = { token: randomUUID(), instance: this.instanceId };
+      const taken = await takeOwnership(this.db, candidate.id, owner, {
+        workflows: this.workflow,
+        maxAdoptions: workflow.maxAdoptions ?? this.options.maxAdoptions ?? 3,
+      });
+      if (taken.kind === 'gone') return { kind: 'skipped' };
+      if (taken.kind === 'crash_loop') {
+        await announceRecovery(this.db, taken.row, 'crash_loop', taken.released);
+        return { kind: 'abandoned', run: taken.row };
+      }
+      const row = taken.row;
+      const fence = { runId: row.id, ownerToken: owner.token };
+      const runPool = createPool({ connectionString: this.options.connectionString, applicationName: runApplicationName(row.id), max: RUN_POOL_SIZE });
+      const runDb = createKysely(runPool);
+      try {
+        const active = await this.launch({
+          row,
+          workflow,
+          lock,
+          fence,
+          runPool,
+          runDb,
+          scopeSubject: row.subject_id,
+          stateBefore: row.state_before ?? {},
+          work: row.expected_work ?? {},
+          log: this.log.child({ runId: row.id, workflowId: workflow.id }),
+          adopted: { progress: taken.progress, failed: taken.failed, careful: taken.careful },
+        });
+        launched = true;
+        await appendAudit(this.db, {
+          actor: 'engine',
+          source: 'engine',
+          action: 'run_adopted',
+          outcome: 'event',
+          workflowId: workflow.id,
+          runId: row.id,
+          reason: taken.reason,
+          details: {
+            instance: this.instanceId,
+            adoptions: row.owners.length - 1,
+            careful: taken.careful,
+            interactions_released: taken.released.pending,
+            finished_before: Object.values(taken.progress).reduce((n, p) => n + p.done + p.failed, 0),
+          },
+        }).catch(() => {});
+        return { kind: 'adopted', run: active };
+      } catch (error) {
+        await runPool.end().catch(() => {});
+        throw error;
+      }
+    } finally {
+      if (!launched) await lock.close();
     }
   }
 
@@ -520,20 +692,33 @@ export class Engine extends EventEmitter {
    * handlers, give those in flight `graceMs` to finish (their results are
    * committed), abort the rest (their interactions go back to pending), and
    * end each run `stopped` with reason `shutdown`, releasing its lock.
-   * Resolves when every run has ended. Safe to call more than once.
+   * With `handoff`, a run of a workflow that can be adopted is released for
+   * adoption instead (docs/architecture.md, Adoption): `always` (`serve`:
+   * another instance, or this one after its restart, takes it), or only
+   * `if_adopter`, when a serving instance would adopt it now (a foreground
+   * run). Resolves when every run has ended or been released. Safe to call
+   * more than once.
    */
-  async shutdown(graceMs = 0): Promise<RunSummary[]> {
+  async shutdown(graceMs = 0, options: { handoff?: 'always' | 'if_adopter' } = {}): Promise<RunSummary[]> {
     this.closing = true;
     const active = [...this.active.values()];
     if (active.length === 0) return [];
-    this.log.info({ runs: active.map((r) => r.id), graceMs }, 'shutdown: letting in-flight work finish');
+    const causes = new Map<number, StopCause>();
+    for (const run of active) {
+      const handoff =
+        options.handoff !== undefined &&
+        run.workflow.adopt &&
+        (options.handoff === 'always' || (await this.adopterPresent(run.workflow.id).catch(() => false)));
+      causes.set(run.id, handoff ? { kind: 'handoff' } : { kind: 'shutdown' });
+    }
+    this.log.info({ runs: active.map((r) => r.id), graceMs, handoff: options.handoff ?? null }, 'shutdown: letting in-flight work finish');
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
     try {
       await Promise.all(
         active.map(async (run) => {
           await Promise.race([run.quiesce(), grace]);
-          run.stop({ kind: 'shutdown' });
+          run.stop(causes.get(run.id)!);
         }),
       );
     } finally {
@@ -542,7 +727,7 @@ export class Engine extends EventEmitter {
     const settled = await Promise.allSettled(active.map((run) => run.done));
     const ended = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     // A start already past the `closing` check when shutdown began: end it too, without grace.
-    if (this.active.size > 0) ended.push(...(await this.shutdown(0)));
+    if (this.active.size > 0) ended.push(...(await this.shutdown(0, options)));
     return ended;
   }
 

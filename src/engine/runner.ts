@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import { claimPage, overlappingClaims, pendingRange, readClaimedPage } from '../db/queries/claim-interactions.ts';
 import type { UnfinishedItem } from '../db/queries/release-claims.ts';
+import { markInFlight } from '../db/queries/adoption.ts';
 import { heartbeat, type Fence } from '../db/queries/runs.ts';
 import type { RunProgress } from '../db/schema.ts';
-import type { ResolvedWorkflow } from '../workflows/define.ts';
+import type { ResolvedWorkflow, StepContext } from '../workflows/define.ts';
 import { Completer, FencedError } from './completer.ts';
 import { ItemPool } from './item-pool.ts';
 import type { Item, Page, StepRun } from './work.ts';
@@ -13,6 +14,8 @@ import type { Item, Page, StepRun } from './work.ts';
 export type StopCause =
   | { kind: 'stop'; by: string | null }
   | { kind: 'shutdown' }
+  /** Graceful shutdown that releases the run for adoption instead of ending it. */
+  | { kind: 'handoff' }
   /** Taken over or recovered by someone else: write nothing more. */
   | { kind: 'fenced' }
   /** The lock connection died: the lock may be someone else's now; write nothing more. */
@@ -34,6 +37,18 @@ export interface RunnerOptions {
   subjectId: number | null;
   heartbeatMs: number;
   log: Logger;
+  /** What earlier owners of this run finished (an adopted run); its counters carry on from there. */
+  base?: RunProgress;
+  /** Subjects that failed under earlier owners, per step: not claimed again. */
+  failed?: Record<string, number[]>;
+  /**
+   * Careful mode (an adoption after an owner was lost without progress): one
+   * handler at a time, each started only after everything before it is
+   * committed and after its subject is marked in flight on the run row.
+   */
+  careful?: boolean;
+  /** Whether the run's lock connection still answers (RunLock.verify): asked when ownership is in doubt. */
+  verifyLock?: () => Promise<boolean>;
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
@@ -78,6 +93,9 @@ export class Runner {
   /** Pages with items not yet committed: what a stop leaves pending. */
   private readonly openPages = new Set<Page>();
   private readonly options: RunnerOptions;
+  /** Until when ownership counts as confirmed (see callInDoubt). */
+  private freshUntil: number;
+  private confirming: Promise<boolean> | null = null;
 
   constructor(options: RunnerOptions) {
     this.options = options;
@@ -86,11 +104,13 @@ export class Runner {
       definition,
       name: definition.name,
       previousStep: index === 0 ? null : workflow.steps[index - 1]!.name,
-      counter: { done: 0, failed: 0, running: 0 },
-      failedSubjects: [],
+      counter: { done: options.base?.[definition.name]?.done ?? 0, failed: options.base?.[definition.name]?.failed ?? 0, running: 0 },
+      failedSubjects: [...(options.failed?.[definition.name] ?? [])],
     }));
+    // Ownership is fresh for two heartbeat intervals after the last fenced write that found the run ours.
+    this.freshUntil = Date.now() + 2 * options.heartbeatMs;
     this.pool = new ItemPool({
-      concurrency: workflow.concurrency,
+      concurrency: options.careful ? 1 : workflow.concurrency,
       maxConcurrency: workflow.maxConcurrency,
       timeoutMs: workflow.timeoutMs,
       retries: workflow.retries,
@@ -98,7 +118,8 @@ export class Runner {
       startsPerTurn: STARTS_PER_TURN,
       log: options.log,
       signal: this.controller.signal,
-      call: (item, ctx) => item.page.step.definition.handle(item.input, ctx),
+      call: (item, ctx) =>
+        !options.careful && Date.now() <= this.freshUntil ? item.page.step.definition.handle(item.input, ctx) : this.callInDoubt(item, ctx),
       accept: (item, value) => this.accept(item, value),
       settle: (item, outcome) => {
         item.input = undefined; // no more calls; the JSON text goes to the database
@@ -128,7 +149,7 @@ export class Runner {
   abort(cause: StopCause): void {
     if (this.cause) return;
     this.cause = cause;
-    this.options.log.info({ runId: this.options.fence.runId, cause }, 'run stopping');
+    this.options.log.info({ cause }, 'run stopping'); // the run's logger carries runId
     if (cause.kind === 'fenced' || cause.kind === 'lock-lost') this.completer.abandon();
     const reason = new Error(`run stopped: ${cause.kind}`);
     this.controller.abort(reason);
@@ -310,13 +331,66 @@ export class Runner {
     return undefined;
   }
 
-  private async heartbeat(): Promise<void> {
+  private async heartbeat(): Promise<boolean> {
+    const sentAt = Date.now();
     try {
       const beat = await heartbeat(this.options.db, this.options.fence, this.progress());
-      if (!beat) this.abort({ kind: 'fenced' });
-      else if (beat.stopRequestedBy !== null) this.abort({ kind: 'stop', by: beat.stopRequestedBy });
+      if (!beat) {
+        this.abort({ kind: 'fenced' });
+        return false;
+      }
+      // A beat that took longer than an interval says the process or the database stalled: confirm again before more calls.
+      if (Date.now() - sentAt < this.options.heartbeatMs) this.freshUntil = sentAt + 2 * this.options.heartbeatMs;
+      if (beat.stopRequestedBy !== null) this.abort({ kind: 'stop', by: beat.stopRequestedBy });
+      return true;
     } catch (error) {
+      this.freshUntil = 0;
       this.options.log.warn({ err: error }, 'heartbeat failed');
+      return false;
     }
+  }
+
+  /**
+   * A handler call while ownership is in doubt: no fenced write has found the
+   * run ours for two heartbeat intervals (the process was frozen, say, with
+   * SIGSTOP, or a heartbeat failed), or the run is in careful mode. Before
+   * anything starts, one fenced heartbeat and the lock connection confirm
+   * the run is still ours; if not, the run aborts and the call is cancelled
+   * without calling the handler (a paid model call, say). In careful mode
+   * the item's predecessors are committed and the item is marked in flight
+   * first (markInFlight).
+   */
+  private async callInDoubt(item: Item, ctx: StepContext): Promise<unknown> {
+    if (Date.now() > this.freshUntil && !(await this.confirm())) throw new Error('ownership lost before the call started');
+    if (this.options.careful) {
+      await this.completer.drain();
+      const marked = await markInFlight(this.options.db, this.options.fence, { step: item.page.step.name, subject: item.subjectId }, this.progress());
+      if (!marked) {
+        this.abort({ kind: 'fenced' });
+        throw new Error('ownership lost before the call started');
+      }
+    }
+    if (this.signal.aborted) throw new Error('run stopped before the call started');
+    return item.page.step.definition.handle(item.input, ctx);
+  }
+
+  /** One confirmation at a time, shared by every call waiting on it. */
+  private confirm(): Promise<boolean> {
+    this.confirming ??= (async () => {
+      while (!this.signal.aborted) {
+        if (await this.heartbeat()) {
+          if (this.options.verifyLock && !(await this.options.verifyLock())) {
+            this.abort({ kind: 'lock-lost', error: 'the lock connection no longer answers' });
+            return false;
+          }
+          this.freshUntil = Date.now() + 2 * this.options.heartbeatMs;
+          return !this.signal.aborted;
+        }
+        if (this.signal.aborted) break;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(200, this.options.heartbeatMs)));
+      }
+      return false;
+    })().finally(() => (this.confirming = null));
+    return this.confirming;
   }
 }

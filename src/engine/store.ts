@@ -81,8 +81,8 @@ export class Store {
     return chat.claimAction(this.db, key, actor);
   }
 
-  /** True for exactly one instance: the one that posts this run's message in this channel. */
-  claimRunMessage(runId: number, channel: string): Promise<boolean> {
+  /** For exactly one live instance: the one that posts (ts null) or keeps current (its ts) this run's message in this channel. */
+  claimRunMessage(runId: number, channel: string): Promise<{ ts: string | null } | undefined> {
     return chat.claimRunMessage(this.db, runId, channel, this.instanceId);
   }
 

@@ -144,6 +144,15 @@ export interface WorkflowDefinition<DB = any> {
   continuous?: ContinuousOptions;
   /** External services to probe for the health monitor. */
   services?: ExternalService[];
+  /**
+   * Whether a serving instance that defines this workflow takes a run over
+   * when its owner is lost or shuts down (docs/architecture.md, Adoption).
+   * Default true; false: such a run ends `abandoned` or `stopped` and waits
+   * for a resume.
+   */
+  adopt?: boolean;
+  /** Adoptions in a row without progress before the run ends `abandoned` (crash_loop). Default WORKFLOW_MAX_ADOPTIONS (3). */
+  maxAdoptions?: number;
 }
 
 /** Everything a workflow module may need from the process that loads it. */
@@ -164,10 +173,12 @@ export function defineStep<DB, Input extends object, Output>(step: StepDefinitio
 }
 
 /** A definition with every default filled in, as the engine uses it. */
-export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services'>> & {
+export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services' | 'maxAdoptions'>> & {
   description: string;
   continuous: ContinuousOptions | undefined;
   services: ExternalService[];
+  /** undefined: the engine's WORKFLOW_MAX_ADOPTIONS. */
+  maxAdoptions: number | undefined;
 };
 
 export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): ResolvedWorkflow<DB> {
@@ -182,6 +193,8 @@ export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): Resolve
     batchSize: 500,
     continuous: undefined,
     services: [],
+    adopt: true,
+    maxAdoptions: undefined,
     ...definition,
   };
 }

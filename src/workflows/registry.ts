@@ -175,6 +175,8 @@ const workflowSchema = z.strictObject({
     })
     .optional(),
   services: z.array(z.strictObject({ name: z.string().trim().min(1), probe: fn('probe') })).optional(),
+  adopt: z.boolean().optional(),
+  maxAdoptions: positiveInt.optional(),
 });
 
 /** Every problem with a value as a workflow definition, one per field; empty when valid. */

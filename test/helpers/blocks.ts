@@ -34,6 +34,8 @@ export function view(overrides: Partial<RunView> = {}): RunView {
     forcedBy: null,
     forcedRunId: null,
     takenOverByRunId: null,
+    adoptions: [],
+    awaitingOwner: false,
     endedReason: null,
     error: null,
     ...overrides,

@@ -30,6 +30,9 @@ function liveRunMessage(view: RunView, now: Date): Message {
   const notes: string[] = [];
   if (view.forcedBy) notes.push(`forced by ${who(view.forcedBy)}${view.forcedRunId ? ` over run #${view.forcedRunId}` : ''}`);
   if (view.stopRequestedBy) notes.push(`stop requested by ${who(view.stopRequestedBy)}: finishing in-flight work`);
+  if (view.awaitingOwner) notes.push('its instance shut down: waiting for another instance to take it up');
+  const adopted = adoptionNote(view);
+  if (adopted) notes.push(adopted);
   if (view.startedAt) notes.push(`started ${formatTime(view.startedAt)}`);
   if (notes.length) blocks.push(context(notes));
   blocks.push({ type: 'actions', elements: [stopButton(view)] });
@@ -54,6 +57,8 @@ function endedRunMessage(view: RunView): Message {
   else if (view.takenOverByRunId) notes.push(`Taken over by run #${view.takenOverByRunId}.`);
   else if (view.stopRequestedBy) notes.push(`Stop requested by ${who(view.stopRequestedBy)}.`);
   if (view.forcedBy) notes.push(`Forced by ${who(view.forcedBy)}${view.forcedRunId ? ` over run #${view.forcedRunId}` : ''}.`);
+  const adopted = adoptionNote(view);
+  if (adopted) notes.push(`${adopted[0]!.toUpperCase()}${adopted.slice(1)}.`);
   if (notes.length) blocks.push(section(notes.join('\n')));
   if (view.error) blocks.push(section(`*Error*\n${codeBlock(view.error, L.sectionText - 20)}`));
   const times = [view.startedAt ? `started ${formatTime(view.startedAt)}` : '', view.endedAt ? `ended ${formatTime(view.endedAt)}` : ''].filter(Boolean);
@@ -113,4 +118,13 @@ function metricsBlocks(view: RunView, maxBlocks: number): KnownBlock[] {
     return name.length > width ? `${truncate(name, 300)}\n${''.padEnd(width)} ${cells}` : `${name.padEnd(width)} ${cells}`;
   });
   return tableBlocks('*State before → after*', head, lines, maxBlocks, 'metrics');
+}
+
+/** The last time another instance took the run up, and why; undefined if it never changed hands. */
+export function adoptionNote(view: RunView): string | undefined {
+  const last = view.adoptions.at(-1);
+  if (!last) return undefined;
+  const why = last.reason === 'handoff' ? 'its instance shut down' : 'its owner was lost';
+  const times = view.adoptions.length > 1 ? ` (${view.adoptions.length} times in all)` : '';
+  return `taken up by another instance (${formatTime(last.at)}) after ${why}${times}`;
 }

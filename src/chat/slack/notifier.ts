@@ -98,9 +98,15 @@ export function createNotifier(options: NotifierOptions): Notifier {
   async function announce(runId: number): Promise<void> {
     if (shown.has(runId)) return refresh(runId, false);
     const channel = await messages.channel(runId, options.notifyChannel);
-    if (!channel || !(await messages.claim(runId, channel))) return;
+    const claim = channel ? await messages.claim(runId, channel) : undefined;
+    if (!channel || !claim) return;
     const view = await views.get(runId);
     if (!view) return;
+    if (claim.ts) {
+      // Its poster no longer serves (a run adopted after its instance died): keep that message current from here.
+      shown.set(runId, [{ runId, channel, ts: claim.ts, content: '', updatedAt: 0 }]);
+      return refresh(runId, !isActive(view.status));
+    }
     const message = render(view);
     const posted = await client.chat.postMessage({ channel, text: message.text, blocks: message.blocks });
     if (!posted.ts) throw new Error(`chat.postMessage returned no ts for run #${runId}`);

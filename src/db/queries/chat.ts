@@ -4,15 +4,24 @@ import type { EngineTables } from '../schema.ts';
 type Db = Kysely<EngineTables>;
 
 /**
- * Claims the right to post a run's message in a channel. Every serving
- * instance hears every run event; the primary key makes exactly one of them
- * the poster, so a notification is posted once however many instances serve.
+ * Claims the right to post a run's message in a channel, or to keep it
+ * current. Every serving instance hears every run event; the primary key
+ * makes exactly one of them the poster, so a notification is posted once
+ * however many instances serve. A claim whose instance no longer serves (its
+ * `workflow-serve:` session is gone: killed, shut down) passes to the next
+ * instance that asks, with the message's ts, so that a run adopted after its
+ * poster died keeps its one message (docs/architecture.md, Adoption).
+ * Undefined: another live instance has it.
  */
-export async function claimRunMessage(db: Db, runId: number, channel: string, instance: string): Promise<boolean> {
-  const { rows } = await sql<{ run_id: number }>`
-    INSERT INTO run_messages (run_id, channel, claimed_by) VALUES (${runId}, ${channel}, ${instance})
-    ON CONFLICT DO NOTHING RETURNING run_id`.execute(db);
-  return rows.length > 0;
+export async function claimRunMessage(db: Db, runId: number, channel: string, instance: string): Promise<{ ts: string | null } | undefined> {
+  const { rows } = await sql<{ ts: string | null }>`
+    INSERT INTO run_messages AS m (run_id, channel, claimed_by) VALUES (${runId}, ${channel}, ${instance})
+    ON CONFLICT (run_id, channel) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = now()
+     WHERE m.claimed_by <> excluded.claimed_by
+       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                        WHERE a.application_name = 'workflow-serve:' || m.claimed_by AND a.datname = current_database())
+    RETURNING m.ts`.execute(db);
+  return rows[0] && { ts: rows[0].ts };
 }
 
 export async function setRunMessageTs(db: Db, runId: number, channel: string, ts: string): Promise<void> {

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { ACTIVE_RUN_STATUSES, type OwnerEnding, type QueueEnding, type RecoveryEnding, type RunAction } from '../run-states.ts';
 import type { EngineTables, ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../schema.ts';
+import { closeLastOwner, firstOwner } from './adoption.ts';
 
 // Every statement on workflow_runs. Writes made by a run's owner carry its
 // owner token and `status = 'running'` in the WHERE (docs/architecture.md, Fencing):
@@ -53,6 +54,7 @@ export async function insertRunningRun(db: Db, values: NewRunValues, owner: { to
       status: 'running',
       owner_token: owner.token,
       owner_instance: owner.instance,
+      owners: firstOwner(owner.instance),
       started_at: sql`now()`,
       heartbeat_at: sql`now()`,
     })
@@ -102,6 +104,7 @@ export async function startQueuedRun(db: Db, runId: number, lockKey: number, own
       lock_key: lockKey,
       owner_token: owner.token,
       owner_instance: owner.instance,
+      owners: firstOwner(owner.instance),
       started_at: sql`now()`,
       heartbeat_at: sql`now()`,
     })
@@ -177,6 +180,8 @@ export async function endRun(tx: Transaction<EngineTables>, fence: Fence, ending
       error: ending.error,
       ended_at: sql`now()`,
       heartbeat_at: sql`now()`,
+      in_flight: null,
+      owners: closeLastOwner('ended'),
     })
     .where('id', '=', fence.runId)
     .where('owner_token', '=', fence.ownerToken)
@@ -214,15 +219,26 @@ export async function requestStop(db: Db, runId: number, by: string): Promise<Ru
     .executeTakeFirst();
 }
 
+/** What a run ended without its owner did in all (counted from its interactions) and the state it left. */
+export interface RecoveredTotals {
+  completed: number;
+  failed: number;
+  progress: RunProgress;
+  /** Null when the recovering process does not define the workflow (no metrics query here). */
+  stateAfter: Metrics | null;
+  delta: Metrics | null;
+}
+
 /**
  * Ends a run on behalf of an owner that is gone (abandoned) or was forced out
- * (stopped). Only a row still `running` matches, so a run that just finished
- * on its own is never touched.
+ * (stopped), with its true totals. Only a row still `running` matches, so a
+ * run that just finished on its own is never touched.
  */
 export async function endRunWithoutOwner(
   tx: Transaction<EngineTables>,
   runId: number,
-  ending: RecoveryEnding & { stoppedBy: string | null; takenOverByRunId?: number | null },
+  ending: RecoveryEnding & { stoppedBy: string | null; takenOverByRunId?: number | null; error?: string | null },
+  totals?: RecoveredTotals,
 ): Promise<RunRow | undefined> {
   return (
     tx
@@ -233,6 +249,18 @@ export async function endRunWithoutOwner(
         ended_reason: ending.reason,
         taken_over_by_run_id: ending.takenOverByRunId ?? null,
         ended_at: sql`now()`,
+        in_flight: null,
+        owners: closeLastOwner('recovered'),
+        ...(ending.error ? { error: ending.error } : {}),
+        ...(totals
+          ? {
+              interactions_completed: totals.completed,
+              interactions_failed: totals.failed,
+              progress: JSON.stringify(totals.progress),
+              state_after: totals.stateAfter === null ? null : JSON.stringify(totals.stateAfter),
+              delta: totals.delta === null ? null : JSON.stringify(totals.delta),
+            }
+          : {}),
       })
       // FOR UPDATE first: waits for the owner's fenced transactions (FOR KEY
       // SHARE) in flight, and makes every later one find the run ended.

@@ -1,0 +1,332 @@
+// Chaos: runs outlive their process (docs/architecture.md, Adoption). Real
+// `workflow serve` processes on one database run the fixture workflow
+// test/fixtures/adoption/workflow.ts, whose saves are counted in a table of
+// their own:
+// - SIGKILL of the owner while three instances serve: another instance adopts
+//   the same run, it completes with one audit record holding the true totals,
+//   every subject is saved exactly once per step, and the run's Slack message
+//   (the Web API stand-in) is kept current to the end;
+// - a rolling SIGTERM and restart of every instance during a run: the run is
+//   handed from instance to instance and completes, nobody typing anything;
+// - a handler that kills its process on one subject: a bounded number of
+//   adoptions, then the run ends `abandoned` (crash_loop) naming the subject;
+// - SIGKILL of a foreground run with no serving instance: `history` shows it
+//   ended, a resume recovers it first and completes the work, and the dead
+//   run's audit has its true totals, state after and delta.
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { ADOPT_TABLES_SQL, ADOPT_WORKFLOW_ID } from './fixtures/adoption/workflow.ts';
+import { recordFigure } from './helpers/chaos.ts';
+import { startCallsStub, type CallsStub } from './helpers/calls-stub.ts';
+import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
+import type { TestDatabase } from './helpers/database.ts';
+import { migratedDatabase, type TestDb } from './helpers/engine.ts';
+import { messageText, startSlackStub, type SlackStub } from './helpers/slack-stub.ts';
+
+const MODULE = fileURLToPath(new URL('./fixtures/adoption/workflow.ts', import.meta.url));
+const WF = String(ADOPT_WORKFLOW_ID);
+
+let database: TestDatabase;
+let db: TestDb;
+let calls: CallsStub;
+let env: NodeJS.ProcessEnv;
+const started: CliProcess[] = [];
+
+function cli(args: string[], extra: NodeJS.ProcessEnv = {}): CliProcess {
+  const child = startCli(args, { ...env, ...extra });
+  started.push(child);
+  return child;
+}
+
+async function serve(extra: NodeJS.ProcessEnv = {}): Promise<CliProcess> {
+  const server = cli(['serve'], extra);
+  await server.waitFor(/serving/, 60_000);
+  return server;
+}
+
+async function createItems(count: number): Promise<void> {
+  for (const statement of ADOPT_TABLES_SQL) await sql.raw(statement).execute(db);
+  await sql`INSERT INTO adopt_items (id) SELECT g FROM generate_series(1, ${count}) g`.execute(db);
+}
+
+interface RunRecord {
+  id: number;
+  status: string;
+  ended_reason: string | null;
+  error: string | null;
+  owner_instance: string | null;
+  owner_token: string | null;
+  interactions_completed: number;
+  interactions_failed: number;
+  state_after: Record<string, number> | null;
+  delta: Record<string, number> | null;
+  owners: { instance: string; reason: string; since: string; ended?: string; no_progress: number; in_flight_at_loss?: string }[];
+}
+
+async function runRow(id: number): Promise<RunRecord> {
+  return (await db.selectFrom('workflow_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow()) as unknown as RunRecord;
+}
+
+async function runningRun(): Promise<number> {
+  return eventually(async () => {
+    const row = await db
+      .selectFrom('workflow_runs')
+      .select('id')
+      .where('status', '=', 'running')
+      .where('workflow_id', '=', ADOPT_WORKFLOW_ID)
+      .executeTakeFirst();
+    return row?.id;
+  }, 'a running run');
+}
+
+async function savedAtLeast(n: number): Promise<void> {
+  await eventually(async () => {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db);
+    return rows[0]!.n >= n;
+  }, `${n} saves`);
+}
+
+async function waitForEnd(id: number, timeoutMs = 120_000): Promise<RunRecord> {
+  return eventually(
+    async () => {
+      const row = await runRow(id);
+      return row.status !== 'running' ? row : undefined;
+    },
+    `run #${id} to end`,
+    timeoutMs,
+  );
+}
+
+/** Every (subject, step) saved exactly once, and how many saves in all. */
+async function assertSavedOnce(expected: number): Promise<void> {
+  const { rows } = await sql<{ subject: number; step: string; n: number }>`
+    SELECT subject, step, count(*)::int AS n FROM adopt_saves GROUP BY subject, step HAVING count(*) > 1`.execute(db);
+  assert.deepEqual(rows, [], 'no subject saved twice in a step');
+  const { rows: total } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db);
+  assert.equal(total[0]!.n, expected, 'saves');
+  const { rows: interactions } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE status = 'completed'`.execute(db);
+  assert.equal(interactions[0]!.n, expected, 'one completed interaction per save');
+}
+
+beforeEach(async () => {
+  ({ database, db } = await migratedDatabase('chaos_adoption'));
+  calls = await startCallsStub({ delayMs: 30 });
+  env = {
+    DATABASE_URL: database.url,
+    WORKFLOW_MODULES: MODULE,
+    ADOPT_CALLS_URL: calls.url,
+    WORKFLOW_HEARTBEAT_MS: '300',
+    WORKFLOW_SHUTDOWN_GRACE_MS: '2000',
+  };
+});
+
+afterEach(async () => {
+  for (const child of started.splice(0)) {
+    if (child.child.exitCode === null && child.child.signalCode === null) child.child.kill('SIGKILL');
+    await child.exited;
+  }
+  await calls.close();
+  await db.destroy();
+  await database.drop();
+});
+
+describe('adoption', () => {
+  test('SIGKILL of the owner with three instances serving: adopted, completed, true totals, each subject saved once per step, the Slack message kept current', {
+    timeout: 180_000,
+  }, async () => {
+    const ITEMS = 120;
+    await createItems(ITEMS);
+    const slack: SlackStub = await startSlackStub();
+    try {
+      const slackEnv = {
+        SLACK_SIGNING_SECRET: 'adoption-secret',
+        SLACK_BOT_TOKEN: 'xoxb-adoption',
+        SLACK_API_URL: slack.url,
+        SLACK_NOTIFY_CHANNEL: 'C0ADOPT',
+        PORT: '0',
+      };
+      const servers = [await serve(slackEnv), await serve(slackEnv), await serve(slackEnv)];
+      const detached = await runCli(['run', WF, '--detach'], env);
+      assert.equal(detached.code, 0, detached.stderr);
+      const runId = await runningRun();
+      await savedAtLeast(20);
+      const before = await runRow(runId);
+      const owner = servers.find((s) => before.owner_instance?.startsWith(`${s.child.pid}-`));
+      assert.ok(owner, `the owner ${before.owner_instance} is one of the three`);
+      const killedAt = performance.now();
+      owner.child.kill('SIGKILL');
+
+      const adopted = await eventually(async () => {
+        const row = await runRow(runId);
+        return row.owners.length > 1 ? row : undefined;
+      }, 'the run to be adopted');
+      const adoptedMs = performance.now() - killedAt;
+      assert.equal(adopted.owners[1]!.reason, 'owner_lost');
+      assert.equal(adopted.owners[0]!.ended, 'owner_lost');
+      assert.notEqual(adopted.owner_instance, before.owner_instance);
+
+      const ended = await waitForEnd(runId);
+      assert.equal(ended.status, 'completed', ended.error ?? '');
+      assert.equal(ended.ended_reason, 'finished');
+      assert.equal(ended.interactions_completed, 2 * ITEMS, 'the true total across owners');
+      assert.equal(ended.interactions_failed, 0);
+      assert.deepEqual(ended.delta, { items: 0, items_first: ITEMS, items_second: ITEMS });
+      assert.equal(ended.state_after?.items_second, ITEMS);
+      await assertSavedOnce(2 * ITEMS);
+      const audit = await db.selectFrom('workflow_run_audit').selectAll().where('id', '=', runId).execute();
+      assert.equal(audit.length, 1, 'one audit record');
+      const output = audit[0]!.output as { interactions_completed: number; owners: unknown[]; status: string };
+      assert.equal(output.interactions_completed, 2 * ITEMS);
+      assert.equal(output.status, 'completed');
+      assert.ok(output.owners.length >= 2, 'the owners are listed in the audit');
+      const adoptedEvents = await db.selectFrom('audit_log').select('reason').where('run_id', '=', runId).where('action', '=', 'run_adopted').execute();
+      assert.deepEqual(
+        adoptedEvents.map((e) => e.reason),
+        ['owner_lost'],
+      );
+
+      // One message for the run, kept current to its end by whichever instance is left.
+      const mine = (c: { body: Record<string, unknown> }) => messageText(c as never).includes(`Run #${runId}`);
+      const lastMessage = () => [...slack.callsTo('chat.update', mine), ...slack.callsTo('chat.postMessage', mine)].sort((a, b) => a.at - b.at).at(-1);
+      await eventually(async () => {
+        const last = lastMessage();
+        return last && /completed/.test(messageText(last)) && /taken up by another instance .* after its owner was lost/i.test(messageText(last));
+      }, 'the run message to show the completed run, taken up by another instance').catch((error: Error) => {
+        throw new Error(`${error.message}; last: ${lastMessage() ? messageText(lastMessage()!) : 'none'}`);
+      });
+      const posts = slack.callsTo('chat.postMessage', (c) => mine(c) && !c.body.thread_ts);
+      assert.equal(posts.length, 1, 'the run has one message');
+      for (const s of servers) if (s !== owner) s.child.kill('SIGTERM');
+      for (const s of servers) if (s !== owner) assert.equal((await s.exited).code, 0);
+      await recordFigure('adoption-kill', { items: ITEMS, adoptedMs: Math.round(adoptedMs) });
+    } finally {
+      await slack.close();
+    }
+  });
+
+  test('a rolling SIGTERM and restart of three instances during a run: handed off from one to the next, completed, no command typed', {
+    timeout: 180_000,
+  }, async () => {
+    const ITEMS = 150;
+    await createItems(ITEMS);
+    calls.setDelay(150);
+    const servers = [await serve(), await serve(), await serve()];
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun();
+    for (let i = 0; i < 3; i++) {
+      await savedAtLeast(5 + i * 20);
+      assert.equal((await runRow(runId)).status, 'running', `the run is still going at restart ${i + 1}`);
+      const old = servers[i]!;
+      old.child.kill('SIGTERM');
+      const exit = await old.exited;
+      assert.equal(exit.code, 0, exit.stderr);
+      servers[i] = await serve();
+    }
+    calls.setDelay(0);
+    const ended = await waitForEnd(runId);
+    assert.equal(ended.status, 'completed', ended.error ?? '');
+    assert.equal(ended.interactions_completed, 2 * ITEMS);
+    await assertSavedOnce(2 * ITEMS);
+    const handoffs = ended.owners.filter((o) => o.reason === 'handoff');
+    assert.ok(handoffs.length >= 1, `handed off at least once: ${JSON.stringify(ended.owners)}`);
+    assert.ok(
+      ended.owners.every((o) => o.reason !== 'owner_lost'),
+      'no owner was lost: every change of hands was a handoff',
+    );
+    const commands = await db.selectFrom('audit_log').select('action').where('outcome', '=', 'accepted').execute();
+    assert.deepEqual(
+      commands.map((c) => c.action),
+      ['run'],
+      'the one command is the run itself',
+    );
+    await recordFigure('adoption-rolling-restart', { items: ITEMS, owners: ended.owners.length, handoffs: handoffs.length });
+  });
+
+  test('a handler that kills its process on one subject: bounded adoptions, then abandoned (crash_loop) naming the subject', { timeout: 240_000 }, async () => {
+    const ITEMS = 12;
+    const POISON = 3;
+    await createItems(ITEMS);
+    const poisonEnv = { ADOPT_POISON: String(POISON), ADOPT_CONCURRENCY: '2', ADOPT_BATCH: '5' };
+    const servers = new Set<CliProcess>();
+    let deaths = 0;
+    let stopping = false;
+    // A process manager: an instance that dies is started again.
+    // (A restarted instance may adopt the run, and die, before it says it serves.)
+    const keep = (): CliProcess => {
+      const server = cli(['serve'], poisonEnv);
+      servers.add(server);
+      void server.exited.then((exit) => {
+        servers.delete(server);
+        if (exit.code !== 0) deaths++;
+        if (!stopping) keep();
+      });
+      return server;
+    };
+    await Promise.all([keep(), keep(), keep()].map((s) => s.waitFor(/serving/, 60_000)));
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun();
+    const ended = await waitForEnd(runId, 200_000);
+    stopping = true;
+    assert.equal(ended.status, 'abandoned');
+    assert.equal(ended.ended_reason, 'crash_loop');
+    assert.match(ended.error ?? '', new RegExp(`step first, subject ${POISON}\\b`));
+    const lost = ended.owners.filter((o) => o.ended === 'owner_lost');
+    assert.ok(deaths >= 3, `instances died: ${deaths}`);
+    assert.ok(lost.length <= deaths, 'an adoption per lost owner at most');
+    assert.equal(ended.owners.at(-1)!.no_progress, 2, 'ended at the third loss in a row without progress (WORKFLOW_MAX_ADOPTIONS 3)');
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves WHERE subject = ${POISON}`.execute(db);
+    assert.equal(rows[0]!.n, 0, 'the poison subject was never saved');
+    const { rows: twice } = await sql<{
+      n: number;
+    }>`SELECT count(*)::int AS n FROM (SELECT 1 FROM adopt_saves GROUP BY subject, step HAVING count(*) > 1) d`.execute(db);
+    assert.equal(twice[0]!.n, 0, 'no subject saved twice in a step');
+    assert.equal(ended.interactions_completed, (await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db)).rows[0]!.n);
+    for (const s of servers) s.child.kill('SIGTERM');
+    await Promise.all([...servers].map((s) => s.exited));
+    await recordFigure('adoption-crash-loop', { items: ITEMS, deaths, owners: ended.owners.length });
+  });
+});
+
+describe('no serving instance', () => {
+  test('kill -9 of a foreground run: history shows it ended, a resume recovers it first and completes; its audit has the true totals, state after and delta', {
+    timeout: 120_000,
+  }, async () => {
+    const ITEMS = 80;
+    await createItems(ITEMS);
+    const owner = cli(['run', WF]);
+    const runId = await runningRun();
+    await savedAtLeast(20);
+    owner.child.kill('SIGKILL');
+    await owner.exited;
+
+    const history = await runCli(['history', '--json'], env);
+    assert.equal(history.code, 0, history.stderr);
+    const shown = (JSON.parse(history.stdout) as { runs: { id: number; status: string }[] }).runs.find((r) => r.id === runId);
+    assert.equal(shown?.status, 'abandoned', 'history does not show a dead run as running');
+
+    const dead = await runRow(runId);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE run_id = ${runId} AND status = 'completed'`.execute(db);
+    assert.ok(rows[0]!.n >= 20);
+    assert.equal(dead.interactions_completed, rows[0]!.n, 'the dead run counts what it committed');
+    assert.ok(dead.state_after && dead.delta, 'state after and delta are recorded');
+    assert.equal((dead.delta!.items_first ?? 0) + (dead.delta!.items_second ?? 0), rows[0]!.n);
+
+    // Killed again, and resumed at once: the resume recovers the dead run first.
+    const second = cli(['run', WF, '--mode', 'single_run', '--run', String(runId)]);
+    const secondId = await eventually(async () => {
+      const row = await db.selectFrom('workflow_runs').select('id').where('resumes_run_id', '=', runId).where('status', '=', 'running').executeTakeFirst();
+      return row?.id;
+    }, 'the resume to start');
+    await savedAtLeast(rows[0]!.n + 5);
+    second.child.kill('SIGKILL');
+    await second.exited;
+    const resume = await runCli(['run', WF, '--mode', 'single_run', '--run', String(secondId)], env);
+    assert.equal(resume.code, 0, resume.stderr);
+    assert.equal((await runRow(secondId)).status, 'abandoned');
+    await assertSavedOnce(2 * ITEMS);
+  });
+});
