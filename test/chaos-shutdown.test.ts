@@ -1,8 +1,9 @@
 // Chaos: SIGTERM to a serving process in the middle of a run (graceful
-// shutdown). It exits 0 within the grace period plus a second; the run ends
-// `stopped` with reason `shutdown`; nothing stays `running`; handlers that
-// finish within the grace period keep their results; the rest go back to
-// pending and a resume finishes them.
+// shutdown). It exits 0 within the grace period plus a second; the run is
+// released for adoption (still `running`, no owner); handlers that finish
+// within the grace period keep their results; the rest go back to pending and
+// the next serving instance takes the run up and finishes it. A foreground
+// run with no serving instance ends `stopped` with reason `shutdown`.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
@@ -52,7 +53,7 @@ async function serveWithRun(extra: NodeJS.ProcessEnv): Promise<{ server: CliProc
 }
 
 describe('SIGTERM during a run', () => {
-  test('handlers slower than the grace period: aborted, back to pending; exit 0 within grace + 1 s; run stopped (shutdown)', async () => {
+  test('handlers slower than the grace period: aborted, back to pending; exit 0 within grace + 1 s; run released for adoption, then taken up and finished by the next serving instance', async () => {
     const GRACE = 1_000;
     const { server, runId } = await serveWithRun({ WORKFLOW_SHUTDOWN_GRACE_MS: String(GRACE) });
     ollama.setDelay(60_000); // every call from now on outlives the grace period
@@ -67,9 +68,11 @@ describe('SIGTERM during a run', () => {
     assert.ok(elapsed < GRACE + 1_000, `exited ${Math.round(elapsed)} ms after SIGTERM (grace ${GRACE} ms)`);
     assert.match(exit.stderr, /shutting down/);
 
+    // Released for adoption (docs/architecture.md, Adoption): running, no owner, its owner's tenure ended by handoff.
     const run = await db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
-    assert.equal(run.status, 'stopped');
-    assert.equal(run.ended_reason, 'shutdown');
+    assert.equal(run.status, 'running');
+    assert.equal(run.owner_token, null);
+    assert.equal(run.owners.at(-1)?.ended, 'handoff');
     const statuses = await interactionStatuses(db);
     assert.equal(statuses.running, undefined, 'nothing left running');
     assert.ok((statuses.pending ?? 0) > 0, 'aborted work went back to pending');
@@ -80,13 +83,20 @@ describe('SIGTERM during a run', () => {
       .selectFrom('audit_log')
       .select(['action', 'reason'])
       .where('run_id', '=', runId)
-      .where('action', '=', 'run_ended')
+      .where('action', '=', 'run_released')
       .executeTakeFirstOrThrow();
-    assert.equal(audit.reason, 'shutdown');
+    assert.equal(audit.reason, 'handoff');
 
+    // The next serving instance takes the same run up and finishes it.
     ollama.setDelay(0);
-    const resume = await runCli(['run', '3001', '--mode', 'single_run', '--run', String(runId)], env);
-    assert.equal(resume.code, 0, resume.stderr);
+    const next = cli(['serve']);
+    await next.waitFor(/serving/);
+    const ended = await eventually(async () => {
+      const row = await db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
+      return row.status !== 'running' ? row : undefined;
+    }, 'the adopted run to end');
+    assert.equal(ended.status, 'completed');
+    assert.equal(ended.owners.at(-1)?.reason, 'handoff');
     assert.equal(await pendingPostings(db), 0);
     await assertDomainMatchesInteractions(db);
     await recordFigure('sigterm-abort', { graceMs: GRACE, exitMs: Math.round(elapsed), pendingAfter: statuses.pending, abortedCalls: ollama.aborted });
@@ -106,8 +116,8 @@ describe('SIGTERM during a run', () => {
     assert.ok(elapsed < GRACE + 1_000, `exited ${Math.round(elapsed)} ms after SIGTERM`);
     assert.equal(ollama.aborted, 0, 'no model call was cut off');
     const run = await db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
-    assert.equal(run.status, 'stopped');
-    assert.equal(run.ended_reason, 'shutdown');
+    assert.equal(run.status, 'running');
+    assert.equal(run.owner_token, null, 'released for adoption');
     assert.equal((await interactionStatuses(db)).running, undefined);
     await assertDomainMatchesInteractions(db);
     await recordFigure('sigterm-drain', { graceMs: GRACE, exitMs: Math.round(elapsed) });
