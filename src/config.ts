@@ -43,6 +43,8 @@ const configSchema = z
     WORKFLOW_DATA_DIR: z.string().trim().min(1).default('.data'),
     WORKFLOW_MODULES: optionalString,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** pretty (time, level, message, fields) or json (one object a line); unset: pretty when stderr is a terminal, json otherwise. */
+    LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     SLACK_BOT_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xoxb-'), 'a bot token (xoxb-…)'),
     SLACK_APP_TOKEN: optionalString.refine((t) => t === undefined || t.startsWith('xapp-'), 'an app-level token (xapp-…)'),

@@ -6,6 +6,7 @@ import type { CommandResult, RunView } from '../commands/results.ts';
 import type { RunViews, RunWatch } from '../commands/run-views.ts';
 import type { Actor, ButtonAction, CommandService } from '../commands/service.ts';
 import { isActive } from '../db/run-states.ts';
+import { showStatusLine, writeAbove } from '../lib/status-line.ts';
 import { buttonAction } from './blocks/buttons.ts';
 import type { Message } from './blocks/primitives.ts';
 import { resultMessage } from './blocks/result.ts';
@@ -62,6 +63,8 @@ export class ConsoleChat {
   private readonly progressIntervalMs: number;
   private readonly session = randomBytes(4).toString('hex');
   private rl?: readline.Interface;
+  /** On a terminal, while the prompt is up: others' output (log lines) goes above it. */
+  private releasePrompt?: () => void;
   private watch?: RunWatch;
   private timer?: NodeJS.Timeout;
   private polling = false;
@@ -108,6 +111,17 @@ export class ConsoleChat {
         this.watch.on('reconnected', () => void this.catchUp());
         this.timer = setInterval(() => void this.poll(), this.pollMs);
         this.timer.unref();
+        if (isTTY) {
+          this.releasePrompt = showStatusLine({
+            clear: () => {
+              readline.clearLine(this.output, 0);
+              readline.cursorTo(this.output, 0);
+            },
+            redraw: () => {
+              if (!this.closed) this.rl?.prompt(true);
+            },
+          });
+        }
         this.print('workflow console: type /workflow help (or just help). Numbers choose the [n] buttons; exit to quit.');
         rl.prompt();
       } catch (error) {
@@ -133,6 +147,7 @@ export class ConsoleChat {
 
   private async shutDown(): Promise<void> {
     this.closed = true;
+    this.releasePrompt?.();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     const watch = this.watch;
@@ -262,15 +277,9 @@ export class ConsoleChat {
 
   private print(text: string): void {
     if (this.closed) return;
-    const tty = Boolean((this.output as NodeJS.WriteStream).isTTY);
     try {
       // On a terminal, a message arriving while the user types goes above the line being typed.
-      if (tty) {
-        readline.clearLine(this.output, 0);
-        readline.cursorTo(this.output, 0);
-      }
-      this.output.write(`${text}\n`);
-      if (tty && !this.closed) this.rl?.prompt(true);
+      writeAbove(() => this.output.write(`${text}\n`));
     } catch {
       // Output gone: nothing left to tell.
     }

@@ -1,4 +1,5 @@
 import type { ActiveRun } from '../engine/engine.ts';
+import { showStatusLine } from '../lib/status-line.ts';
 
 /**
  * Shows a foreground run's progress from the runner's own counters: a bar
@@ -26,10 +27,18 @@ export function showProgress(run: ActiveRun, out: NodeJS.WriteStream): () => voi
     const filled = total === 0 ? width : Math.round((width * (done + failed)) / total);
     return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done + failed}/${total} · ${steps} · ${seconds}s\x1b[K`;
   };
-  const timer = setInterval(() => out.write(tty ? line() : `${line()}\n`), tty ? 200 : 2_000);
+  // On a terminal the bar is a status line: a log line meanwhile is written above it, and the bar redrawn.
+  let drawn = '';
+  const draw = () => {
+    drawn = line();
+    out.write(drawn);
+  };
+  const release = tty ? showStatusLine({ clear: () => out.write('\r\x1b[K'), redraw: () => out.write(drawn) }) : () => {};
+  const timer = setInterval(() => (tty ? draw() : out.write(`${line()}\n`)), tty ? 200 : 2_000);
   timer.unref();
   return () => {
     clearInterval(timer);
+    release();
     if (tty) out.write(`${line()}\n`);
   };
 }

@@ -68,8 +68,10 @@ export async function serve(app: App): Promise<number> {
   const where = app.embedded ? `embedded PostgreSQL in ${embeddedDataDir(app.config)}` : 'DATABASE_URL';
   const workflows = app.registry
     .all()
-    .map((w) => `${w.id} ${w.name}`)
-    .join(', ');
+    .map((w) => `${w.id} ${w.name}${w.services.length ? ` (uses ${w.services.map((s) => s.name).join(', ')})` : ''}`)
+    .join(', ')
+    // Said here, once, rather than by every process that loads the example workflow.
+    .concat(app.config.OLLAMA_URL ? `; ollama at ${withoutCredentials(app.config.OLLAMA_URL)}, model ${app.config.OLLAMA_MODEL}` : '');
   let closeSurface: () => Promise<void>;
   const mode = slackMode(app.config);
   if (mode) {
@@ -170,4 +172,11 @@ async function shutDown(app: App, dispatcher: Dispatcher, adopter: Adopter, clos
     process.off('SIGINT', now);
     process.off('SIGTERM', now);
   }
+}
+
+function withoutCredentials(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = '';
+  parsed.password = '';
+  return parsed.href;
 }
