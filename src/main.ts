@@ -1,23 +1,26 @@
 import os from 'node:os';
-import { openApp, embeddedDataDir, type App } from './app.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
-import { stopEmbeddedServer } from './db/embedded.ts';
-import { DATABASE_UNAVAILABLE, isConnectionError } from './db/errors.ts';
-import { migrateToLatest } from './db/migrate.ts';
-import { parseCommand, usage, type Command } from './commands/grammar.ts';
+import type { App } from './app.ts';
+import type { Config } from './config.ts';
+import type { Command } from './commands/grammar.ts';
+import { plainHelp } from './commands/verbs.ts';
 import { exitCode, toRunView, type CommandResult, type RunFinished } from './commands/results.ts';
 import type { Actor } from './commands/service.ts';
 import type { ActiveRun, RunSummary } from './engine/engine.ts';
-import { createLogger } from './log.ts';
-import { renderResult } from './cli/render.ts';
-import { showProgress } from './cli/progress.ts';
-import { replaceDemoPostings } from './workflows/postings/demo.ts';
-import { serve } from './cli/serve.ts';
-import { POSTINGS_WORKFLOW_ID } from './workflows/postings/index.ts';
 import type { PostingsTables } from './workflows/postings/schema.ts';
+
+// Modules load at the command that needs them (import() below), not here: a
+// process loads what its command uses and nothing more, so `help` starts as
+// fast as Node itself, and only `serve` loads Slack and the metrics.
 
 /** CLI entry: argv → command → service → render. Returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  const help = plainHelp(argv, 'cli');
+  if (help !== undefined) return print(help);
+  const [{ parseCommand, usage }, { ConfigError, loadConfig }, { createLogger }] = await Promise.all([
+    import('./commands/grammar.ts'),
+    import('./config.ts'),
+    import('./log.ts'),
+  ]);
   const parsed = parseCommand(argv, { surface: 'cli' });
   if (parsed.ok && parsed.command.verb === 'help') return print(usage(parsed.command.topic, 'cli'));
 
@@ -28,11 +31,12 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof ConfigError) return fail(error.message, 2);
     throw error;
   }
-  const log = createLogger(config.LOG_LEVEL);
+  const log = createLogger(config.LOG_LEVEL, process.stderr, config.LOG_FORMAT);
   const actor: Actor = { id: `${os.userInfo().username}@${os.hostname()}`, source: 'cli' };
 
   if (parsed.ok && parsed.command.verb === 'db-stop') return stopDatabase(config);
 
+  const [{ openApp }, { DATABASE_UNAVAILABLE, isConnectionError }] = await Promise.all([import('./app.ts'), import('./db/errors.ts')]);
   let app: App;
   try {
     app = await openApp(config, log);
@@ -45,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!parsed.ok) {
       // Through the service, so the invalid request is audited.
       const { result } = await app.service.handle(argv, actor, 'cli');
-      return output(result, false);
+      return await output(result, false);
     }
     return await runCommand(app, parsed.command, parsed.json, actor, argv);
   } catch (error) {
@@ -59,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
 async function runCommand(app: App, command: Command, json: boolean, actor: Actor, argv: string[]): Promise<number> {
   switch (command.verb) {
     case 'migrate': {
+      const { migrateToLatest } = await import('./db/migrate.ts');
       const applied = await migrateToLatest(app.db);
       return print(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
     }
@@ -66,8 +71,10 @@ async function runCommand(app: App, command: Command, json: boolean, actor: Acto
       return dbGrants(app, command.role, command.apply);
     case 'demo':
       return demo(app, command.postings);
-    case 'serve':
+    case 'serve': {
+      const { serve } = await import('./cli/serve.ts');
       return serve(app);
+    }
     default: {
       const { result } = await app.service.handle(argv, actor, 'cli');
       if (result.kind === 'run_started') return foreground(app, result.run, json);
@@ -78,6 +85,7 @@ async function runCommand(app: App, command: Command, json: boolean, actor: Acto
 
 /** A run in the foreground: progress while it runs, then the audit summary. Ctrl-C stops it. */
 async function foreground(app: App, run: ActiveRun, json: boolean): Promise<number> {
+  const [{ renderResult }, { showProgress }] = await Promise.all([import('./cli/render.ts'), import('./cli/progress.ts')]);
   if (!json) process.stderr.write(`${renderResult({ kind: 'run_started', run, view: toRunView(run.row, run.workflow.name) })}\n`);
   const stopProgress = json ? () => {} : showProgress(run, process.stderr);
   const onSignal = () => {
@@ -131,6 +139,10 @@ function ownershipMessage(summary: RunSummary, instance: string): string | undef
 }
 
 async function demo(app: App, postings: number): Promise<number> {
+  const [{ replaceDemoPostings }, { POSTINGS_WORKFLOW_ID }] = await Promise.all([
+    import('./workflows/postings/demo.ts'),
+    import('./workflows/postings/index.ts'),
+  ]);
   const active = (await app.views.inProgress()).filter((r) => r.workflowId === POSTINGS_WORKFLOW_ID);
   if (active.length > 0) return fail(`workflow ${POSTINGS_WORKFLOW_ID} has run #${active[0]!.id} in progress; stop it before replacing the demo data`, 3);
   const started = Date.now();
@@ -168,15 +180,17 @@ async function dbGrants(app: App, role: string | undefined, apply: boolean): Pro
 
 async function stopDatabase(config: Config): Promise<number> {
   if (config.DATABASE_URL) return fail('DATABASE_URL is set: there is no embedded server to stop', 2);
+  const [{ embeddedDataDir }, { stopEmbeddedServer }] = await Promise.all([import('./app.ts'), import('./db/embedded.ts')]);
   const outcome = await stopEmbeddedServer(embeddedDataDir(config));
   return print(outcome === 'stopped' ? 'embedded PostgreSQL stopped' : 'embedded PostgreSQL was not running');
 }
 
-function output(result: CommandResult, json: boolean, payload?: unknown, code = exitCode(result)): number {
+async function output(result: CommandResult, json: boolean, payload?: unknown, code = exitCode(result)): Promise<number> {
   if (json) {
     process.stdout.write(`${JSON.stringify(payload ?? toJson(result), null, 2)}\n`);
     return code;
   }
+  const { renderResult } = await import('./cli/render.ts');
   const text = renderResult(result);
   (code >= 2 ? process.stderr : process.stdout).write(`${text}\n`);
   return code;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MAX_INPUT_LENGTH, parseCommand, usage, type Command, type ParseResult, type Surface } from '../src/commands/grammar.ts';
+import { plainHelp } from '../src/commands/verbs.ts';
 
 // Pure unit tests of the command grammar: no database, no I/O.
 
@@ -195,6 +196,20 @@ describe('help', () => {
     assert.deepEqual(ok('-h'), { verb: 'help' });
     rejects('help nope', ['"nope"']);
     rejects('help run stop', ['unexpected argument', '"stop"']);
+  });
+
+  // The CLI answers these without loading the grammar's schemas (src/main.ts).
+  test('plainHelp answers the plain requests for help, exactly as the parser would, and leaves the rest to it', () => {
+    const answered = [['help'], ['--help'], ['-h'], ['HELP'], ['help', 'run'], ['help', 'Force'], ['help', 'db-stop'], ['-h', 'history']];
+    const left = [[], ['list'], ['help', 'nope'], ['help', 'run', 'stop'], ['help', '--json'], ['--json', 'help'], ['help', '--list-running'], ['help', '']];
+    for (const surface of ['cli', 'chat'] as const) {
+      for (const argv of answered) {
+        const parsed = parseCommand(argv, { surface });
+        assert.ok(parsed.ok && parsed.command.verb === 'help', JSON.stringify(argv));
+        assert.equal(plainHelp(argv, surface), usage(parsed.command.topic, surface), JSON.stringify(argv));
+      }
+      for (const argv of left) assert.equal(plainHelp(argv, surface), undefined, JSON.stringify(argv));
+    }
   });
 });
 

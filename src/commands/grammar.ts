@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { RunMode } from '../db/schema.ts';
 import { oneLine } from '../lib/one-line.ts';
+import { asciiLower, HISTORY_LIMIT, DEMO_POSTINGS, own, usage, verbWord, VERBS, type Surface, type VerbInfo, type VerbWord } from './verbs.ts';
 
 // The one parser for the command grammar. Slack, the console
 // chat and the CLI all parse here, so a command means the same thing wherever
@@ -8,9 +9,11 @@ import { oneLine } from '../lib/one-line.ts';
 //   1. a generic walker turns tokens into a raw record: positionals and options
 //      under their canonical names, values still text, nothing interpreted;
 //   2. the verb's zod schema validates that record and builds the Command.
-// To follow one verb end to end, read its entry in VERBS.
+// To follow one verb end to end, read its entry in VERBS (verbs.ts: its
+// words and help) and in SCHEMAS here.
 
-export type { RunMode };
+export type { RunMode, Surface };
+export { DEMO_POSTINGS, HISTORY_LIMIT, usage };
 
 export type Command =
   | { verb: 'run'; workflow: string | undefined; mode: RunMode; subjectId?: number; runId?: number; force: boolean; detach: boolean }
@@ -32,7 +35,6 @@ export type Command =
   | { verb: 'prune'; olderThanDays?: number; dryRun: boolean };
 
 export type Verb = Command['verb'];
-export type Surface = 'cli' | 'chat';
 
 export type ParseResult =
   | { ok: true; command: Command; json: boolean }
@@ -41,8 +43,6 @@ export type ParseResult =
 
 /** Longer input is refused before tokenising: nobody types this much, and a bound keeps parsing cheap. */
 export const MAX_INPUT_LENGTH = 1_000;
-export const HISTORY_LIMIT = { default: 10, max: 100 } as const;
-export const DEMO_POSTINGS = { default: 1_000, max: 10_000_000 } as const;
 
 // ─── Values ──────────────────────────────────────────────────────────────────
 // Messages here are fragments: the parser prefixes the option as the user
@@ -82,44 +82,6 @@ const flag = z.boolean().default(false);
 
 type Raw = Record<string, string | true>;
 
-interface VerbSpec {
-  /** Positional arguments in order: the key the schema reads, the name messages and help show. */
-  positionals: readonly { key: string; label: string }[];
-  /** Options by canonical name (no dashes): whether each takes a value. */
-  options: Readonly<Record<string, 'value' | 'switch'>>;
-  /** Spellings from the seed scripts, mapped to canonical option names. */
-  aliases?: Readonly<Record<string, string>>;
-  /** Options that need a local process (so they mean nothing in chat). */
-  cliOptions?: readonly string[];
-  /** Verbs that manage this machine rather than runs: never from chat. */
-  cliOnly?: boolean;
-  schema: z.ZodType<Command>;
-  synopsis: string;
-  /** Shorter synopsis for the overview, when the full one is long. */
-  brief?: string;
-  summary: string;
-  notes?: readonly string[];
-  cliNotes?: readonly string[];
-}
-
-type VerbWord =
-  | 'run'
-  | 'force'
-  | 'list'
-  | 'stop'
-  | 'status'
-  | 'history'
-  | 'workflows'
-  | 'health'
-  | 'pause'
-  | 'resume'
-  | 'help'
-  | 'serve'
-  | 'migrate'
-  | 'demo'
-  | 'prune'
-  | 'db';
-
 /** Reports a whole-command problem (already a full sentence) from inside a transform. */
 function reject(ctx: z.core.$RefinementCtx, message: string): never {
   ctx.addIssue({ code: 'custom', message });
@@ -140,225 +102,104 @@ function resolveMode(o: { mode?: RunMode | undefined; subject?: number | undefin
 }
 
 // `run` and `force` share everything but the default of --force.
-function runVerb(word: 'run' | 'force'): VerbSpec {
-  return {
-    positionals: [{ key: 'workflow', label: '<workflow>' }],
-    options: { mode: 'value', subject: 'value', run: 'value', force: 'switch', detach: 'switch' },
-    aliases: { 'posting-id': 'subject', 'workflow-run-id': 'run' },
-    cliOptions: ['detach'],
-    schema: z
-      .object({
-        workflow: workflowRef.optional(),
-        mode: runMode.optional(),
-        subject: positiveInt.optional(),
-        run: positiveInt.optional(),
-        force: flag,
-        detach: flag,
-      })
-      .transform((o, ctx): Command => {
-        const mode = resolveMode(o);
-        if (typeof mode !== 'string') return reject(ctx, mode.error);
-        // A resumed run already knows its workflow; the service takes it from the run.
-        if (o.workflow === undefined && mode !== 'single_run') return reject(ctx, `${word} needs a <workflow> (its number or name)`);
-        return {
-          verb: 'run',
-          workflow: o.workflow,
-          mode,
-          ...(o.subject !== undefined && { subjectId: o.subject }),
-          ...(o.run !== undefined && { runId: o.run }),
-          force: word === 'force' || o.force,
-          detach: o.detach,
-        };
-      }),
-    synopsis:
-      word === 'run'
-        ? 'run <workflow> [--mode global_batch|single_subject|single_run] [--subject <id>] [--run <run-id>] [--force]'
-        : 'force <workflow> [--mode global_batch|single_subject|single_run] [--subject <id>] [--run <run-id>]',
-    brief: `${word} <workflow> [options]`,
-    summary: word === 'run' ? 'start a run of a workflow, by its number or name' : 'run --force: take over from a run already in progress',
-    notes: [
-      'Without --mode: --subject <id> means single_subject, --run <run-id> means single_run (resume that run; <workflow> may then be left out), neither means global_batch.',
-      'Seed spellings still work: --mode single_posting, --posting-id <id>, --workflow-run-id <id>.',
-    ],
-    cliNotes: ['--detach hands the run to a serving instance instead of running it here.'],
-  };
+function runSchema(word: 'run' | 'force'): z.ZodType<Command> {
+  return z
+    .object({
+      workflow: workflowRef.optional(),
+      mode: runMode.optional(),
+      subject: positiveInt.optional(),
+      run: positiveInt.optional(),
+      force: flag,
+      detach: flag,
+    })
+    .transform((o, ctx): Command => {
+      const mode = resolveMode(o);
+      if (typeof mode !== 'string') return reject(ctx, mode.error);
+      // A resumed run already knows its workflow; the service takes it from the run.
+      if (o.workflow === undefined && mode !== 'single_run') return reject(ctx, `${word} needs a <workflow> (its number or name)`);
+      return {
+        verb: 'run',
+        workflow: o.workflow,
+        mode,
+        ...(o.subject !== undefined && { subjectId: o.subject }),
+        ...(o.run !== undefined && { runId: o.run }),
+        force: word === 'force' || o.force,
+        detach: o.detach,
+      };
+    });
 }
 
-const VERBS: Readonly<Record<VerbWord, VerbSpec>> = {
-  run: runVerb('run'),
-  force: runVerb('force'),
+/** Each verb's schema: validates the raw record readArguments made (keys as in the verb's VERBS entry) and builds the Command. */
+const SCHEMAS: Readonly<Record<VerbWord, z.ZodType<Command>>> = {
+  run: runSchema('run'),
+  force: runSchema('force'),
 
-  list: {
-    positionals: [],
-    options: {},
-    schema: z.object({}).transform((): Command => ({ verb: 'list' })),
-    synopsis: 'list',
-    summary: 'runs in progress',
-    notes: ['Seed spelling: --list-running.'],
-  },
+  list: z.object({}).transform((): Command => ({ verb: 'list' })),
 
-  stop: {
-    // The run id may come as the seed spelled it: --stop --workflow-run-id <id>.
-    positionals: [{ key: 'runId', label: '<run-id>' }],
-    options: { run: 'value' },
-    aliases: { 'workflow-run-id': 'run' },
-    schema: z.object({ runId: positiveInt.optional(), run: positiveInt.optional() }).transform((o, ctx): Command => {
-      if (o.runId !== undefined && o.run !== undefined) return reject(ctx, 'give the run id once: stop <run-id>');
-      const runId = o.runId ?? o.run;
-      if (runId === undefined) return reject(ctx, 'stop needs a <run-id>');
-      return { verb: 'stop', runId };
+  stop: z.object({ runId: positiveInt.optional(), run: positiveInt.optional() }).transform((o, ctx): Command => {
+    if (o.runId !== undefined && o.run !== undefined) return reject(ctx, 'give the run id once: stop <run-id>');
+    const runId = o.runId ?? o.run;
+    if (runId === undefined) return reject(ctx, 'stop needs a <run-id>');
+    return { verb: 'stop', runId };
+  }),
+
+  status: z.object({ runId: positiveInt }).transform((o): Command => ({ verb: 'status', runId: o.runId })),
+
+  history: z
+    .object({ workflow: workflowRef.optional(), limit: boundedInt(HISTORY_LIMIT.max).default(HISTORY_LIMIT.default) })
+    .transform((o): Command => ({ verb: 'history', ...(o.workflow !== undefined && { workflow: o.workflow }), limit: o.limit })),
+
+  workflows: z.object({}).transform((): Command => ({ verb: 'workflows' })),
+
+  health: z.object({}).transform((): Command => ({ verb: 'health' })),
+
+  pause: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'pause', workflow: o.workflow })),
+
+  resume: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
+
+  help: z.object({ topic: z.string().optional() }).transform((o, ctx): Command => {
+    if (o.topic === undefined) return { verb: 'help' };
+    const topic = verbWord(o.topic);
+    if (topic === undefined) return reject(ctx, `no help for ${show(o.topic)}: not a command`);
+    return { verb: 'help', topic };
+  }),
+
+  serve: z.object({}).transform((): Command => ({ verb: 'serve' })),
+
+  migrate: z.object({}).transform((): Command => ({ verb: 'migrate' })),
+
+  demo: z
+    .object({ postings: boundedInt(DEMO_POSTINGS.max).default(DEMO_POSTINGS.default) })
+    .transform((o): Command => ({ verb: 'demo', postings: o.postings })),
+
+  prune: z
+    .object({
+      'older-than': z
+        .string()
+        .regex(/^[1-9][0-9]{0,4}d$/, 'must be a number of days, like 30d (at most 99999d)')
+        .transform((s) => Number(s.slice(0, -1)))
+        .optional(),
+      'dry-run': flag,
+    })
+    .transform((o): Command => ({ verb: 'prune', ...(o['older-than'] !== undefined && { olderThanDays: o['older-than'] }), dryRun: o['dry-run'] })),
+
+  db: z
+    .object({
+      action: z.string().optional(),
+      role: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a role name (letters, digits, _ and -, at most 63)')
+        .optional(),
+      apply: flag,
+    })
+    .transform((o, ctx): Command => {
+      const action = o.action === undefined ? undefined : asciiLower(o.action);
+      if (action === undefined) return reject(ctx, 'db needs an action: db stop, or db grants');
+      if (action === 'grants') return { verb: 'db-grants', ...(o.role !== undefined && { role: o.role }), apply: o.apply };
+      if (action !== 'stop') return reject(ctx, `unknown db action ${show(o.action!)}: db stop, or db grants`);
+      if (o.role !== undefined || o.apply) return reject(ctx, '--role and --apply go with db grants, not db stop');
+      return { verb: 'db-stop' };
     }),
-    synopsis: 'stop <run-id>',
-    summary: 'stop a run in progress',
-    notes: ['Seed spelling: --stop --workflow-run-id <run-id>.'],
-  },
-
-  status: {
-    positionals: [{ key: 'runId', label: '<run-id>' }],
-    options: {},
-    schema: z.object({ runId: positiveInt }).transform((o): Command => ({ verb: 'status', runId: o.runId })),
-    synopsis: 'status <run-id>',
-    summary: 'one run with its audit record',
-  },
-
-  history: {
-    positionals: [{ key: 'workflow', label: '<workflow>' }],
-    options: { limit: 'value' },
-    schema: z
-      .object({ workflow: workflowRef.optional(), limit: boundedInt(HISTORY_LIMIT.max).default(HISTORY_LIMIT.default) })
-      .transform((o): Command => ({ verb: 'history', ...(o.workflow !== undefined && { workflow: o.workflow }), limit: o.limit })),
-    synopsis: 'history [<workflow>] [--limit N]',
-    summary: `recent runs with their deltas (--limit: default ${HISTORY_LIMIT.default}, at most ${HISTORY_LIMIT.max})`,
-  },
-
-  workflows: {
-    positionals: [],
-    options: {},
-    schema: z.object({}).transform((): Command => ({ verb: 'workflows' })),
-    synopsis: 'workflows',
-    summary: 'defined workflows and their pending work',
-  },
-
-  health: {
-    positionals: [],
-    options: {},
-    schema: z.object({}).transform((): Command => ({ verb: 'health' })),
-    synopsis: 'health',
-    summary: "the health monitor's findings: stuck runs, overdue work, external services",
-  },
-
-  pause: {
-    positionals: [{ key: 'workflow', label: '<workflow>' }],
-    options: {},
-    schema: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'pause', workflow: o.workflow })),
-    synopsis: 'pause <workflow>',
-    summary: 'stop starting a continuous workflow when new work arrives',
-  },
-
-  resume: {
-    positionals: [{ key: 'workflow', label: '<workflow>' }],
-    options: {},
-    schema: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
-    synopsis: 'resume <workflow>',
-    summary: 'start a paused continuous workflow again when new work arrives',
-  },
-
-  help: {
-    positionals: [{ key: 'topic', label: '<command>' }],
-    options: {},
-    schema: z.object({ topic: z.string().optional() }).transform((o, ctx): Command => {
-      if (o.topic === undefined) return { verb: 'help' };
-      const topic = verbWord(o.topic);
-      if (topic === undefined) return reject(ctx, `no help for ${show(o.topic)}: not a command`);
-      return { verb: 'help', topic };
-    }),
-    synopsis: 'help [<command>]',
-    summary: 'this overview, or one command in detail',
-  },
-
-  serve: {
-    cliOnly: true,
-    positionals: [],
-    options: {},
-    schema: z.object({}).transform((): Command => ({ verb: 'serve' })),
-    synopsis: 'serve',
-    summary: 'start serving: Slack or console chat, health and metrics over HTTP',
-  },
-
-  migrate: {
-    cliOnly: true,
-    positionals: [],
-    options: {},
-    schema: z.object({}).transform((): Command => ({ verb: 'migrate' })),
-    synopsis: 'migrate',
-    summary: 'apply database migrations',
-  },
-
-  demo: {
-    cliOnly: true,
-    positionals: [],
-    options: { postings: 'value' },
-    schema: z
-      .object({ postings: boundedInt(DEMO_POSTINGS.max).default(DEMO_POSTINGS.default) })
-      .transform((o): Command => ({ verb: 'demo', postings: o.postings })),
-    synopsis: 'demo [--postings N]',
-    summary: `set up the demo with N postings (default ${DEMO_POSTINGS.default.toLocaleString('en-US')}, at most ${DEMO_POSTINGS.max.toLocaleString('en-US')})`,
-  },
-
-  prune: {
-    positionals: [],
-    options: { 'older-than': 'value', 'dry-run': 'switch' },
-    schema: z
-      .object({
-        'older-than': z
-          .string()
-          .regex(/^[1-9][0-9]{0,4}d$/, 'must be a number of days, like 30d (at most 99999d)')
-          .transform((s) => Number(s.slice(0, -1)))
-          .optional(),
-        'dry-run': flag,
-      })
-      .transform((o): Command => ({ verb: 'prune', ...(o['older-than'] !== undefined && { olderThanDays: o['older-than'] }), dryRun: o['dry-run'] })),
-    synopsis: 'prune [--older-than <days>d] [--dry-run]',
-    summary: 'delete what runs ended long ago left behind (admin): their interactions, button clicks, run messages',
-    notes: ['Default --older-than: WORKFLOW_RETENTION_DAYS (30). Runs and the audit log are kept; pending work is never deleted. --dry-run only counts.'],
-  },
-
-  db: {
-    cliOnly: true,
-    positionals: [{ key: 'action', label: '<action>' }],
-    options: { role: 'value', apply: 'switch' },
-    schema: z
-      .object({
-        action: z.string().optional(),
-        role: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a role name (letters, digits, _ and -, at most 63)')
-          .optional(),
-        apply: flag,
-      })
-      .transform((o, ctx): Command => {
-        const action = o.action === undefined ? undefined : asciiLower(o.action);
-        if (action === undefined) return reject(ctx, 'db needs an action: db stop, or db grants');
-        if (action === 'grants') return { verb: 'db-grants', ...(o.role !== undefined && { role: o.role }), apply: o.apply };
-        if (action !== 'stop') return reject(ctx, `unknown db action ${show(o.action!)}: db stop, or db grants`);
-        if (o.role !== undefined || o.apply) return reject(ctx, '--role and --apply go with db grants, not db stop');
-        return { verb: 'db-stop' };
-      }),
-    synopsis: 'db stop | db grants [--role <name>] [--apply]',
-    summary: "stop the embedded PostgreSQL, or print (--apply: apply) the app role's grants",
-    notes: [
-      "db grants: the statements that let the app's role (DATABASE_URL's, or --role) read and write its tables but only append to audit_log; --apply runs them as DATABASE_MIGRATION_URL's role.",
-    ],
-  },
-};
-
-/** Verb spellings that are not verb names: the seed's flags and the usual help flags. */
-const VERB_ALIASES: Readonly<Record<string, VerbWord>> = {
-  '--list-running': 'list',
-  '--stop': 'stop',
-  '--help': 'help',
-  '-h': 'help',
-  'db-stop': 'db',
 };
 
 /** Options every verb accepts. */
@@ -412,7 +253,7 @@ function parse(input: string | string[], surface: Surface): ParseResult {
   const read = readArguments(word, spec, rest, surface);
   if (typeof read === 'string') return fail(read);
 
-  const result = spec.schema.safeParse(read.raw);
+  const result = SCHEMAS[word].safeParse(read.raw);
   if (!result.success) return fail(explain(result.error.issues[0], word, spec, read));
   return { ok: true, command: result.data, json: read.raw.json === true };
 }
@@ -465,7 +306,7 @@ interface ReadArguments {
 }
 
 /** Sorts tokens into positionals and options; knows nothing of what values mean. */
-function readArguments(word: VerbWord, spec: VerbSpec, tokens: readonly string[], surface: Surface): ReadArguments | string {
+function readArguments(word: VerbWord, spec: VerbInfo, tokens: readonly string[], surface: Surface): ReadArguments | string {
   const options: Readonly<Record<string, 'value' | 'switch'>> = { ...spec.options, ...GLOBAL_OPTIONS };
   const cliOptions = [...(spec.cliOptions ?? []), ...GLOBAL_CLI_OPTIONS];
   const raw: Raw = {};
@@ -518,7 +359,7 @@ function isOption(token: string): boolean {
 }
 
 /** One line for the first problem zod found. */
-function explain(issue: z.core.$ZodIssue | undefined, word: VerbWord, spec: VerbSpec, read: ReadArguments): string {
+function explain(issue: z.core.$ZodIssue | undefined, word: VerbWord, spec: VerbInfo, read: ReadArguments): string {
   if (issue === undefined) return `invalid ${word} command`;
   const key = issue.path[0];
   if (typeof key !== 'string') return issue.message; // whole-command problems are full sentences
@@ -528,56 +369,7 @@ function explain(issue: z.core.$ZodIssue | undefined, word: VerbWord, spec: Verb
   return `${label} ${issue.message}, got ${show(String(given))}`;
 }
 
-// ─── Help ────────────────────────────────────────────────────────────────────
-
-/** The overview (every verb, one line each), or one verb in detail; unknown verbs get the overview. */
-export function usage(verb?: string, surface: Surface = 'chat'): string {
-  const prefix = surface === 'chat' ? '/workflow' : 'workflow';
-  const word = verb === undefined ? undefined : verbWord(verb);
-
-  if (word === undefined) {
-    const shown = (Object.keys(VERBS) as VerbWord[]).filter((w) => surface === 'cli' || !VERBS[w].cliOnly);
-    const left = (w: VerbWord) => VERBS[w].brief ?? VERBS[w].synopsis;
-    const width = Math.max(...shown.map((w) => left(w).length));
-    return [
-      `Usage: ${prefix} <command>`,
-      ...shown.map((w) => `  ${left(w).padEnd(width)}  ${VERBS[w].summary}`),
-      ...(surface === 'cli' ? ['Add --json to any command for machine-readable output.'] : []),
-      `More on one command: ${prefix} help <command>`,
-    ].join('\n');
-  }
-
-  const spec = VERBS[word];
-  const cliSuffix = surface === 'cli' && spec.cliOptions?.includes('detach') ? ' [--detach]' : '';
-  return [
-    `Usage: ${prefix} ${spec.synopsis}${cliSuffix}`,
-    `${capitalise(spec.summary)}.${spec.cliOnly ? ' (CLI only)' : ''}`,
-    ...(spec.notes ?? []),
-    ...(surface === 'cli' ? (spec.cliNotes ?? []) : []),
-  ].join('\n');
-}
-
 // ─── Small helpers ───────────────────────────────────────────────────────────
-
-/** The verb a token names, if any (case does not matter: phones capitalise the first word). */
-function verbWord(token: string): VerbWord | undefined {
-  const lowered = asciiLower(token);
-  return own(VERB_ALIASES, lowered) ?? (Object.hasOwn(VERBS, lowered) ? (lowered as VerbWord) : undefined);
-}
-
-/** Table lookup that cannot land on Object.prototype ("constructor", "__proto__"). */
-function own<T>(table: Readonly<Record<string, T>>, key: string): T | undefined {
-  return Object.hasOwn(table, key) ? table[key] : undefined;
-}
-
-/** Lowercases ASCII letters only, so no other character can turn into one. */
-function asciiLower(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
-}
-
-function capitalise(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
-}
 
 /**
  * Quotes user text for a message: shortened, and with anything that could
