@@ -11,6 +11,8 @@ import { HealthMonitor } from './engine/monitor.ts';
 import { Retention } from './engine/retention.ts';
 import { Store } from './engine/store.ts';
 import type { Logger } from './log.ts';
+import { checkWorkflowQueries } from './workflows/check-queries.ts';
+import { migrateWorkflows } from './workflows/module-migrations.ts';
 import { loadWorkflows, syncWorkflows, type WorkflowRegistry } from './workflows/registry.ts';
 
 /** Everything a surface needs, wired once: database, schema, workflows, engine, and the command layer's parts. */
@@ -85,6 +87,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const setup = createKysely(setupPool);
   try {
     await migrateToLatest(setup);
+    // A broken module is refused before it is registered: its own migrations
+    // first (its queries read their tables), then its queries, LIMIT 0 and
+    // rolled back. Only the module's migrations may have written by then.
+    await migrateWorkflows(setup, registry);
+    await checkWorkflowQueries(setup, registry);
     await syncWorkflows(setup, registry);
     // Made by the owner: the app's role may not create functions or triggers.
     for (const w of registry.all()) if (w.continuous) await ensureWorkTrigger(setup, w.id, w.continuous.table);
@@ -100,8 +107,8 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     log,
     heartbeatMs: config.WORKFLOW_HEARTBEAT_MS,
     forceGraceMs: config.WORKFLOW_FORCE_GRACE_MS,
-    maxAdoptions: config.WORKFLOW_MAX_ADOPTIONS,
     timeouts: { statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS, lockMs: config.DATABASE_LOCK_TIMEOUT_MS },
+    maxAdoptions: config.WORKFLOW_MAX_ADOPTIONS,
   });
   const retention = new Retention({ db: engine.db, log: log.child({ component: 'retention' }), retentionDays: config.WORKFLOW_RETENTION_DAYS });
   const monitor = new HealthMonitor({

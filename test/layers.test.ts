@@ -42,6 +42,8 @@ const TOP_FILES: Record<string, Layer> = {
   'config.ts': 'base',
   'log.ts': 'base',
   'access-grants.ts': 'base',
+  /** The package's public entry: the definition API, for workflow modules. */
+  'index.ts': 'workflows',
   'app.ts': 'app',
   'main.ts': 'main',
 };

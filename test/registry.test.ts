@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { loadConfig } from '../src/config.ts';
 import { createKysely, createPool, type Db } from '../src/db/connect.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { createLogger } from '../src/log.ts';
 import type { WorkflowEnvironment } from '../src/workflows/define.ts';
+import { checkWorkflowQueries, queryProblems } from '../src/workflows/check-queries.ts';
+import { migrateWorkflows, workflowMigrationTable } from '../src/workflows/module-migrations.ts';
 import { createRegistry, loadWorkflows, storedDefinition, syncWorkflows, WorkflowModuleError, WorkflowSyncError } from '../src/workflows/registry.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
@@ -61,6 +64,7 @@ describe('loading', () => {
     ['no-default.ts', /has no default export \(it exports workflow\)/],
     ['factory-throws.ts', /factory threw: Error: SOME_API_KEY is required/],
     ['not-a-workflow.ts', /invalid definition/],
+    ['missing-migrations.ts', /migrations: folder not found \(looked for \/.*\/test\/fixtures\/workflows\/no-such-folder\)$/],
     [
       'invalid.ts',
       /invalid definition: id: .*; name: must be lowercase.*; steps\.1\.handle: handle must be a function; concurrency: .*; unknown field\(s\) concurency; steps\.1\.name: duplicate step name "one"$/,
@@ -105,6 +109,24 @@ describe('loading', () => {
     assert.throws(() => createRegistry([valid, valid]), /workflow module \(inline\): workflow id 9001 is already defined/);
     assert.throws(() => createRegistry([{ ...valid, steps: [] }]), /workflow module \(inline\): invalid definition: steps: /);
     assert.throws(() => createRegistry([{ ...valid, timeoutMs: 1.5 }]), /timeoutMs: /);
+  });
+
+  test('migrations are a folder or an object of migrations; a relative folder needs a module file', async () => {
+    const valid = (await import('./fixtures/workflows/valid.ts')).default(env);
+    assert.throws(
+      () => createRegistry([{ ...valid, migrations: 42 as never }]),
+      /invalid definition: migrations: must be a folder \(a path or a file: URL\) or an object of migrations/,
+    );
+    assert.throws(() => createRegistry([{ ...valid, migrations: { '0001_x': { down: async () => {} } as never } }]), /invalid definition: migrations/);
+    assert.throws(
+      () => createRegistry([{ ...valid, migrations: './migrations' }]),
+      /workflow module \(inline\): migrations: "\.\/migrations" is relative, but there is no module file/,
+    );
+    const folder = new URL('./fixtures/', import.meta.url);
+    assert.deepEqual(createRegistry([{ ...valid, migrations: folder }]).modules()[0]!.migrations, { folder: fileURLToPath(folder) });
+    assert.throws(() => createRegistry([{ ...valid, migrations: new URL('https://example.com/m/') }]), /is not a file: URL/);
+    // Runs have no use for them: the engine's view of the workflow has none.
+    assert.equal('migrations' in createRegistry([{ ...valid, migrations: folder }]).find(9001)!, false);
   });
 
   test("concurrency 'auto' is accepted with an optional maxConcurrency (default 64); anything else is refused, naming the field", async () => {
@@ -210,6 +232,60 @@ describe('syncing to the workflows table', () => {
       (error: unknown) => error instanceof WorkflowSyncError && /workflow name "taken-name" is registered to id 9200, not 9300/.test(error.message),
     );
     assert.deepEqual(await rows(), before);
+  });
+
+  test("inline migrations are applied once, in the workflow's own history; its queries are checked against their tables", async () => {
+    const valid = (await import('./fixtures/workflows/valid.ts')).default(env);
+    let applied = 0;
+    const registry = createRegistry([
+      {
+        ...valid,
+        id: 9400,
+        name: 'gizmos',
+        migrations: {
+          '0001_gizmos': {
+            up: async (db) => {
+              applied++;
+              await sql`CREATE TABLE gizmos (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false)`.execute(db);
+            },
+          },
+        },
+        steps: [{ ...valid.steps[0]!, pending: (db) => db.selectFrom('gizmos').select(['id as subject_id']).where('done', '=', false) }],
+        metrics: (db) => db.selectFrom('gizmos').select((eb) => eb.fn.countAll<number>().as('gizmos')),
+      },
+    ]);
+    // Before its migration, its queries fail: the table is not there.
+    assert.deepEqual(
+      (await queryProblems(db, registry.all())).map((p) => [p.where, p.problem]),
+      [
+        ['metrics', 'relation "gizmos" does not exist'],
+        ['step "check": pending', 'relation "gizmos" does not exist'],
+      ],
+    );
+    assert.deepEqual(await migrateWorkflows(db, registry), new Map([[9400, ['0001_gizmos']]]));
+    assert.deepEqual(await migrateWorkflows(db, registry), new Map([[9400, []]]));
+    assert.equal(applied, 1);
+    assert.equal(workflowMigrationTable(9400), 'workflow_9400_migrations');
+    const history = await sql<{ name: string }>`SELECT name FROM workflow_9400_migrations`.execute(db);
+    assert.deepEqual(history.rows, [{ name: '0001_gizmos' }]);
+    await checkWorkflowQueries(db, registry);
+  });
+
+  test('the query check writes nothing, even through a query that would', async () => {
+    const valid = (await import('./fixtures/workflows/valid.ts')).default(env);
+    await sql`CREATE SEQUENCE check_counter`.execute(db);
+    const registry = createRegistry([
+      {
+        ...valid,
+        id: 9500,
+        name: 'writer',
+        // A query that writes when it runs: LIMIT 0 evaluates nothing, and the transaction is read-only and rolled back.
+        metrics: (d) => d.selectNoFrom(sql<number>`nextval('check_counter')`.as('n')),
+      },
+    ]);
+    await checkWorkflowQueries(db, registry);
+    const counter = await sql<{ last_value: number; is_called: boolean }>`SELECT last_value::int, is_called FROM check_counter`.execute(db);
+    assert.deepEqual(counter.rows, [{ last_value: 1, is_called: false }]);
   });
 
   test('sync does not wait for runs that reference workflows meanwhile', { timeout: 10_000 }, async () => {

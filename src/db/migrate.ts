@@ -8,16 +8,36 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.ur
 // The folder beside src/: the sources' migrations/*.ts, or the build's
 // dist/migrations/*.js (with .d.ts files, skipped). A migration's name has no
 // extension, so a database migrated by either counts the same ones as done.
-const MIGRATION_FILE = /^(\d{4}_[^.]*)\.(ts|js)$/;
+const ENGINE_MIGRATION_FILE = /^(\d{4}_[^.]*)\.(ts|js)$/;
+
+/** A workflow's own folder: any name, in the module formats Node loads (declaration files are not migrations). */
+export const MODULE_MIGRATION_FILE = /^(?!.*\.d\.[cm]?ts$)([^.][^/]*?)\.([cm]?ts|[cm]?js)$/;
 
 // FileMigrationProvider wants path/fs adapters and picks up .d.ts files;
-// reading our own folder is a few lines.
-class FolderMigrationProvider implements MigrationProvider {
+// reading a folder is a few lines.
+export class FolderMigrationProvider implements MigrationProvider {
+  private readonly folder: string;
+  private readonly pattern: RegExp;
+
+  constructor(folder: string, pattern: RegExp = ENGINE_MIGRATION_FILE) {
+    this.folder = folder;
+    this.pattern = pattern;
+  }
+
   async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await fs.readdir(MIGRATIONS_DIR)).filter((f) => MIGRATION_FILE.test(f)).sort();
+    const files = (await fs.readdir(this.folder)).filter((f) => this.pattern.test(f)).sort();
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
-      migrations[file.replace(MIGRATION_FILE, '$1')] = (await import(pathToFileURL(path.join(MIGRATIONS_DIR, file)).href)) as Migration;
+      const name = file.replace(this.pattern, '$1');
+      if (name in migrations) throw new MigrationError(`${path.join(this.folder, file)}: a second migration named ${name}`);
+      let module: Partial<Migration>;
+      try {
+        module = (await import(pathToFileURL(path.join(this.folder, file)).href)) as Partial<Migration>;
+      } catch (error) {
+        throw new MigrationError(`migration ${path.join(this.folder, file)} does not load: ${(error as Error).message ?? error}`, { cause: error });
+      }
+      if (typeof module.up !== 'function') throw new MigrationError(`migration ${path.join(this.folder, file)} exports no up(db) function`);
+      migrations[name] = module as Migration;
     }
     return migrations;
   }
@@ -33,11 +53,26 @@ export class MigrationError extends Error {
  */
 export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
   // Unordered: migrations written side by side on parallel branches may land in any order.
-  const migrator = new Migrator({ db, provider: new FolderMigrationProvider(), allowUnorderedMigrations: true });
+  return migrateWith(db, new FolderMigrationProvider(MIGRATIONS_DIR), { allowUnorderedMigrations: true });
+}
+
+/**
+ * Applies a provider's pending migrations, recorded in `table` (and locked
+ * through `<table>_lock`), so that several histories share one database.
+ * Returns the names applied.
+ */
+export async function migrateWith<DB>(
+  db: Kysely<DB>,
+  provider: MigrationProvider,
+  options: { table?: string; allowUnorderedMigrations?: boolean } = {},
+): Promise<string[]> {
+  const tables = options.table === undefined ? {} : { migrationTableName: options.table, migrationLockTableName: `${options.table}_lock` };
+  const migrator = new Migrator({ db, provider, allowUnorderedMigrations: options.allowUnorderedMigrations ?? false, ...tables });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
+    if (error instanceof MigrationError) throw error;
     const failed = results?.find((r) => r.status === 'Error');
-    throw new MigrationError(`migration ${failed?.migrationName ?? '?'} failed: ${(error as Error).message ?? error}`);
+    throw new MigrationError(`migration ${failed?.migrationName ?? '?'} failed: ${(error as Error).message ?? error}`, { cause: error });
   }
   return (results ?? [])
     .filter((r: MigrationResultSet['results'] extends (infer R)[] | undefined ? R : never) => r.status === 'Success')

@@ -1,4 +1,4 @@
-import type { Kysely, SelectQueryBuilder, Transaction } from 'kysely';
+import type { Kysely, Migration, SelectQueryBuilder, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { Config } from '../config.ts';
@@ -144,6 +144,8 @@ export interface WorkflowDefinition<DB = any> {
   continuous?: ContinuousOptions;
   /** External services to probe for the health monitor. */
   services?: ExternalService[];
+  /** The workflow's own schema (its domain tables), applied at start-up in its own history (see WorkflowMigrations). */
+  migrations?: WorkflowMigrations;
   /**
    * Whether a serving instance that defines this workflow takes a run over
    * when its owner is lost or shuts down (docs/architecture.md, Adoption).
@@ -154,6 +156,19 @@ export interface WorkflowDefinition<DB = any> {
   /** Adoptions in a row without progress before the run ends `abandoned` (crash_loop). Default WORKFLOW_MAX_ADOPTIONS (3). */
   maxAdoptions?: number;
 }
+
+/**
+ * A workflow's own migrations, so that a workflow and its tables are one
+ * folder. Either a folder of migration files (a path relative to the module
+ * file listed in WORKFLOW_MODULES, an absolute path, or a file: URL such as
+ * `new URL('./migrations/', import.meta.url)`), each file exporting
+ * `up(db)` and optionally `down(db)`, named by its file name without the
+ * extension and applied in name order; or the migrations themselves, by name.
+ * They are applied at start-up after the engine's (those pending at once in
+ * one transaction) and recorded in the table `workflow_<id>_migrations`
+ * (docs/workflows.md, "A workflow's own tables").
+ */
+export type WorkflowMigrations = string | URL | Record<string, Migration>;
 
 /** Everything a workflow module may need from the process that loads it. */
 export interface WorkflowEnvironment {
@@ -173,7 +188,7 @@ export function defineStep<DB, Input extends object, Output>(step: StepDefinitio
 }
 
 /** A definition with every default filled in, as the engine uses it. */
-export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services' | 'maxAdoptions'>> & {
+export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services' | 'migrations' | 'maxAdoptions'>> & {
   description: string;
   continuous: ContinuousOptions | undefined;
   services: ExternalService[];
@@ -182,6 +197,8 @@ export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, '
 };
 
 export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): ResolvedWorkflow<DB> {
+  // Migrations are applied before the engine starts; runs have no use for them.
+  const { migrations: _applied, ...rest } = definition;
   return {
     description: '',
     concurrency: 8,
@@ -195,6 +212,6 @@ export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): Resolve
     services: [],
     adopt: true,
     maxAdoptions: undefined,
-    ...definition,
+    ...rest,
   };
 }

@@ -1,11 +1,12 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { sql, type Kysely } from 'kysely';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { sql, type Kysely, type Migration } from 'kysely';
 import { z } from 'zod';
 import type { EngineTables } from '../db/schema.ts';
 import { oneLine } from '../lib/one-line.ts';
 import { resolveDefaults, type ResolvedWorkflow, type WorkflowDefinition, type WorkflowEnvironment } from './define.ts';
+import { registerWorkflowModuleHooks } from './module-hooks.ts';
 import postingsWorkflow from './postings/index.ts';
 
 // Where workflows come from (WORKFLOW_MODULES, else the built-in example), the
@@ -31,9 +32,22 @@ export class WorkflowSyncError extends Error {
   override name = 'WorkflowSyncError';
 }
 
+/** Where a workflow's own migrations are: a folder of files, or the migrations themselves. */
+export type MigrationSource = { folder: string } | { migrations: Record<string, Migration> };
+
+/** A workflow with the module that defined it, for errors that must name the file. */
+export interface RegisteredWorkflow {
+  workflow: ResolvedWorkflow;
+  /** As given in WORKFLOW_MODULES, or "(built-in)" / "(inline)". */
+  file: string;
+  migrations: MigrationSource | undefined;
+}
+
 export interface WorkflowRegistry {
   /** Every workflow, defaults filled in, by id. */
   all(): ResolvedWorkflow[];
+  /** Every workflow with its module, by id. */
+  modules(): RegisteredWorkflow[];
   /** By id (a number, or digits as typed) or by name. */
   find(idOrName: string | number): ResolvedWorkflow | undefined;
 }
@@ -43,7 +57,7 @@ const INLINE = '(inline)';
 
 /**
  * Loads the workflows of `modules` (WORKFLOW_MODULES: comma-separated paths to
- * .ts or .js files, relative to the working directory), or the built-in
+ * .ts, .mts or .js files, relative to the working directory), or the built-in
  * example when it is undefined or empty. Each module's default export is a
  * definition or a factory `(env) => definition`.
  */
@@ -52,35 +66,63 @@ export async function loadWorkflows(modules: string | undefined, env: WorkflowEn
     .split(',')
     .map((f) => f.trim())
     .filter((f) => f !== '');
-  if (files.length === 0) return buildRegistry([{ file: BUILT_IN, definition: validated(BUILT_IN, instantiate(BUILT_IN, postingsWorkflow, env)) }]);
+  if (files.length === 0) return buildRegistry([loadedFrom(BUILT_IN, undefined, validated(BUILT_IN, instantiate(BUILT_IN, postingsWorkflow, env)))]);
 
+  registerWorkflowModuleHooks();
   const loaded: Loaded[] = [];
-  for (const file of files) loaded.push({ file, definition: validated(file, instantiate(file, await importDefault(file), env)) });
+  for (const file of files) {
+    const absolute = path.resolve(process.cwd(), file);
+    loaded.push(loadedFrom(file, absolute, validated(file, instantiate(file, await importDefault(file, absolute), env))));
+  }
   return buildRegistry(loaded);
 }
 
 /** A registry of definitions built in code (tests, embedding): checked like modules. */
 export function createRegistry(definitions: WorkflowDefinition[]): WorkflowRegistry {
-  return buildRegistry(definitions.map((d) => ({ file: INLINE, definition: validated(INLINE, d) })));
+  return buildRegistry(definitions.map((d) => loadedFrom(INLINE, undefined, validated(INLINE, d))));
 }
 
-type Loaded = { file: string; definition: WorkflowDefinition };
+type Loaded = { file: string; definition: WorkflowDefinition; migrations: MigrationSource | undefined };
 
-async function importDefault(file: string): Promise<unknown> {
-  const absolute = path.resolve(process.cwd(), file);
+function loadedFrom(file: string, absolute: string | undefined, definition: WorkflowDefinition): Loaded {
+  return { file, definition, migrations: migrationSource(file, absolute, definition.migrations) };
+}
+
+/** A folder given as a path is relative to the module's file; checked here, so a wrong path is a load error naming the module. */
+function migrationSource(file: string, absolute: string | undefined, given: WorkflowDefinition['migrations']): MigrationSource | undefined {
+  if (given === undefined) return undefined;
+  if (typeof given !== 'string' && !(given instanceof URL)) return { migrations: given };
+  let folder: string;
+  if (given instanceof URL) {
+    if (given.protocol !== 'file:') throw new WorkflowModuleError(file, `migrations: ${given.href} is not a file: URL`);
+    folder = fileURLToPath(given);
+  } else if (path.isAbsolute(given)) {
+    folder = given;
+  } else if (absolute !== undefined) {
+    folder = path.resolve(path.dirname(absolute), given);
+  } else {
+    throw new WorkflowModuleError(file, `migrations: "${given}" is relative, but there is no module file to resolve it from; give an absolute path or a URL`);
+  }
+  if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) throw new WorkflowModuleError(file, `migrations: folder not found (looked for ${folder})`);
+  return { folder };
+}
+
+async function importDefault(file: string, absolute: string): Promise<unknown> {
   // Checked first because an import's "cannot find module" would not say
   // which of several paths was wrong in a way users recognise.
   const stat = await fs.stat(absolute).catch(() => undefined);
   if (!stat) throw new WorkflowModuleError(file, `file not found (looked for ${absolute})`);
   if (!stat.isFile()) throw new WorkflowModuleError(file, `not a file (${absolute})`);
-  if (!/\.(ts|mts|js|mjs)$/.test(absolute)) throw new WorkflowModuleError(file, 'not a .ts or .js module');
+  if (!/\.(ts|mts|cts|js|mjs|cjs)$/.test(absolute)) throw new WorkflowModuleError(file, 'not a .ts, .mts, .cts, .js, .mjs or .cjs module');
 
   let module: Record<string, unknown>;
   try {
     module = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
   } catch (error) {
     const kind = isSyntaxError(error) ? 'does not compile' : 'threw on import';
-    throw new WorkflowModuleError(file, `${kind}: ${oneLine(error, { max: 300 })}`, { cause: error });
+    // Node's own message does not say why a module's ES syntax is refused: it is in a CommonJS package.
+    const hint = isSyntaxError(error) && ES_SYNTAX_IN_COMMONJS.test((error as Error).message) ? COMMONJS_HINT : '';
+    throw new WorkflowModuleError(file, `${kind}: ${oneLine(error, { max: 300 })}${hint}`, { cause: error });
   }
   if (!('default' in module) || module.default === undefined) {
     const named = Object.keys(module);
@@ -120,11 +162,15 @@ function buildRegistry(loaded: Loaded[]): WorkflowRegistry {
     byId.set(id, entry);
     byName.set(name, entry);
   }
-  const resolved = [...byId.values()].map((e) => resolveDefaults(e.definition)).sort((a, b) => a.id - b.id);
+  const registered = [...byId.values()]
+    .map((e): RegisteredWorkflow => ({ workflow: resolveDefaults(e.definition), file: e.file, migrations: e.migrations }))
+    .sort((a, b) => a.workflow.id - b.workflow.id);
+  const resolved = registered.map((r) => r.workflow);
   const ids = new Map(resolved.map((w) => [w.id, w]));
   const names = new Map(resolved.map((w) => [w.name, w]));
   return {
     all: () => [...resolved],
+    modules: () => [...registered],
     find(idOrName) {
       if (typeof idOrName === 'number') return ids.get(idOrName);
       const key = idOrName.trim().toLowerCase();
@@ -175,6 +221,16 @@ const workflowSchema = z.strictObject({
     })
     .optional(),
   services: z.array(z.strictObject({ name: z.string().trim().min(1), probe: fn('probe') })).optional(),
+  migrations: z
+    .union(
+      [
+        z.string().trim().min(1),
+        z.instanceof(URL),
+        z.record(z.string().regex(/^[^/\\]+$/, 'a migration name'), z.strictObject({ up: fn('up'), down: fn('down').optional() })),
+      ],
+      'must be a folder (a path or a file: URL) or an object of migrations ({ name: { up, down? } })',
+    )
+    .optional(),
   adopt: z.boolean().optional(),
   maxAdoptions: positiveInt.optional(),
 });
@@ -296,6 +352,10 @@ export async function syncWorkflows(db: Kysely<EngineTables>, registry: Workflow
       .execute();
   });
 }
+
+const ES_SYNTAX_IN_COMMONJS = /Cannot use import statement outside a module|Unexpected token 'export'/;
+const COMMONJS_HINT =
+  ' (Node loads a .ts or .js file of a package whose package.json says "type": "commonjs" as CommonJS: name the module .mts or .mjs, or write it with require and module.exports)';
 
 function isSyntaxError(error: unknown): boolean {
   // Node's type stripping reports TypeScript it cannot run (bad syntax, and
