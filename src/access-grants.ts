@@ -26,5 +26,14 @@ const grantSchema = z
 export const accessSchema = z.array(grantSchema);
 export type Grant = z.infer<typeof grantSchema>;
 
-/** With no configuration: everyone may look and run; nobody may force until named an admin. */
-export const DEFAULT_ACCESS: Grant[] = [{ role: 'operator', to: ['*'] }];
+/**
+ * Slack without WORKFLOW_ACCESS: everyone may look, nobody may change
+ * anything. A workspace holds guests and, in shared channels, people from
+ * other organisations, so running and stopping must be granted by name.
+ */
+export const DEFAULT_ACCESS: Grant[] = [{ role: 'viewer', to: ['*'] }];
+
+/** The start-up warning when WORKFLOW_ACCESS is unset: what it means and how to grant roles. */
+export const DEFAULT_ACCESS_WARNING =
+  'WORKFLOW_ACCESS is not set: every Slack user is a viewer (list, status, history, workflows, health, help) and nobody may run, stop, pause, resume or force. ' +
+  'Grant roles with WORKFLOW_ACCESS, e.g. [{"role":"admin","to":["U012ABCDEF"]},{"role":"operator","to":["S0DATAENG"]},{"role":"viewer","to":["*"]}] (docs/security.md, "Access roles").';

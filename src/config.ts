@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { accessSchema, DEFAULT_ACCESS } from './access-grants.ts';
+import { accessSchema } from './access-grants.ts';
+import { redactCredentials } from './lib/redact.ts';
 
 // Every setting comes from the environment through this one schema, so a bad
 // value stops start-up with the variable's name instead of failing later.
@@ -15,11 +16,24 @@ const postgresUrl = z
   .refine((s) => /^postgres(ql)?:\/\//.test(s), 'a postgres:// or postgresql:// URL')
   .optional();
 
+// Parsed here, so that a URL that passes cannot fail later in `new URL`,
+// whose error carries the whole URL, credentials included, as `input`.
 const httpUrl = z
   .string()
   .trim()
-  .refine((s) => /^https?:\/\/[^/\s]+/.test(s), 'an http:// or https:// URL')
+  .refine((s) => /^https?:\/\/[^/\s]+/.test(s) && URL.canParse(s), 'an http:// or https:// URL')
   .optional();
+
+/** One or more Slack workspace (T…) or Enterprise Grid organisation (E…) ids, comma-separated. */
+const teamIds = z
+  .string()
+  .trim()
+  .optional()
+  .refine(
+    (text) => !text || text.split(',').every((id) => /^\s*[TE][A-Z0-9]{2,}\s*$/.test(id)),
+    'comma-separated Slack workspace (T…) or organisation (E…) ids, e.g. T0123ABCD',
+  )
+  .transform((text) => (text ? [...new Set(text.split(',').map((id) => id.trim()))] : undefined));
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -51,16 +65,23 @@ const configSchema = z
     SLACK_SIGNING_SECRET: optionalString,
     SLACK_API_URL: httpUrl,
     SLACK_NOTIFY_CHANNEL: optionalString,
+    /** Requests from any other workspace or organisation are refused (docs/security.md). */
+    SLACK_TEAM_ID: teamIds,
+    /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`. */
+    METRICS_TOKEN: optionalString.refine((t) => t === undefined || t.length >= 16, 'a bearer token of at least 16 characters'),
     OLLAMA_URL: httpUrl,
     OLLAMA_MODEL: z.string().trim().min(1).default('llama3.2'),
     OLLAMA_TIMEOUT_MS: positiveInt(60_000),
-    /** Roles for chat users, as JSON: [{"role":"admin","to":["U123","S456"],"channels":["C789"]}, …]. */
+    /**
+     * Roles for chat users, as JSON: [{"role":"admin","to":["U123","S456"],"channels":["C789"]}, …].
+     * Undefined when unset: the Slack app then falls back to DEFAULT_ACCESS and says so.
+     */
     WORKFLOW_ACCESS: z
       .string()
       .trim()
       .optional()
       .transform((text, ctx) => {
-        if (!text) return DEFAULT_ACCESS;
+        if (!text) return undefined;
         try {
           return JSON.parse(text) as unknown;
         } catch {
@@ -68,7 +89,7 @@ const configSchema = z
           return z.NEVER;
         }
       })
-      .pipe(accessSchema),
+      .pipe(accessSchema.optional()),
     /** How often a running run proves it is alive. */
     WORKFLOW_HEARTBEAT_MS: positiveInt(2_000),
     /** How long `force` lets the current owner stop on its own before terminating it. */
@@ -125,15 +146,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
 }
 
-// Secrets never reach logs or terminals, not even in an error about them.
-const SECRET_VARIABLES = new Set(['SLACK_BOT_TOKEN', 'SLACK_APP_TOKEN', 'SLACK_SIGNING_SECRET']);
-const URL_VARIABLES = new Set(['DATABASE_URL', 'DATABASE_LOCK_URL']);
+// Secrets never reach logs or terminals, not even in an error about them:
+// a variable whose name says it holds a secret is never shown, and any other
+// value is shown with whatever could be a credential removed (a URL's user
+// information, a password= parameter), however malformed the value is.
+const SECRET_NAME = /TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|(^|_)KEY($|_)/i;
 
-function shown(variable: string, value: string | undefined): string {
+export function shown(variable: string, value: string | undefined): string {
   if (value === undefined || value === '') return 'nothing';
-  if (SECRET_VARIABLES.has(variable)) return `a value of ${value.length} characters, not shown`;
-  const text = URL_VARIABLES.has(variable) ? value.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:[redacted]@') : value;
-  return JSON.stringify(text.slice(0, 200));
+  if (SECRET_NAME.test(variable)) return `a value of ${value.length} characters, not shown`;
+  return JSON.stringify(redactCredentials(value).slice(0, 200));
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

@@ -39,6 +39,7 @@ describe('three serve processes, one database', () => {
       SLACK_API_URL: slack.url,
       PORT: '0',
       WORKFLOW_SHUTDOWN_GRACE_MS: '500',
+      WORKFLOW_ACCESS: JSON.stringify([{ role: 'operator', to: ['*'] }]),
     };
     const started = [0, 1, 2].map(() => startCli(['serve'], env));
     for (const process of started) {

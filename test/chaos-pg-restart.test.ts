@@ -62,6 +62,7 @@ describe('PostgreSQL restarted mid-run', () => {
       SLACK_BOT_TOKEN: 'xoxb-chaos',
       SLACK_API_URL: slack.url,
       PORT: '0',
+      WORKFLOW_ACCESS: JSON.stringify([{ role: 'operator', to: ['*'] }]),
     });
     const [, port] = await server.waitFor(/HTTP on port (\d+)/);
     const events = `http://127.0.0.1:${port}/slack/events`;

@@ -1,13 +1,33 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { DEFAULT_ACCESS } from '../src/access-grants.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
-test('defaults with nothing configured: embedded database, operators everywhere, no admins', () => {
+test('defaults with nothing configured: embedded database, no access grants (the Slack app falls back to viewers), no team or metrics restriction', () => {
   const config = loadConfig({});
   assert.equal(config.DATABASE_URL, undefined);
   assert.equal(config.WORKFLOW_DATA_DIR, '.data');
   assert.equal(config.PORT, 3000);
-  assert.deepEqual(config.WORKFLOW_ACCESS, [{ role: 'operator', to: ['*'] }]);
+  assert.equal(config.WORKFLOW_ACCESS, undefined);
+  assert.deepEqual(DEFAULT_ACCESS, [{ role: 'viewer', to: ['*'] }]);
+  assert.equal(config.SLACK_TEAM_ID, undefined);
+  assert.equal(config.METRICS_TOKEN, undefined);
+});
+
+test('SLACK_TEAM_ID: one or more workspace or organisation ids, comma-separated', () => {
+  assert.deepEqual(loadConfig({ SLACK_TEAM_ID: 'T0123ABCD' }).SLACK_TEAM_ID, ['T0123ABCD']);
+  assert.deepEqual(loadConfig({ SLACK_TEAM_ID: ' T0123ABCD, E0ORG1 ,T0123ABCD' }).SLACK_TEAM_ID, ['T0123ABCD', 'E0ORG1']);
+  for (const bad of ['t0123', 'T0123,', 'C0123ABC', 'T0123 T0456', 'T0123;E0456']) {
+    assert.throws(() => loadConfig({ SLACK_TEAM_ID: bad }), /SLACK_TEAM_ID: expected comma-separated Slack workspace \(T…\) or organisation \(E…\) ids/, bad);
+  }
+});
+
+test('METRICS_TOKEN: at least 16 characters, never shown', () => {
+  assert.equal(loadConfig({ METRICS_TOKEN: 'a-long-enough-token' }).METRICS_TOKEN, 'a-long-enough-token');
+  assert.throws(
+    () => loadConfig({ METRICS_TOKEN: 'short-tok3n' }),
+    (error: Error) => /METRICS_TOKEN: expected a bearer token of at least 16 characters \(got a value of 11 characters, not shown\)/.test(error.message),
+  );
 });
 
 for (const [variable, value, expected] of [

@@ -222,9 +222,8 @@ describe('/healthz and /metrics', () => {
     try {
       const response = await get(`${down.url}/healthz`);
       assert.equal(response.status, 503);
-      const body = JSON.parse(response.body) as { status: string; reason: string };
-      assert.equal(body.status, 'unavailable');
-      assert.match(body.reason, /^database unreachable: .*ECONNREFUSED/);
+      // Which cause, not the error: that names hosts and ports, for METRICS_TOKEN's bearer only.
+      assert.deepEqual(JSON.parse(response.body), { status: 'unavailable', reason: 'database unreachable' });
       const metrics = await get(`${down.url}/metrics`);
       assert.equal(metrics.status, 200);
       const { samples } = parsePrometheus(metrics.body);
@@ -240,6 +239,6 @@ describe('/healthz and /metrics', () => {
     await t.database.drop();
     const response = await get(`${served.url}/healthz`);
     assert.equal(response.status, 503);
-    assert.match((JSON.parse(response.body) as { reason: string }).reason, /^database unreachable: /);
+    assert.equal((JSON.parse(response.body) as { reason: string }).reason, 'database unreachable');
   });
 });

@@ -495,16 +495,18 @@ describe('workflow health and /healthz', () => {
     }
   });
 
-  test('/healthz: 200 "degraded" naming the down service (documented: a shared service down is not this instance\'s fault); /metrics has the monitor figures', async () => {
+  test('/healthz: 200 "degraded", naming the down service to METRICS_TOKEN\'s bearer only (documented: a shared service down is not this instance\'s fault); /metrics has the monitor figures', async () => {
     const server = await tagsServer();
     const workflow = resolveDefaults({ ...itemsWorkflow({ id: WORKFLOW_ID, handle: async () => 'x' }), services: [ollamaService(server.url)] });
     const monitor = newMonitor({ probeTimeoutMs: 1_000 }, [workflow]);
     t.health.setMonitor(monitor);
-    const observability = createObservability({ health: t.health, processMetrics: false });
+    const token = 'monitor-test-metrics-token';
+    const bearer = { headers: { authorization: `Bearer ${token}` } };
+    const observability = createObservability({ health: t.health, processMetrics: false, metricsToken: token });
     const served = await serveRoutes(observability.routes);
     try {
       await monitor.runOnce();
-      let response = await fetch(`${served.url}/healthz`);
+      let response = await fetch(`${served.url}/healthz`, bearer);
       let body = (await response.json()) as Record<string, any>;
       assert.equal(response.status, 200);
       assert.equal(body.status, 'ok');
@@ -513,14 +515,17 @@ describe('workflow health and /healthz', () => {
 
       await server.close();
       await monitor.runOnce();
-      response = await fetch(`${served.url}/healthz`);
+      response = await fetch(`${served.url}/healthz`, bearer);
       body = (await response.json()) as Record<string, any>;
       assert.equal(response.status, 200);
       assert.equal(body.status, 'degraded');
       assert.match(body.reason, /^ollama down: cannot reach ollama/);
       assert.deepEqual(body.services, { ollama: 'down' });
+      // Without the token: the status, nothing about what is behind it.
+      response = await fetch(`${served.url}/healthz`);
+      assert.deepEqual(await response.json(), { status: 'degraded' });
 
-      const metrics = await (await fetch(`${served.url}/metrics`)).text();
+      const metrics = await (await fetch(`${served.url}/metrics`, bearer)).text();
       assert.match(metrics, /^workflow_service_up\{service="ollama"\} 0$/m);
       assert.match(metrics, /^workflow_monitor_active 1$/m);
       assert.match(metrics, /^workflow_monitor_last_pass_timestamp_seconds \d+(\.\d+)?(e\+\d+)?$/m);

@@ -24,13 +24,15 @@ const OPS = 'C0OPS';
 const NOTIFY = 'C0NOTIFY';
 const HELD = 9201;
 /** Users and what WORKFLOW_ACCESS grants them. */
-const NAMES: Record<string, string> = { UADMIN: 'ada', UOPER: 'olga', UVIEW: 'vera', UGROUPIE: 'gus', UCHAN: 'chan' };
+const NAMES: Record<string, string> = { UADMIN: 'ada', UOPER: 'olga', UVIEW: 'vera', UGROUPIE: 'gus', UCHAN: 'chan', UCHANOP: 'cho' };
 const ACCESS = [
   { role: 'viewer', to: ['*'] },
   { role: 'operator', to: ['UOPER', 'S0OPS'] },
   { role: 'admin', to: ['UADMIN'] },
   { role: 'admin', to: ['UCHAN'], channels: ['C0ADMIN'] },
+  { role: 'operator', to: ['UCHANOP'], channels: [OPS] },
 ];
+const ELSEWHERE = 'C0ELSEWHERE';
 const MIN_UPDATE_MS = 300;
 /** Slack gives up on an acknowledgement after 3 s; ours must be far inside that. */
 const ACK_LIMIT_MS = 1_500;
@@ -507,6 +509,138 @@ describe('Slack app over HTTP', () => {
     assert.equal(await runCount(), runs);
   });
 
+  test('a signed command delivered again (same body, same signature) is acted on once; the repeat is answered and audited', async () => {
+    await resetHeld();
+    const since = stub.mark();
+    const before = await maxRunId();
+    await command('UOPER', `run ${HELD}`);
+    const run = await newRun(HELD, before);
+    await runPosted(run.id, OPS, since);
+
+    const audit = await lastAuditId();
+    const mark = stub.mark();
+    const body = slashCommandBody({
+      text: `stop ${run.id}`,
+      user_id: 'UOPER',
+      user_name: NAMES.UOPER,
+      channel_id: OPS,
+      response_url: `${stub.responseUrl}cmd`,
+    });
+    const timestamp = Math.floor(Date.now() / 1000);
+    assert.equal((await postSigned(url, body, FORM, { secret: SECRET, timestamp })).status, 200);
+    assert.equal((await postSigned(url, body, FORM, { secret: SECRET, timestamp })).status, 200);
+    await waitUntil(async () => (await getRun(run.id)).status === 'stopped', 'the run to stop');
+    const repeat = await stub.waitFor('chat.postEphemeral', (c) => c.body.user === 'UOPER' && /delivered again/.test(messageText(c)), {
+      since: mark,
+      what: 'the answer to the repeat',
+    });
+    assert.match(messageText(repeat), /nothing more was done/);
+    const entries = await waitUntil(async () => {
+      const e = await auditSince(audit);
+      return e.length >= 2 && e;
+    }, 'both audit entries');
+    assert.deepEqual(entries.map((e) => [e.actor, e.action, e.outcome, e.run_id === null ? null : Number(e.run_id)]).sort(), [
+      ['UOPER (olga)', 'command', 'refused', null],
+      ['UOPER (olga)', 'stop', 'accepted', run.id],
+    ]);
+    assert.equal((entries.find((e) => e.action === 'command')!.details as { refusal: string }).refusal, 'delivered_again');
+    assert.equal((await getRun(run.id)).stopped_by, 'UOPER (olga)');
+  });
+
+  test('a channel-limited grant acts only on runs requested in its channels: stop, force and resume of a run requested elsewhere are refused and audited', async () => {
+    await resetHeld();
+    let mark = stub.mark();
+    const before = await maxRunId();
+    await command('UOPER', `run ${HELD}`, { channel: ELSEWHERE });
+    const run = await newRun(HELD, before);
+    assert.equal(run.notify_channel, ELSEWHERE);
+    await runPosted(run.id, ELSEWHERE, mark);
+
+    const audit = await lastAuditId();
+    // An operator in OPS only, typing in OPS.
+    mark = stub.mark();
+    await command('UCHANOP', `stop ${run.id}`, { channel: OPS });
+    const refused = await ephemeralTo('UCHANOP', mark, 'the stop refusal', new RegExp(`run #${run.id} was requested in channel ${ELSEWHERE}`));
+    assert.match(messageText(refused), /holds only for runs requested in the channels it is granted in/);
+    // An admin in C0ADMIN only, forcing there: the force would take over the run requested elsewhere.
+    mark = stub.mark();
+    await command('UCHAN', `force ${HELD}`, { channel: 'C0ADMIN' });
+    await ephemeralTo('UCHAN', mark, 'the force refusal', new RegExp(`run #${run.id} was requested in channel ${ELSEWHERE}`));
+    assert.equal((await getRun(run.id)).status, 'running');
+    assert.equal(await maxRunId(), run.id, 'no new run');
+
+    // Stopped where it was asked for; a resume from OPS is refused in turn.
+    await command('UOPER', `stop ${run.id}`, { channel: ELSEWHERE });
+    await waitUntil(async () => (await getRun(run.id)).status === 'stopped', 'the run to stop');
+    mark = stub.mark();
+    await command('UCHANOP', `run ${HELD} --mode single_run --run ${run.id}`, { channel: OPS });
+    await ephemeralTo('UCHANOP', mark, 'the resume refusal', new RegExp(`run #${run.id} was requested in channel ${ELSEWHERE}`));
+    assert.equal(await maxRunId(), run.id, 'no resumed run');
+
+    const entries = await auditSince(audit);
+    assert.deepEqual(
+      entries.map((e) => [
+        e.actor,
+        e.action,
+        e.outcome,
+        Number(e.run_id),
+        e.workflow_id,
+        (e.details as Record<string, unknown>).refusal,
+        (e.details as Record<string, unknown>).run_channel,
+      ]),
+      [
+        ['UCHANOP (cho)', 'stop', 'refused', run.id, HELD, 'permission', ELSEWHERE],
+        ['UCHAN (chan)', 'force', 'refused', run.id, HELD, 'permission', ELSEWHERE],
+        ['UOPER (olga)', 'stop', 'accepted', run.id, HELD, undefined, undefined],
+        ['UCHANOP (cho)', 'resume', 'refused', run.id, HELD, 'permission', ELSEWHERE],
+      ],
+    );
+
+    // In their own channel the grant holds: a run requested there, stopped there.
+    await resetHeld();
+    mark = stub.mark();
+    const own = await maxRunId();
+    await command('UCHANOP', `run ${HELD}`, { channel: OPS });
+    const mine = await newRun(HELD, own);
+    await runPosted(mine.id, OPS, mark);
+    await command('UCHANOP', `stop ${mine.id}`, { channel: OPS });
+    await waitUntil(async () => (await getRun(mine.id)).stopped_by === 'UCHANOP (cho)', 'the run stopped by the channel operator');
+  });
+
+  test('every invalid action is audited, with the run and workflow it named: an edited value, an extra key, an unknown action', async () => {
+    const run = await t.db.selectFrom('workflow_runs').selectAll().orderBy('id', 'desc').executeTakeFirstOrThrow();
+    const audit = await lastAuditId();
+    const mark = stub.mark();
+    const clicks = [
+      { action_id: 'workflow_stop', value: JSON.stringify({ runId: run.id, extra: true }) },
+      { action_id: 'workflow_force', value: `{"runId": ${run.id}` },
+      { action_id: 'workflow_force_start', value: JSON.stringify({ workflowId: HELD, by: 'me' }) },
+      { action_id: 'workflow_delete_everything', value: JSON.stringify({ workflowId: 3001 }) },
+    ];
+    for (const c of clicks) {
+      const body = blockActionsBody({ user_id: 'UOPER', user_name: NAMES.UOPER, channel_id: OPS, message_ts: '1.000001', ...c });
+      const answer = await postSigned(url, body, FORM, { secret: SECRET });
+      assert.equal(answer.status, 200, c.action_id);
+    }
+    await waitUntil(async () => {
+      const replies = stub.calls.slice(mark).filter((c) => c.method === 'chat.postEphemeral' && /could not be read/.test(messageText(c)));
+      return replies.length === clicks.length;
+    }, 'an answer to each click');
+    const entries = await waitUntil(async () => {
+      const e = await auditSince(audit);
+      return e.length >= clicks.length && e;
+    }, 'an audit entry per click');
+    // Each click is handled after its acknowledgement, so their entries may land in any order.
+    assert.deepEqual(entries.map((e) => [e.actor, e.action, e.outcome, e.run_id === null ? null : Number(e.run_id), e.workflow_id]).sort(), [
+      ['UOPER (olga)', 'button:workflow_delete_everything', 'invalid', null, 3001],
+      ['UOPER (olga)', 'button:workflow_force', 'invalid', null, null],
+      ['UOPER (olga)', 'button:workflow_force_start', 'invalid', null, HELD],
+      ['UOPER (olga)', 'button:workflow_stop', 'invalid', run.id, run.workflow_id],
+    ]);
+    assert.equal((entries.find((e) => e.action === 'button:workflow_force')!.details as { value: string }).value, `{"runId": ${run.id}`);
+    assert.equal((await getRun(run.id)).status, run.status, 'nothing acted on');
+  });
+
   test('bad input: a helpful private answer, no crash, nothing changed but the audit entry', async () => {
     const postings = async () => (await sql<{ n: number; s: number }>`SELECT count(*)::int AS n, count(summary)::int AS s FROM postings`.execute(t.db)).rows[0];
     const state = await postings();
@@ -602,8 +736,10 @@ describe('Slack app over HTTP', () => {
   test('every message and view the app sent passed the Block Kit check', () => {
     assert.ok(stub.calls.length > 0);
     assert.deepEqual(stub.problems, []);
-    // Group membership is cached: one lookup for the whole session.
-    assert.equal(stub.callsTo('usergroups.users.list').length, 1);
+    // Group membership is cached, for 30 s at most: a lookup per 30 s of the session at most.
+    const lookups = stub.callsTo('usergroups.users.list');
+    assert.ok(lookups.length >= 1);
+    assert.ok(lookups.length <= Math.ceil((Date.now() - lookups[0]!.at) / 30_000) + 1, `${lookups.length} lookups`);
     // Every Web API call carried the bot token.
     assert.ok(stub.calls.filter((c) => c.method !== 'response_url').every((c) => c.token === 'xoxb-test-token'));
     assert.ok(

@@ -175,7 +175,7 @@ function slashCommandEnvelope(text: string, user = USER, channel = CHANNEL): Env
       api_app_id: 'A0TEST',
       is_enterprise_install: 'false',
       response_url: 'https://hooks.slack.com/commands/T0TEST/1/unused',
-      trigger_id: `${Date.now()}.1.trigger`,
+      trigger_id: `${Date.now()}.${envelopeCounter}.trigger`,
     },
   };
 }

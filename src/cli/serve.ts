@@ -75,7 +75,7 @@ export async function serve(app: App): Promise<number> {
   let closeSurface: () => Promise<void>;
   const mode = slackMode(app.config);
   if (mode) {
-    const observability = createObservability({ health: app.health, engineAlive: () => dispatcher.alive });
+    const observability = createObservability({ health: app.health, engineAlive: () => dispatcher.alive, metricsToken: app.config.METRICS_TOKEN });
     const slack = createSlackApp({
       config: app.config,
       service: app.service,

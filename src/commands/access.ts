@@ -16,11 +16,21 @@ export interface Principal {
   channel?: string;
 }
 
-export function rolesFor(grants: readonly Grant[], who: Principal): Set<Role> {
+/**
+ * The roles `who` holds where they are asking. With `run`, the roles they
+ * hold over that run: a grant limited to channels counts only for runs
+ * requested in one of its channels (a run started outside Slack, with no
+ * channel, is outside every channel-limited grant).
+ */
+export function rolesFor(grants: readonly Grant[], who: Principal, run?: { channel: string | null }): Set<Role> {
   const roles = new Set<Role>();
   for (const grant of grants) {
     const matches = grant.to.some((id) => id === '*' || id === who.userId || who.groups.includes(id));
-    const inChannel = !grant.channels || (who.channel !== undefined && grant.channels.includes(who.channel));
+    const inChannel =
+      !grant.channels ||
+      (who.channel !== undefined &&
+        grant.channels.includes(who.channel) &&
+        (run === undefined || (run.channel !== null && grant.channels.includes(run.channel))));
     if (!matches || !inChannel) continue;
     for (const role of ROLES.slice(0, ROLES.indexOf(grant.role) + 1)) roles.add(role);
   }

@@ -2,6 +2,9 @@ import type { Engine } from '../engine/engine.ts';
 import type { HealthMonitor, HealthReport, MonitorEvent } from '../engine/monitor.ts';
 import type { ObservabilityStats, Store } from '../engine/store.ts';
 
+/** On-demand health passes: at most one per this interval in a process. */
+export const HEALTH_CHECK_INTERVAL_MS = 10_000;
+
 /**
  * The process's health as the surfaces read it: /healthz and /metrics
  * (src/chat/slack/metrics.ts), the alerts, and the `health` command. The
@@ -10,10 +13,16 @@ import type { ObservabilityStats, Store } from '../engine/store.ts';
 export class Health {
   private readonly engine: Engine;
   private monitor?: HealthMonitor;
+  private readonly checkIntervalMs: number;
+  private readonly now: () => number;
+  private checking: Promise<HealthReport> | undefined;
+  private lastCheckAt = Number.NEGATIVE_INFINITY;
 
-  constructor(engine: Engine, monitor?: HealthMonitor) {
+  constructor(engine: Engine, monitor?: HealthMonitor, options: { checkIntervalMs?: number; now?: () => number } = {}) {
     this.engine = engine;
     this.monitor = monitor;
+    this.checkIntervalMs = options.checkIntervalMs ?? HEALTH_CHECK_INTERVAL_MS;
+    this.now = options.now ?? Date.now;
   }
 
   /** The process's health monitor: `health` runs a pass on it, surfaces follow its events. */
@@ -38,9 +47,22 @@ export class Health {
     return this.monitor?.report();
   }
 
-  /** One pass of the monitor now (recovering what it finds, probing services); undefined without a monitor. */
+  /**
+   * The `health` command: one pass of the monitor now (recovering what it
+   * finds, probing services); undefined without a monitor. Any chat user may
+   * ask and a pass costs queries and a probe of every service, so this
+   * process starts one at most every checkIntervalMs: a request meanwhile
+   * shares the pass in flight, or gets the findings of the last one (their
+   * time is in the report).
+   */
   async check(): Promise<HealthReport | undefined> {
-    return this.monitor?.check();
+    const monitor = this.monitor;
+    if (!monitor) return undefined;
+    if (this.checking) return this.checking;
+    if (this.now() - this.lastCheckAt < this.checkIntervalMs) return monitor.report();
+    this.lastCheckAt = this.now();
+    this.checking = monitor.check().finally(() => (this.checking = undefined));
+    return this.checking;
   }
 
   private figures: Pick<Store, 'ping' | 'observabilityStats'> | undefined;

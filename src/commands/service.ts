@@ -17,6 +17,12 @@ export interface Actor {
   source: string;
   /** The roles the surface resolved for this user; absent = unrestricted (the local CLI). */
   roles?: ReadonlySet<Role>;
+  /**
+   * The roles this user holds over a run requested in `runChannel` (null: not
+   * from a chat channel). A grant limited to channels acts only on runs
+   * requested in them. Absent = `roles` over every run.
+   */
+  rolesOver?(runChannel: string | null): ReadonlySet<Role>;
   /** The chat channel the request came from: its run reports there. */
   channel?: string;
 }
@@ -56,9 +62,24 @@ export class CommandService {
     this.retention = parts.retention;
   }
 
-  /** Text or argv in, result out. `json` is the CLI's --json flag. */
-  async handle(input: string | string[], actor: Actor, surface: Surface): Promise<{ result: CommandResult; json: boolean; command?: Command }> {
+  /**
+   * Text or argv in, result out. `json` is the CLI's --json flag. With
+   * `once`, a key naming this delivery (a chat surface's hash of the signed
+   * request): the same delivery again is acted on no second time.
+   */
+  async handle(
+    input: string | string[],
+    actor: Actor,
+    surface: Surface,
+    options: { once?: string } = {},
+  ): Promise<{ result: CommandResult; json: boolean; command?: Command }> {
     try {
+      if (options.once !== undefined && !(await this.engine.store.claimAction(options.once, actor.id))) {
+        const text = Array.isArray(input) ? input.join(' ') : input;
+        const message = 'that command was delivered again and has already been handled; nothing more was done';
+        await this.audit(actor, 'command', 'refused', { reason: message, details: { refusal: 'delivered_again', input: text.slice(0, 200) } });
+        return { result: { kind: 'done', message }, json: false };
+      }
       return await this.handleParsed(input, actor, surface);
     } catch (error) {
       if (isBusyError(error)) return { result: busy(), json: false };
@@ -153,8 +174,16 @@ export class CommandService {
     if (command.mode === 'single_run') {
       const resumed = await this.engine.store.run(command.runId!);
       if (!resumed) return this.notFound(command.runId!, actor, action, workflow?.id);
+      const elsewhere = await this.outsideGrant(resumed, requiredRole(command), action, actor);
+      if (elsewhere) return elsewhere;
       workflow ??= this.engine.workflow(resumed.workflow_id);
       if (!workflow) return this.unknownWorkflow(String(resumed.workflow_id), actor, action);
+    }
+    if (command.force && actor.rolesOver) {
+      // A force takes over the workflow's running run, wherever it was requested.
+      const running = (await this.engine.store.runsInProgress()).find((r) => r.workflow_id === workflow!.id && r.status === 'running');
+      const elsewhere = running && (await this.outsideGrant(running, 'admin', action, actor));
+      if (elsewhere) return elsewhere;
     }
     const request: RunRequest = {
       workflow: workflow!,
@@ -195,6 +224,8 @@ export class CommandService {
   }
 
   private async stop(runId: number, actor: Actor): Promise<CommandResult> {
+    const elsewhere = await this.outsideGrant(runId, 'operator', 'stop', actor);
+    if (elsewhere) return elsewhere;
     const outcome = await this.engine.requestStop(runId, actor.id);
     if (outcome.kind === 'not_found') return this.notFound(runId, actor, 'stop');
     const run = outcome.run!;
@@ -284,6 +315,9 @@ export class CommandService {
           };
     const needed = requiredRole(command);
     if (actor.roles && !actor.roles.has(needed)) return this.forbidden(command, needed, actor);
+    // Before the claim: a click refused here leaves the button to those it is granted to.
+    const elsewhere = await this.outsideGrant(run, needed, action.type, actor);
+    if (elsewhere) return elsewhere;
     if (!(await this.engine.store.claimAction(key, actor.id))) {
       return { kind: 'done', message: `that click on run #${run.id} was already handled` };
     }
@@ -294,6 +328,40 @@ export class CommandService {
       return { kind: 'stop', outcome: 'not_running', run: this.view(run), message };
     }
     return this.execute(command, actor);
+  }
+
+  /**
+   * A grant limited to channels acts only on runs requested in its channels:
+   * the refusal (audited) when `actor` lacks `needed` over this run, else
+   * undefined. Only surfaces with channel-limited grants (Slack) look.
+   */
+  private async outsideGrant(target: RunRow | number, needed: Role, action: string, actor: Actor): Promise<CommandResult | undefined> {
+    if (!actor.rolesOver) return undefined;
+    const run = typeof target === 'number' ? await this.engine.store.run(target) : target;
+    if (!run || actor.rolesOver(run.notify_channel).has(needed)) return undefined;
+    const where = run.notify_channel ? `in channel ${run.notify_channel}` : 'outside Slack';
+    const message = `run #${run.id} was requested ${where}; your ${needed} role holds only for runs requested in the channels it is granted in. Ask there, or ask an admin (WORKFLOW_ACCESS).`;
+    await this.audit(actor, action, 'refused', {
+      workflowId: run.workflow_id,
+      runId: run.id,
+      reason: message,
+      details: { needed, refusal: 'permission', run_channel: run.notify_channel },
+    });
+    return { kind: 'refused', reason: 'permission', message };
+  }
+
+  /**
+   * A request the surface turned away before it became a command (from
+   * another workspace, an unreadable button): audited like any other, with
+   * the run and workflow it named when it named them.
+   */
+  async reject(
+    actor: Actor,
+    entry: { action: string; outcome: 'refused' | 'invalid'; reason: string; runId?: number; workflowId?: number; details?: Record<string, unknown> },
+  ): Promise<void> {
+    let workflowId = entry.workflowId;
+    if (workflowId === undefined && entry.runId !== undefined) workflowId = (await this.engine.store.run(entry.runId))?.workflow_id;
+    await this.audit(actor, entry.action, entry.outcome, { workflowId, runId: entry.runId, reason: entry.reason, details: entry.details });
   }
 
   private async forbidden(command: Command, needed: Role, actor: Actor): Promise<CommandResult> {

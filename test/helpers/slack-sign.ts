@@ -4,7 +4,13 @@
 // secret, in `x-slack-signature`, the Unix timestamp in
 // `x-slack-request-timestamp`. Slash commands are form-encoded fields;
 // interactivity is one form field, `payload`, holding JSON; events are JSON.
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+
+let triggers = 0;
+/** Unique per request, as Slack's are (the app acts once per trigger_id). */
+function triggerId(): string {
+  return `${Date.now()}.${++triggers}.${randomBytes(8).toString('hex')}`;
+}
 
 export function slackSignature(secret: string, timestamp: number, body: string): string {
   return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
@@ -40,14 +46,18 @@ export interface SlashCommand {
   channel_id?: string;
   command?: string;
   response_url?: string;
+  /** The workspace it comes from (T0TEST unless said), and its organisation. */
+  team_id?: string;
+  enterprise_id?: string;
 }
 
 /** The form body Slack posts for a slash command. */
 export function slashCommandBody(command: SlashCommand): string {
   return new URLSearchParams({
     token: 'verification-token-unused',
-    team_id: 'T0TEST',
+    team_id: command.team_id ?? 'T0TEST',
     team_domain: 'test',
+    ...(command.enterprise_id ? { enterprise_id: command.enterprise_id } : {}),
     channel_id: command.channel_id ?? 'C0GENERAL',
     channel_name: 'general',
     user_id: command.user_id,
@@ -57,7 +67,7 @@ export function slashCommandBody(command: SlashCommand): string {
     api_app_id: 'A0TEST',
     is_enterprise_install: 'false',
     response_url: command.response_url ?? 'https://hooks.slack.com/commands/T0TEST/1/unused',
-    trigger_id: `${Date.now()}.1.trigger`,
+    trigger_id: triggerId(),
   }).toString();
 }
 
@@ -73,6 +83,8 @@ export interface ButtonClick {
   /** A click on the App Home tab (no channel). */
   home?: boolean;
   response_url?: string;
+  /** The clicking user's workspace (T0TEST unless said). */
+  team_id?: string;
 }
 
 /** The block_actions payload Slack posts for a button click. */
@@ -87,12 +99,12 @@ export function blockActionsPayload(click: ButtonClick): Record<string, unknown>
       id: click.user_id,
       username: click.user_name ?? click.user_id.toLowerCase(),
       name: click.user_name ?? click.user_id.toLowerCase(),
-      team_id: 'T0TEST',
+      team_id: click.team_id ?? 'T0TEST',
     },
     api_app_id: 'A0TEST',
     token: 'verification-token-unused',
     container,
-    trigger_id: `${Date.now()}.1.trigger`,
+    trigger_id: triggerId(),
     team: { id: 'T0TEST', domain: 'test' },
     enterprise: null,
     is_enterprise_install: false,

@@ -45,6 +45,24 @@ export function buttonAction(actionId: string, value: string): ButtonAction | un
   }
 }
 
+/**
+ * The run and workflow a button value names, read leniently, for the audit
+ * entry of one buttonAction refused (an extra key, an edited value): what it
+ * aimed at is worth recording even when it is not acted on.
+ */
+export function namedTargets(value: string): { runId?: number; workflowId?: number } {
+  let parsed: unknown;
+  try {
+    parsed = value.length <= L.buttonValue ? JSON.parse(value) : undefined;
+  } catch {
+    return {};
+  }
+  if (typeof parsed !== 'object' || parsed === null) return {};
+  const id = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 && v <= 2 ** 31 - 1 ? v : undefined);
+  const { runId, workflowId } = parsed as { runId?: unknown; workflowId?: unknown };
+  return { ...(id(runId) !== undefined ? { runId: id(runId) } : {}), ...(id(workflowId) !== undefined ? { workflowId: id(workflowId) } : {}) };
+}
+
 export function stopButton(run: RunView): Button {
   return {
     type: 'button',

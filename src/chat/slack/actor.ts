@@ -4,8 +4,10 @@ import type { Logger } from '../../log.ts';
 
 // Who a Slack request comes from, as the command service sees it: the Slack
 // user (not the bot) with the roles WORKFLOW_ACCESS grants them in that
-// channel. User-group membership is asked of Slack only when a grant names a
-// group, and cached for a few minutes.
+// channel, and over runs requested elsewhere. User-group membership is asked
+// of Slack only when a grant names a group, and cached for 30 s at most, so
+// someone removed from a group loses its roles (admin included) within 30 s:
+// Slack sends no event for it that the app could act on.
 
 /** The part of the Web API client this needs (so tests can hand in a fake). */
 export interface UserGroupsClient {
@@ -25,9 +27,9 @@ export interface ActorResolver {
   clear(): void;
 }
 
-export const GROUP_CACHE_MS = 5 * 60_000;
+export const GROUP_CACHE_MS = 30_000;
 /** A failed lookup is retried sooner than a good one expires. */
-const FAILED_LOOKUP_CACHE_MS = 30_000;
+const FAILED_LOOKUP_CACHE_MS = 10_000;
 
 /** `U123 (ana)`: the id keeps it unique, the name makes the audit log readable. */
 export function actorId(user: SlackUser): string {
@@ -75,11 +77,13 @@ export function createActorResolver(options: {
         const sets = await Promise.all(groupIds.map(members));
         groups = groupIds.filter((_, i) => sets[i]!.has(user.userId));
       }
+      const principal = { userId: user.userId, groups, channel: user.channel };
       return {
         id: actorId(user),
         source: 'slack',
         channel: user.channel,
-        roles: rolesFor(grants, { userId: user.userId, groups, channel: user.channel }),
+        roles: rolesFor(grants, principal),
+        rolesOver: (runChannel) => rolesFor(grants, principal, { channel: runChannel }),
       };
     },
     clear: () => cache.clear(),

@@ -5,11 +5,14 @@ import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type CustomRoute, type
 import type { RunMessages } from '../../commands/run-messages.ts';
 import type { RunViews } from '../../commands/run-views.ts';
 import type { CommandService } from '../../commands/service.ts';
+import { DEFAULT_ACCESS, DEFAULT_ACCESS_WARNING } from '../../access-grants.ts';
 import type { Config } from '../../config.ts';
 import type { Logger } from '../../log.ts';
 import { createActorResolver } from './actor.ts';
 import { registerListeners, type ReplyClient, type SlackDeps } from './listeners.ts';
 import { createNotifier, type ChatClient, type Notifier, type NotifierOptions } from './notifier.ts';
+import { guardSlackRequests } from './request-guard.ts';
+import { teamGuard } from './team-guard.ts';
 
 // The Bolt app (docs/slack.md): Socket Mode when SLACK_APP_TOKEN is set (no
 // public URL needed), else HTTP on PORT with `POST /slack/events` for slash
@@ -86,6 +89,9 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
           // Acknowledge at once: the response goes out when the listener calls ack().
           processBeforeResponse: false,
         });
+  if (receiver instanceof HTTPReceiver) {
+    receiver.requestListener = guardSlackRequests(receiver.requestListener, { paths: ['/slack/events'], log: log.child({ component: 'slack-http' }) });
+  }
 
   const app = new App({
     token: config.SLACK_BOT_TOKEN,
@@ -97,12 +103,15 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
     convoStore: false,
   });
 
+  if (!config.WORKFLOW_ACCESS) log.warn(DEFAULT_ACCESS_WARNING);
   const deps: SlackDeps = {
     service,
     log: log.child({ component: 'slack' }),
     client: app.client as unknown as ReplyClient,
-    actors: createActorResolver({ grants: config.WORKFLOW_ACCESS, client: app.client, log }),
+    actors: createActorResolver({ grants: config.WORKFLOW_ACCESS ?? DEFAULT_ACCESS, client: app.client, log }),
   };
+  if (config.SLACK_TEAM_ID) app.use(teamGuard(config.SLACK_TEAM_ID, deps));
+  else log.warn('SLACK_TEAM_ID is not set: requests from any workspace or organisation the app is installed in are served (docs/security.md)');
   registerListeners(app, deps);
   app.error(async (error) => {
     log.error({ err: error }, 'slack: unhandled error');

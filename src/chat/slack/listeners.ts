@@ -1,12 +1,13 @@
+import { createHash } from 'node:crypto';
 import type { App } from '@slack/bolt';
 import type { HomeView } from '@slack/types';
 import type { CommandResult, RunView } from '../../commands/results.ts';
 import type { ButtonAction, CommandService } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
-import { ACTION_IDS, buttonAction } from '../blocks/buttons.ts';
+import { buttonAction, namedTargets } from '../blocks/buttons.ts';
 import { homeView } from '../blocks/home.ts';
 import { resultMessage } from '../blocks/result.ts';
-import type { ActorResolver } from './actor.ts';
+import { actorId, type ActorResolver } from './actor.ts';
 
 // Slack in, command service out. The Bolt listeners only acknowledge and hand
 // the payload to the plain functions below, which tests can call directly.
@@ -41,6 +42,8 @@ export interface SlashCommandPayload {
   user_id: string;
   user_name?: string;
   channel_id?: string;
+  /** Unique to each time a user types the command; a delivery of it again carries the same. */
+  trigger_id?: string;
 }
 
 /** The fields of a block_actions payload this uses. */
@@ -58,7 +61,7 @@ export async function handleSlashCommand(deps: SlackDeps, command: SlashCommandP
   let result: CommandResult;
   try {
     const actor = await deps.actors.resolve({ userId: command.user_id, userName: command.user_name, channel });
-    ({ result } = await deps.service.handle(command.text ?? '', actor, 'chat'));
+    ({ result } = await deps.service.handle(command.text ?? '', actor, 'chat', { once: deliveryKey(command) }));
   } catch (error) {
     deps.log.error({ err: error, user: command.user_id }, 'slash command failed');
     result = failure(error);
@@ -79,6 +82,20 @@ export async function handleButton(deps: SlackDeps, body: BlockActionsPayload, r
   const where = { user: body.user.id, channel, respond };
   if (!action) {
     deps.log.warn({ actionId: clicked.action_id }, 'button with an unreadable value');
+    // Only Slack can sign a click, so a value that is not one this app wrote is worth a trace.
+    const named = namedTargets(clicked.value ?? '');
+    await deps.service
+      .reject(
+        { id: actorId({ userId: body.user.id, userName: body.user.username ?? body.user.name }), source: 'slack', channel },
+        {
+          action: `button:${String(clicked.action_id).slice(0, 60)}`,
+          outcome: 'invalid',
+          reason: 'a button this app did not write (unknown action, or a value edited or from another version)',
+          ...named,
+          details: { value: String(clicked.value ?? '').slice(0, 200) },
+        },
+      )
+      .catch((error: unknown) => deps.log.error({ err: error }, 'could not audit an unreadable button'));
     await reply(deps, where, {
       kind: 'done',
       message: 'That button could not be read (it may come from an older version of this app). Use `/workflow list` instead.',
@@ -97,6 +114,17 @@ export async function handleButton(deps: SlackDeps, body: BlockActionsPayload, r
   await reply(deps, where, result, { ephemeral: true });
   // A click on the App Home tab: show it as it is now.
   if (body.container?.type === 'view') await publishHome(deps, { userId: body.user.id, userName: body.user.username ?? body.user.name });
+}
+
+/**
+ * What names one delivery of a slash command: Slack's trigger_id, unique to
+ * each time a user types it; for a payload without one, a hash of the
+ * payload. A request captured and posted again within the five minutes its
+ * signature holds carries the same.
+ */
+export function deliveryKey(command: SlashCommandPayload): string {
+  const identity = command.trigger_id ? `trigger:${command.trigger_id}` : `payload:${JSON.stringify(command)}`;
+  return `command:${createHash('sha256').update(identity).digest('hex')}`;
 }
 
 /** What identifies a click's target: the service acts at most once per key. */
@@ -166,14 +194,13 @@ export function registerListeners(app: App, deps: SlackDeps, command = '/workflo
     await handleSlashCommand(deps, payload, respond as Respond).catch((error: unknown) => deps.log.error({ err: error }, 'slash command reply failed'));
   });
 
-  for (const actionId of Object.values(ACTION_IDS)) {
-    app.action({ type: 'block_actions', action_id: actionId }, async ({ ack, body, respond }) => {
-      await ack();
-      await handleButton(deps, body as unknown as BlockActionsPayload, respond as Respond).catch((error: unknown) =>
-        deps.log.error({ err: error }, 'button reply failed'),
-      );
-    });
-  }
+  // Every block action, ours or not: one this app did not write is answered and audited, not left unacknowledged.
+  app.action({ type: 'block_actions' }, async ({ ack, body, respond }) => {
+    await ack();
+    await handleButton(deps, body as unknown as BlockActionsPayload, respond as Respond).catch((error: unknown) =>
+      deps.log.error({ err: error }, 'button reply failed'),
+    );
+  });
 
   app.event('app_home_opened', async ({ event }) => {
     if (event.tab !== undefined && event.tab !== 'home') return;

@@ -13,13 +13,15 @@
 //
 // /healthz and external services: a service a workflow needs (Ollama) being
 // down does NOT make /healthz 503. The answer stays 200 with
-// {"status":"degraded","reason":"ollama down: …","services":{…}}: every
+// {"status":"degraded"} (and, for METRICS_TOKEN's bearer only, the reason
+// and the services: /healthz answers anyone who can reach PORT): every
 // instance shares that service, so a load balancer or orchestrator acting on
 // a 503 would take every instance out (or restart them all) and Slack would
 // lose /workflow list and stop exactly when operators need them, without
 // bringing the service back. 503 stays for what is this instance's own:
 // its database unreachable, its runner not alive.
-import type { ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CustomRoute } from '@slack/bolt';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Health } from '../../commands/health.ts';
@@ -45,6 +47,11 @@ export interface ObservabilityOptions {
   healthTimeoutMs?: number;
   /** Process metrics (CPU, memory, event-loop lag, GC) from prom-client. Default true. */
   processMetrics?: boolean;
+  /**
+   * METRICS_TOKEN: when set, /metrics answers only `Authorization: Bearer
+   * <token>` (401 otherwise), and /healthz adds its details for it.
+   */
+  metricsToken?: string;
 }
 
 export interface Observability {
@@ -238,20 +245,26 @@ export function createObservability(options: ObservabilityOptions): Observabilit
     return registry.metrics();
   }
 
+  const authorized = bearerCheck(options.metricsToken);
+
+  // Anyone who can reach PORT can ask /healthz, so it says the status and, when
+  // unavailable, which of its two causes; the details (which service is down
+  // and why, the monitor's instance, the error) only to METRICS_TOKEN's bearer.
   const healthRoute: CustomRoute = {
     path: '/healthz',
     method: ['GET'],
-    handler: (_req, res) => {
+    handler: (req, res) => {
+      const detailed = options.metricsToken !== undefined && authorized(req);
       void health().then(
         (result) =>
           result.ok
             ? json(res, 200, {
                 status: result.degraded ? 'degraded' : 'ok',
-                ...(result.degraded ? { reason: result.degraded } : {}),
-                ...(result.monitor ? { monitor: result.monitor, services: result.services } : {}),
+                ...(detailed && result.degraded ? { reason: result.degraded } : {}),
+                ...(detailed && result.monitor ? { monitor: result.monitor, services: result.services } : {}),
               })
-            : json(res, 503, { status: 'unavailable', reason: result.reason }),
-        (error: unknown) => json(res, 503, { status: 'unavailable', reason: describe(error) }),
+            : json(res, 503, { status: 'unavailable', reason: detailed ? result.reason : result.reason.replace(/:.*$/s, '') }),
+        (error: unknown) => json(res, 503, { status: 'unavailable', ...(detailed ? { reason: describe(error) } : {}) }),
       );
     },
   };
@@ -259,7 +272,12 @@ export function createObservability(options: ObservabilityOptions): Observabilit
   const metricsRoute: CustomRoute = {
     path: '/metrics',
     method: ['GET'],
-    handler: (_req, res) => {
+    handler: (req, res) => {
+      if (!authorized(req)) {
+        res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', 'www-authenticate': 'Bearer realm="metrics"', 'cache-control': 'no-store' });
+        res.end('# /metrics needs Authorization: Bearer <METRICS_TOKEN>\n');
+        return;
+      }
       void metrics().then(
         (body) => {
           res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
@@ -274,6 +292,21 @@ export function createObservability(options: ObservabilityOptions): Observabilit
   };
 
   return { healthRoute, metricsRoute, routes: [healthRoute, metricsRoute], registry, health, metrics };
+}
+
+/**
+ * Whether a request carries `Authorization: Bearer <token>`; every request
+ * does when there is no token. Compared as SHA-256 digests with
+ * timingSafeEqual: equal lengths, and no early exit on the first wrong byte.
+ */
+function bearerCheck(token: string | undefined): (req: IncomingMessage) => boolean {
+  if (token === undefined) return () => true;
+  const expected = createHash('sha256').update(token).digest();
+  return (req) => {
+    const header = req.headers.authorization;
+    const given = typeof header === 'string' && /^Bearer /i.test(header) ? header.slice(7).trim() : '';
+    return timingSafeEqual(createHash('sha256').update(given).digest(), expected);
+  };
 }
 
 function json(res: ServerResponse, status: number, body: object): void {
