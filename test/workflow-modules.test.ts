@@ -77,7 +77,7 @@ const { defineStep, defineWorkflow, sql: packageSql, z: packageZ } = require('wo
 const { sql } = require('kysely');
 const { z } = require('zod');
 if (sql !== packageSql || z !== packageZ) throw new Error('a second copy of kysely or zod');
-const name${typed ? ': string' : ''} = 'module-${id}';
+const name${typed ? `: string = require('./helper.ts').moduleName(${id})` : ` = 'module-${id}'`};
 module.exports = defineWorkflow({
   id: ${id},
   name,
@@ -99,6 +99,8 @@ describe('modules anywhere on disk', () => {
   test('.ts, .mts and .js modules load outside any package, beside a package.json without "type", and in a CommonJS package', async () => {
     write('typeless/package.json', '{ "name": "typeless" }\n');
     write('commonjs/package.json', '{ "name": "commonjs", "type": "commonjs" }\n');
+    // Required by commonjs/wf.ts: TypeScript that the CommonJS loader strips too.
+    write('commonjs/helper.ts', 'module.exports = { moduleName: (id: number): string => `module-${id}` };\n');
     const modules = [
       write('loose/wf.ts', esModule(7101, true)),
       write('loose/wf.mts', esModule(7102, true)),

@@ -53,7 +53,8 @@ export function registerWorkflowModuleHooks(): void {
     // importing it ("Cannot require() ES Module … in a cycle").
     load(url, context, nextLoad) {
       const loaded = nextLoad(url, context);
-      if (loaded.format !== 'commonjs-typescript' || !fromUserCode(url)) return loaded;
+      // A require() is already in the CommonJS loader, which wants the source.
+      if (loaded.format !== 'commonjs-typescript' || !fromUserCode(url) || context.conditions.includes('require')) return loaded;
       return { format: 'commonjs', source: undefined, shortCircuit: true };
     },
   });
