@@ -76,6 +76,8 @@ const CASES: Case[] = [
   { name: 'io-ceiling', script: 'bench/io-bound.ts', args: () => ['--subjects', String(ioSubjects), '--no-engine'], kind: 'figures', slow: true },
   // Slash-command ack latency (HTTP mode), idle and beside a run; its size is --requests, not --subjects.
   { name: 'slack-ack', script: 'bench/slack-ack.ts', args: () => ['--requests', String(requests)], kind: 'latency' },
+  // Ten concurrent unsigned 256 MB posts to /slack/events: the serving process's memory.
+  { name: 'slack-body-limit', script: 'bench/slack-body-limit.ts', args: () => [], kind: 'figures' },
   { name: 'stop-latency', script: 'bench/stop-latency.ts', args: () => [], kind: 'figures', optional: true },
   { name: 'kill-restart', script: 'bench/kill-restart.ts', args: () => [], kind: 'figures', optional: true },
 ];

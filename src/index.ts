@@ -7,7 +7,7 @@ export { sql } from 'kysely';
 export type { ColumnType, Generated, Insertable, Kysely, Migration, Selectable, Transaction, Updateable } from 'kysely';
 export { z } from 'zod';
 export type { Config } from './config.ts';
-export { defineStep, defineWorkflow } from './workflows/define.ts';
+export { defineStep, defineWorkflow, OverloadError } from './workflows/define.ts';
 export type {
   CompletedItem,
   ContinuousOptions,

@@ -1,0 +1,107 @@
+// The engine's own limit on no-op work: plain SQL doing only what the engine
+// must do per batch, and nothing else. The same `subjects` table and the
+// engine's own `interactions` table (migrated, with its indexes and foreign
+// keys) as bench/noop-engine.ts; then, per batch of 500 subjects, one
+// statement (one round trip, one transaction) that inserts 500 finished
+// interaction rows and marks the 500 subjects done, from several connections
+// at once, each taking the next batch of ids as soon as its last commits.
+// No claims, no fence, no reading of pending rows, no handler, no JSON: what
+// is left when everything the engine adds around those two writes is gone.
+//
+//   node bench/floor.ts [--subjects 100000] [--batch 500] [--connections 4]
+//
+// The engine's no-op figure divided by this one is its share of its own limit.
+import pg from 'pg';
+import { sql } from 'kysely';
+import { createKysely, createPool } from '../src/db/connect.ts';
+import { migrateToLatest } from '../src/db/migrate.ts';
+import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from './lib.ts';
+
+const WORKFLOW_ID = 9001;
+
+const flags = parseFlags(process.argv.slice(2));
+const subjects = intFlag(flags, 'subjects', 100_000);
+const batchSize = intFlag(flags, 'batch', 500);
+const connections = intFlag(flags, 'connections', 4);
+
+interface BenchTables {
+  subjects: { id: number; done: boolean };
+}
+
+watchdog();
+const server = await openServer();
+const database = await freshDatabase(server.url, `wfbench_floor_${process.pid}`);
+try {
+  // --- setup (not timed): as bench/noop-engine.ts ------------------------------
+  const db = createKysely<BenchTables>(createPool({ connectionString: database.url, applicationName: 'bench-setup', max: 2 }));
+  await migrateToLatest(db);
+  await sql`CREATE TABLE subjects (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT false)`.execute(db);
+  await sql`CREATE INDEX subjects_pending ON subjects (id) WHERE NOT done`.execute(db);
+  await sql`INSERT INTO subjects (id) SELECT g FROM generate_series(1, ${subjects}::int) g`.execute(db);
+  await sql`VACUUM ANALYZE subjects`.execute(db);
+  await sql`CHECKPOINT`.execute(db);
+  await sql`INSERT INTO workflows (id, name, definition) VALUES (${WORKFLOW_ID}, 'bench-floor', '{}')`.execute(db);
+  const run = await sql<{ id: number }>`
+    INSERT INTO workflow_runs (workflow_id, mode, lock_key, status, requested_by, source, action, started_at)
+    VALUES (${WORKFLOW_ID}, 'global_batch', ${WORKFLOW_ID}, 'completed', 'bench', 'bench', 'run', now()) RETURNING id`.execute(db);
+  const runId = run.rows[0]!.id;
+
+  const pool = new pg.Pool({ connectionString: database.url, application_name: 'bench-floor', max: connections });
+  // Warm the connections, so that connecting is not timed.
+  await Promise.all(Array.from({ length: connections }, () => pool.query('SELECT 1')));
+  const text = `
+    WITH written AS (
+      INSERT INTO interactions (run_id, workflow_id, step, subject_id, status, attempts, input, output, claimed_at, finished_at)
+      SELECT $1, $2, 'noop', s, 'completed', 1, '{}'::jsonb, 'null'::jsonb, now(), now() FROM unnest($3::bigint[]) AS s
+      RETURNING 1
+    )
+    UPDATE subjects SET done = true WHERE id = ANY($3::bigint[])`;
+
+  // --- timed: every batch committed ----------------------------------------------
+  let next = 1;
+  const take = (): number[] | undefined => {
+    if (next > subjects) return undefined;
+    const ids: number[] = [];
+    for (let id = next; id < Math.min(next + batchSize, subjects + 1); id++) ids.push(id);
+    next += batchSize;
+    return ids;
+  };
+  const rss = sampleRss();
+  const serverUsage = await measureServer(database.url);
+  const usage = measureProcess();
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      for (let ids = take(); ids; ids = take()) await pool.query({ name: 'floor', text, values: [runId, WORKFLOW_ID, ids] });
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const sampledPeak = rss.stop();
+  const used = usage.stop();
+  const serverCpuSeconds = await serverUsage.stop();
+  await pool.end();
+
+  // --- checks ----------------------------------------------------------------------
+  const counts = await sql<{ rows: number; done: number }>`
+    SELECT (SELECT count(*)::int FROM interactions WHERE workflow_id = ${WORKFLOW_ID} AND status = 'completed') AS rows,
+           (SELECT count(*)::int FROM subjects WHERE done) AS done`.execute(db);
+  const version = await sql<{ v: string }>`SELECT current_setting('server_version') AS v`.execute(db);
+  await db.destroy();
+  assert(counts.rows[0]!.rows === subjects && counts.rows[0]!.done === subjects, `floor wrote ${JSON.stringify(counts.rows[0])}, expected ${subjects} each`);
+
+  printResult({
+    system: 'plain SQL floor',
+    config: `${batchSize} interaction rows + ${batchSize} domain rows per statement, ${connections} connections`,
+    items: subjects,
+    seconds,
+    itemsPerSecond: subjects / seconds,
+    peakRssMb: peakRssMb(),
+    sampledPeakRssMb: sampledPeak,
+    cpuSeconds: used.cpuSeconds,
+    serverCpuSeconds,
+    details: { batchSize, connections, serverVersion: version.rows[0]!.v },
+  });
+} finally {
+  await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));
+  await server.release();
+}
