@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { RunMode } from '../db/schema.ts';
 import { oneLine } from '../lib/one-line.ts';
-import { asciiLower, HISTORY_LIMIT, DEMO_POSTINGS, own, usage, verbWord, VERBS, type Surface, type VerbInfo, type VerbWord } from './verbs.ts';
+import { asciiLower, thousands, HISTORY_LIMIT, DEMO_POSTINGS, own, usage, verbWord, VERBS, type Surface, type VerbInfo, type VerbWord } from './verbs.ts';
 
 // The one parser for the command grammar. Slack, the console
 // chat and the CLI all parse here, so a command means the same thing wherever
@@ -58,7 +58,7 @@ const positiveInt = z
   .refine((s) => Number.isSafeInteger(Number(s)), `must be at most ${Number.MAX_SAFE_INTEGER}`)
   .transform(Number);
 
-const boundedInt = (max: number) => positiveInt.pipe(z.number().max(max, `must be at most ${max.toLocaleString('en-US')}`));
+const boundedInt = (max: number) => positiveInt.pipe(z.number().max(max, `must be at most ${thousands(max)}`));
 
 // Checked before lowercasing: toLowerCase() maps a few non-ASCII letters
 // (the Kelvin sign K) onto ASCII ones, and a name must not arrive by accident.
@@ -129,78 +129,98 @@ function runSchema(word: 'run' | 'force'): z.ZodType<Command> {
     });
 }
 
-/** Each verb's schema: validates the raw record readArguments made (keys as in the verb's VERBS entry) and builds the Command. */
-const SCHEMAS: Readonly<Record<VerbWord, z.ZodType<Command>>> = {
-  run: runSchema('run'),
-  force: runSchema('force'),
+/**
+ * Each verb's schema: validates the raw record readArguments made (keys as in
+ * the verb's VERBS entry) and builds the Command. Built on first use
+ * (schemaOf): a CLI process parses one command, and building every schema at
+ * load costs it more than the parse.
+ */
+const SCHEMAS: Readonly<Record<VerbWord, () => z.ZodType<Command>>> = {
+  run: () => runSchema('run'),
+  force: () => runSchema('force'),
 
-  list: z.object({}).transform((): Command => ({ verb: 'list' })),
+  list: () => z.object({}).transform((): Command => ({ verb: 'list' })),
 
-  stop: z.object({ runId: positiveInt.optional(), run: positiveInt.optional() }).transform((o, ctx): Command => {
-    if (o.runId !== undefined && o.run !== undefined) return reject(ctx, 'give the run id once: stop <run-id>');
-    const runId = o.runId ?? o.run;
-    if (runId === undefined) return reject(ctx, 'stop needs a <run-id>');
-    return { verb: 'stop', runId };
-  }),
-
-  status: z.object({ runId: positiveInt }).transform((o): Command => ({ verb: 'status', runId: o.runId })),
-
-  history: z
-    .object({ workflow: workflowRef.optional(), limit: boundedInt(HISTORY_LIMIT.max).default(HISTORY_LIMIT.default) })
-    .transform((o): Command => ({ verb: 'history', ...(o.workflow !== undefined && { workflow: o.workflow }), limit: o.limit })),
-
-  workflows: z.object({}).transform((): Command => ({ verb: 'workflows' })),
-
-  health: z.object({}).transform((): Command => ({ verb: 'health' })),
-
-  pause: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'pause', workflow: o.workflow })),
-
-  resume: z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
-
-  help: z.object({ topic: z.string().optional() }).transform((o, ctx): Command => {
-    if (o.topic === undefined) return { verb: 'help' };
-    const topic = verbWord(o.topic);
-    if (topic === undefined) return reject(ctx, `no help for ${show(o.topic)}: not a command`);
-    return { verb: 'help', topic };
-  }),
-
-  serve: z.object({}).transform((): Command => ({ verb: 'serve' })),
-
-  migrate: z.object({}).transform((): Command => ({ verb: 'migrate' })),
-
-  demo: z
-    .object({ postings: boundedInt(DEMO_POSTINGS.max).default(DEMO_POSTINGS.default) })
-    .transform((o): Command => ({ verb: 'demo', postings: o.postings })),
-
-  prune: z
-    .object({
-      'older-than': z
-        .string()
-        .regex(/^[1-9][0-9]{0,4}d$/, 'must be a number of days, like 30d (at most 99999d)')
-        .transform((s) => Number(s.slice(0, -1)))
-        .optional(),
-      'dry-run': flag,
-    })
-    .transform((o): Command => ({ verb: 'prune', ...(o['older-than'] !== undefined && { olderThanDays: o['older-than'] }), dryRun: o['dry-run'] })),
-
-  db: z
-    .object({
-      action: z.string().optional(),
-      role: z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a role name (letters, digits, _ and -, at most 63)')
-        .optional(),
-      apply: flag,
-    })
-    .transform((o, ctx): Command => {
-      const action = o.action === undefined ? undefined : asciiLower(o.action);
-      if (action === undefined) return reject(ctx, 'db needs an action: db stop, or db grants');
-      if (action === 'grants') return { verb: 'db-grants', ...(o.role !== undefined && { role: o.role }), apply: o.apply };
-      if (action !== 'stop') return reject(ctx, `unknown db action ${show(o.action!)}: db stop, or db grants`);
-      if (o.role !== undefined || o.apply) return reject(ctx, '--role and --apply go with db grants, not db stop');
-      return { verb: 'db-stop' };
+  stop: () =>
+    z.object({ runId: positiveInt.optional(), run: positiveInt.optional() }).transform((o, ctx): Command => {
+      if (o.runId !== undefined && o.run !== undefined) return reject(ctx, 'give the run id once: stop <run-id>');
+      const runId = o.runId ?? o.run;
+      if (runId === undefined) return reject(ctx, 'stop needs a <run-id>');
+      return { verb: 'stop', runId };
     }),
+
+  status: () => z.object({ runId: positiveInt }).transform((o): Command => ({ verb: 'status', runId: o.runId })),
+
+  history: () =>
+    z
+      .object({ workflow: workflowRef.optional(), limit: boundedInt(HISTORY_LIMIT.max).default(HISTORY_LIMIT.default) })
+      .transform((o): Command => ({ verb: 'history', ...(o.workflow !== undefined && { workflow: o.workflow }), limit: o.limit })),
+
+  workflows: () => z.object({}).transform((): Command => ({ verb: 'workflows' })),
+
+  health: () => z.object({}).transform((): Command => ({ verb: 'health' })),
+
+  pause: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'pause', workflow: o.workflow })),
+
+  resume: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
+
+  help: () =>
+    z.object({ topic: z.string().optional() }).transform((o, ctx): Command => {
+      if (o.topic === undefined) return { verb: 'help' };
+      const topic = verbWord(o.topic);
+      if (topic === undefined) return reject(ctx, `no help for ${show(o.topic)}: not a command`);
+      return { verb: 'help', topic };
+    }),
+
+  serve: () => z.object({}).transform((): Command => ({ verb: 'serve' })),
+
+  migrate: () => z.object({}).transform((): Command => ({ verb: 'migrate' })),
+
+  demo: () =>
+    z.object({ postings: boundedInt(DEMO_POSTINGS.max).default(DEMO_POSTINGS.default) }).transform((o): Command => ({ verb: 'demo', postings: o.postings })),
+
+  prune: () =>
+    z
+      .object({
+        'older-than': z
+          .string()
+          .regex(/^[1-9][0-9]{0,4}d$/, 'must be a number of days, like 30d (at most 99999d)')
+          .transform((s) => Number(s.slice(0, -1)))
+          .optional(),
+        'dry-run': flag,
+      })
+      .transform((o): Command => ({ verb: 'prune', ...(o['older-than'] !== undefined && { olderThanDays: o['older-than'] }), dryRun: o['dry-run'] })),
+
+  db: () =>
+    z
+      .object({
+        action: z.string().optional(),
+        role: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a role name (letters, digits, _ and -, at most 63)')
+          .optional(),
+        apply: flag,
+      })
+      .transform((o, ctx): Command => {
+        const action = o.action === undefined ? undefined : asciiLower(o.action);
+        if (action === undefined) return reject(ctx, 'db needs an action: db stop, or db grants');
+        if (action === 'grants') return { verb: 'db-grants', ...(o.role !== undefined && { role: o.role }), apply: o.apply };
+        if (action !== 'stop') return reject(ctx, `unknown db action ${show(o.action!)}: db stop, or db grants`);
+        if (o.role !== undefined || o.apply) return reject(ctx, '--role and --apply go with db grants, not db stop');
+        return { verb: 'db-stop' };
+      }),
 };
+
+const built = new Map<VerbWord, z.ZodType<Command>>();
+
+function schemaOf(word: VerbWord): z.ZodType<Command> {
+  let schema = built.get(word);
+  if (!schema) {
+    schema = SCHEMAS[word]();
+    built.set(word, schema);
+  }
+  return schema;
+}
 
 /** Options every verb accepts. */
 const GLOBAL_OPTIONS = { json: 'switch' } as const;
@@ -253,7 +273,7 @@ function parse(input: string | string[], surface: Surface): ParseResult {
   const read = readArguments(word, spec, rest, surface);
   if (typeof read === 'string') return fail(read);
 
-  const result = SCHEMAS[word].safeParse(read.raw);
+  const result = schemaOf(word).safeParse(read.raw);
   if (!result.success) return fail(explain(result.error.issues[0], word, spec, read));
   return { ok: true, command: result.data, json: read.raw.json === true };
 }

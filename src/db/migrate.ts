@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import { DEFAULT_MIGRATION_TABLE, Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import { appliedMigrations } from './queries/applied-migrations.ts';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
@@ -24,8 +25,13 @@ export class FolderMigrationProvider implements MigrationProvider {
     this.pattern = pattern;
   }
 
+  /** The migrations' names, without loading them. */
+  async names(): Promise<string[]> {
+    return (await this.files()).map((f) => f.replace(this.pattern, '$1'));
+  }
+
   async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await fs.readdir(this.folder)).filter((f) => this.pattern.test(f)).sort();
+    const files = await this.files();
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
       const name = file.replace(this.pattern, '$1');
@@ -40,6 +46,10 @@ export class FolderMigrationProvider implements MigrationProvider {
       migrations[name] = module as Migration;
     }
     return migrations;
+  }
+
+  private async files(): Promise<string[]> {
+    return (await fs.readdir(this.folder)).filter((f) => this.pattern.test(f)).sort();
   }
 }
 
@@ -66,6 +76,15 @@ export async function migrateWith<DB>(
   provider: MigrationProvider,
   options: { table?: string; allowUnorderedMigrations?: boolean } = {},
 ): Promise<string[]> {
+  // Nothing to do, the usual case at every start: one SELECT instead of the
+  // Migrator's lock round trips, and no migration module loaded. Only when
+  // the recorded names are exactly the folder's: anything else (a pending
+  // migration, or one recorded that the code does not have) is the
+  // Migrator's to apply or refuse.
+  if (provider instanceof FolderMigrationProvider) {
+    const [names, applied] = await Promise.all([provider.names(), appliedMigrations(db, options.table ?? DEFAULT_MIGRATION_TABLE)]);
+    if (applied && applied.length === names.length && names.every((n) => applied.includes(n))) return [];
+  }
   const tables = options.table === undefined ? {} : { migrationTableName: options.table, migrationLockTableName: `${options.table}_lock` };
   const migrator = new Migrator({ db, provider, allowUnorderedMigrations: options.allowUnorderedMigrations ?? false, ...tables });
   const { error, results } = await migrator.migrateToLatest();
