@@ -92,6 +92,8 @@ const CASES: Case[] = [
   { name: 'slack-body-limit', script: 'bench/slack-body-limit.ts', args: () => [], kind: 'figures' },
   { name: 'stop-latency', script: 'bench/stop-latency.ts', args: () => [], kind: 'figures', optional: true },
   { name: 'kill-restart', script: 'bench/kill-restart.ts', args: () => [], kind: 'figures', optional: true },
+  // CLI start-up against `node -e 0` (its own embedded server; DATABASE_URL is not used): bench/startup.ts.
+  { name: 'startup', script: 'bench/startup.ts', args: () => ['--reps', quick ? '5' : '15'], kind: 'figures' },
 ];
 
 const only = flags.get('only');
@@ -512,6 +514,13 @@ function figuresTable(): string {
         yes(d.restartMs.max < 2000),
       ]);
     }
+  }
+
+  // CLI start-up (bench/startup.ts): its rows as it prints them.
+  const startup = get('startup');
+  if (startup) {
+    if (startup.result) rows.push(...figuresOf(startup.result));
+    else rows.push(['start-up: workflow help, list, serve → prompt', missing('startup'), '≤ 3× / ≤ 6× node -e 0; < 1.5 s', '']);
   }
 
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
