@@ -2,9 +2,9 @@ import os from 'node:os';
 import type { App } from './app.ts';
 import type { Config } from './config.ts';
 import type { Command } from './commands/grammar.ts';
-import { plainHelp } from './commands/verbs.ts';
 import { exitCode, toRunView, type CommandResult, type RunFinished } from './commands/results.ts';
 import type { Actor } from './commands/service.ts';
+import { plainHelp } from './commands/verbs.ts';
 import type { ActiveRun, RunSummary } from './engine/engine.ts';
 import type { PostingsTables } from './workflows/postings/schema.ts';
 
@@ -85,16 +85,21 @@ async function runCommand(app: App, command: Command, json: boolean, actor: Acto
 
 /** A run in the foreground: progress while it runs, then the audit summary. Ctrl-C stops it. */
 async function foreground(app: App, run: ActiveRun, json: boolean): Promise<number> {
-  const [{ renderResult }, { showProgress }] = await Promise.all([import('./cli/render.ts'), import('./cli/progress.ts')]);
-  if (!json) process.stderr.write(`${renderResult({ kind: 'run_started', run, view: toRunView(run.row, run.workflow.name) })}\n`);
-  const stopProgress = json ? () => {} : showProgress(run, process.stderr);
+  const [{ renderFailures, renderResult }, { showProgress }] = await Promise.all([import('./cli/render.ts'), import('./cli/progress.ts')]);
+  const steps = run.workflow.steps.map((s) => s.name);
+  if (!json) process.stderr.write(`${renderResult({ kind: 'run_started', run, view: toRunView(run.row, run.workflow.name, steps) })}\n`);
+  const stopProgress = json ? () => {} : showProgress(run, process.stderr, await app.views.pace(run.workflow.id).catch(() => null));
+  // Stopped here (exit 130 or 143) rather than by someone else (exit 4).
+  let interrupted: RunFinished['interrupted'];
   const onSignal = () => {
+    interrupted = 'SIGINT';
     process.stderr.write(`\nstopping run #${run.id}…\n`);
     run.stop({ kind: 'stop', by: `${os.userInfo().username} (Ctrl-C)` });
   };
   // SIGTERM (a process manager, a deploy): graceful shutdown, as in `serve`.
   const onTerminate = () => {
     const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
+    interrupted = 'SIGTERM';
     process.stderr.write(`\nshutting down: run #${run.id} gets up to ${grace} ms to finish in-flight work…\n`);
     // Handed off when a serving instance would adopt it (docs/architecture.md, Adoption); stopped otherwise.
     const handoff = run.workflow.adopt ? app.engine.adopterPresent(run.workflow.id).catch(() => false) : Promise.resolve(false);
@@ -109,7 +114,7 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
   try {
     const summary = await run.done;
     stopProgress();
-    const finished: RunFinished = { kind: 'run_finished', summary, view: toRunView(summary.run, run.workflow.name) };
+    const finished: RunFinished = { kind: 'run_finished', summary, view: toRunView(summary.run, run.workflow.name, steps), interrupted };
     const lost = ownershipMessage(summary, app.engine.instanceId);
     if (lost) process.stderr.write(`${lost}\n`);
     if (json) {
@@ -117,6 +122,7 @@ async function foreground(app: App, run: ActiveRun, json: boolean): Promise<numb
       return output({ kind: 'done', message: '' }, true, { run: finished.view, audit: audit ?? null }, exitCode(finished));
     }
     process.stdout.write(`${renderResult(finished)}\n`);
+    if (finished.view.interactionsFailed > 0) process.stdout.write(`${renderFailures(finished.view, await app.views.failures(run.id))}\n`);
     return exitCode(finished);
   } finally {
     process.off('SIGINT', onSignal);

@@ -46,7 +46,10 @@ describe('workflow 3001 global_batch', () => {
     assert.deepEqual(summary.stateAfter, afterCounts);
     assert.deepEqual(summary.delta, { postings_total: 0, postings_with_summary: 300, postings_with_skills: 300, postings_with_ihl: 300 });
     assert.equal(summary.run.interactions_completed, 900);
-    assert.deepEqual(summary.run.expected_work, { summary: 300, skills: 0, ihl: 0 });
+    // The forecast: every posting pending for summary is expected at skills and ihl too; the audit keeps what was pending.
+    assert.deepEqual(summary.run.expected_work, { summary: 300, skills: 300, ihl: 300 });
+    assert.deepEqual(summary.run.pending_work, { summary: 300, skills: 0, ihl: 0 });
+    assert.deepEqual(summary.run.metric_names, ['postings_total', 'postings_with_summary', 'postings_with_skills', 'postings_with_ihl']);
     // One completed interaction per (step, posting), each downstream one linked to its parent.
     const { rows } = await sql<{ step: string; n: number; with_parent: number }>`
       SELECT step, count(DISTINCT subject_id)::int AS n, count(parent_id)::int AS with_parent
@@ -85,7 +88,8 @@ describe('workflow 3001 global_batch', () => {
     assert.equal((row.input as any).requested_by, 'tester');
     assert.equal((row.input as any).action, 'run');
     assert.equal((row.input as any).state_before.postings_with_summary, 0);
-    assert.deepEqual((row.input as any).expected_work, { summary: 300, skills: 0, ihl: 0 });
+    assert.deepEqual((row.input as any).expected_work, { summary: 300, skills: 300, ihl: 300 });
+    assert.deepEqual((row.input as any).pending_at_start, { summary: 300, skills: 0, ihl: 0 });
     assert.equal((row.output as any).status, 'completed');
     assert.equal((row.output as any).interactions_completed, 900);
     assert.equal((row.output as any).delta.postings_with_ihl, 300);

@@ -64,9 +64,13 @@ describe('both surfaces print the same', () => {
   }
 
   test('expected work of a started run, empty and not', () => {
-    const started = (expectedWork: Record<string, number>) => ({ kind: 'run_started', run: { expectedWork } as never, view: view() }) as CommandResult;
+    const started = (expectedWork: Record<string, number>) =>
+      ({ kind: 'run_started', run: { expectedWork } as never, view: view({ pendingAtStart: null }) }) as CommandResult;
     assert.match(renderResult(started({})), /^expected work: none$/m);
     assert.match(renderResult(started({ summary: 300 })), /^expected work: summary 300$/m);
+    // In the workflow's order, with what was pending beside the forecast.
+    const forecast = { kind: 'run_started', run: { expectedWork: { ihl: 300, skills: 300, summary: 300 } } as never, view: view() } as CommandResult;
+    assert.match(renderResult(forecast), /^expected work: summary 300, skills 300, ihl 300 \(pending now: summary 300, skills 0, ihl 0\)$/m);
   });
 
   for (const [delta, text] of [

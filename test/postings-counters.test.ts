@@ -482,7 +482,8 @@ describe('a run of 3001 on the counters', () => {
     assert.deepEqual(summary.stateBefore, before);
     assert.deepEqual(summary.stateAfter, afterCounts);
     assert.deepEqual(summary.delta, { postings_total: 0, postings_with_summary: 180, postings_with_skills: 250, postings_with_ihl: 280 });
-    assert.deepEqual(summary.run.expected_work, pending);
+    assert.deepEqual(summary.run.pending_work, pending);
+    assert.deepEqual(summary.run.expected_work, { summary: 180, skills: 250, ihl: 280 });
     assert.equal(summary.run.interactions_completed, 180 * 3 + 70 * 2 + 30);
   });
 
@@ -491,7 +492,8 @@ describe('a run of 3001 on the counters', () => {
     const [id] = (await sql<{ id: number }>`SELECT max(id)::int AS id FROM postings`.execute(t.db)).rows.map((r) => r.id);
     const summary = await runToEnd(`run 3001 --mode single_subject --subject ${id}`);
     assert.equal(summary.outcome, 'completed');
-    assert.deepEqual(summary.run.expected_work, { summary: 1, skills: 0, ihl: 0 });
+    assert.deepEqual(summary.run.expected_work, { summary: 1, skills: 1, ihl: 1 });
+    assert.deepEqual(summary.run.pending_work, { summary: 1, skills: 0, ihl: 0 });
     assert.deepEqual(summary.delta, { postings_total: 0, postings_with_summary: 1, postings_with_skills: 1, postings_with_ihl: 1 });
     assert.deepEqual(await generic(), { summary: 2, skills: 0, ihl: 0 });
   });

@@ -230,14 +230,14 @@ describe('Slack app over HTTP', () => {
     assert.deepEqual(JSON.parse(stop!.value!), { runId: run.id });
 
     // Progress while it runs: the same message, updated.
-    const progress = await runUpdated(posted, /running: .*summary [1-9]\d*\/40/, since);
+    const progress = await runUpdated(posted, /running \d+%: .*summary [1-9]\d*\/40/, since);
     assert.match(progress.body.text, new RegExp(`Run #${run.id} `));
 
     const finished = await runUpdated(posted, /completed/, since);
     const text = messageText(finished);
     assert.match(text, /postings_with_summary\s+0\s+40\s+\+40/);
     assert.match(text, /postings_with_ihl\s+0\s+40\s+\+40/);
-    assert.match(text, /postings_total\s+40\s+40\s+0/);
+    assert.match(text, /Unchanged \(1\): postings_total 40/);
     assert.match(text, /120 done, 0 failed/);
 
     const ended = await getRun(run.id);

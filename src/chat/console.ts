@@ -30,6 +30,8 @@ export interface ConsoleChatOptions {
   pollMs?: number;
   /** At most one progress line per run this often. */
   progressIntervalMs?: number;
+  /** The greeting, in place of the default (serve's start-up banner, so there is one). */
+  banner?: string;
 }
 
 interface NumberedChoice extends Choice {
@@ -79,7 +81,8 @@ export class ConsoleChat {
   /** Runs shown as started and not yet as ended, with the last progress line printed. */
   private readonly live = new Map<number, Shown>();
   private readonly announced = new Set<number>();
-  private readonly ended = new Set<number>();
+  /** Runs shown as ended, with their summary line as shown. */
+  private readonly ended = new Map<number, string>();
   private readonly options: ConsoleChatOptions;
 
   constructor(options: ConsoleChatOptions) {
@@ -122,7 +125,7 @@ export class ConsoleChat {
             },
           });
         }
-        this.print('workflow console: type /workflow help (or just help). Numbers choose the [n] buttons; exit to quit.');
+        this.print(this.options.banner ?? 'workflow console: type /workflow help (or just help). Numbers choose the [n] buttons; exit to quit.');
         rl.prompt();
       } catch (error) {
         this.print(`error: cannot follow runs: ${(error as Error).message}`);
@@ -218,9 +221,17 @@ export class ConsoleChat {
   }
 
   private finish(view: RunView): void {
-    if (this.ended.has(view.id)) return;
+    if (this.ended.has(view.id)) {
+      // Announced again once it changed: a forced-out run now names the run that replaced it.
+      const line = runSummaryLine(view);
+      if (this.ended.get(view.id) !== line) {
+        this.ended.set(view.id, line);
+        this.print(line);
+      }
+      return;
+    }
     this.announced.add(view.id);
-    this.ended.add(view.id);
+    this.ended.set(view.id, runSummaryLine(view));
     this.live.delete(view.id);
     this.printMessage(runMessage(view));
   }

@@ -16,8 +16,13 @@ export interface PlainMessage {
 
 type Json = Record<string, any>;
 
-/** `message` is a chat message ({ text, blocks }) or a view ({ type: 'home', blocks }). */
-export function plainText(message: { text?: string; blocks?: readonly unknown[] }): PlainMessage {
+/**
+ * `message` is a chat message ({ text, blocks }) or a view ({ type: 'home', blocks });
+ * `names` maps the Slack users it mentions to the names a terminal shows.
+ */
+export function plainText(message: { text?: string; blocks?: readonly unknown[]; names?: Record<string, string> }): PlainMessage {
+  const names = message.names ?? {};
+  const textOf = (t: unknown) => textOfIn(t, names);
   const lines: string[] = [];
   const choices: Choice[] = [];
   const button = (el: Json) => {
@@ -57,15 +62,15 @@ export function plainText(message: { text?: string; blocks?: readonly unknown[] 
         if (block?.text) lines.push(textOf(block.text));
     }
   }
-  const text = lines.length ? lines.join('\n') : mrkdwnToText(message.text ?? '');
+  const text = lines.length ? lines.join('\n') : mrkdwnToText(message.text ?? '', names);
   return { text, choices };
 }
 
-function textOf(t: unknown): string {
+function textOfIn(t: unknown, names: Record<string, string>): string {
   if (!t || typeof t !== 'object') return '';
   const { type, text } = t as Json;
   if (typeof text !== 'string') return '';
-  return type === 'mrkdwn' ? mrkdwnToText(text) : text;
+  return type === 'mrkdwn' ? mrkdwnToText(text, names) : text;
 }
 
 /** A field reads "*Label*\nvalue": on a terminal, "Label: value". */
@@ -79,26 +84,26 @@ function field(text: string): string {
  * mentions, links and dates show their readable part, entities are decoded.
  * Code (blocks and spans) is kept as it is, its fences and backticks dropped.
  */
-export function mrkdwnToText(text: string): string {
+export function mrkdwnToText(text: string, names: Record<string, string> = {}): string {
   // Odd pieces are code blocks; even ones are split again on inline code spans.
   return text
     .split(/```\n?([\s\S]*?)\n?```/)
-    .map((part, i) => (i % 2 === 1 ? decode(part) : inline(part)))
+    .map((part, i) => (i % 2 === 1 ? decode(part) : inline(part, names)))
     .join('');
 }
 
-function inline(text: string): string {
+function inline(text: string, names: Record<string, string>): string {
   return text
     .split(/(`[^`\n]+`)/)
-    .map((part, i) => (i % 2 === 1 ? decode(part.slice(1, -1)) : formatting(part)))
+    .map((part, i) => (i % 2 === 1 ? decode(part.slice(1, -1)) : formatting(part, names)))
     .join('');
 }
 
-function formatting(text: string): string {
+function formatting(text: string, names: Record<string, string>): string {
   return decode(
     text
       .replace(/<!date\^[^|>]*\|([^>]*)>/g, '$1')
-      .replace(/<@([A-Z0-9]+)(?:\|([^>]*))?>/g, (_, id, name) => `@${name ?? id}`)
+      .replace(/<@([A-Z0-9]+)(?:\|([^>]*))?>/g, (_, id: string, name: string | undefined) => `@${name ?? (Object.hasOwn(names, id) ? names[id] : id)}`)
       .replace(/<#([A-Z0-9]+)(?:\|([^>]*))?>/g, (_, id, name) => `#${name ?? id}`)
       .replace(/<!(here|channel|everyone)>/g, '@$1')
       .replace(/<(https?:[^|>]+)\|([^>]+)>/g, '$2 ($1)')

@@ -1,6 +1,9 @@
-import type { Metrics } from '../db/schema.ts';
 import { summariseProgress } from '../engine/engine.ts';
-import { formatDelta, formatNumber, formatWork, numeric } from '../commands/format.ts';
+import { formatDelta, formatNumber, formatWork, metricChanges, numeric, statusWords } from '../commands/format.ts';
+import type { FailedItem } from '../engine/store.ts';
+import { oneLine } from '../lib/one-line.ts';
+import { personLabel } from '../lib/person.ts';
+import { renderPlan, whoamiLines } from '../commands/plan-text.ts';
 import type { CommandResult, RunFinished, RunView, WorkflowView } from '../commands/results.ts';
 import type { HealthReport } from '../engine/monitor.ts';
 
@@ -20,15 +23,19 @@ export function renderResult(result: CommandResult | RunFinished): string {
     case 'done':
       return result.message;
     case 'run_started':
-      return `run #${result.view.id} started: ${describeRun(result.view)}\nexpected work: ${formatWork(result.run.expectedWork)}`;
+      return `run #${result.view.id} started: ${describeRun(result.view)}\nexpected work: ${formatWork(result.run.expectedWork, result.view.steps)}${result.view.pendingAtStart ? ` (pending now: ${formatWork(result.view.pendingAtStart, result.view.steps)})` : ''}`;
     case 'run_queued':
-      return `run #${result.view.id} queued for a serving instance: ${describeRun(result.view)}`;
+      return result.view.status === 'queued'
+        ? `run #${result.view.id} is still queued: no serving instance has taken it yet, and one will when it can: ${describeRun(result.view)}`
+        : `run #${result.view.id} ${result.view.status === 'running' ? 'started' : statusWords(result.view)} on a serving instance: ${describeRun(result.view)}\nfollow it with: workflow status ${result.view.id}`;
     case 'run_finished':
       return renderSummary(result.view);
     case 'runs':
       return result.runs.length === 0 ? 'no runs are running' : result.runs.map(runLine).join('\n');
     case 'history':
-      return result.runs.length === 0 ? 'no runs yet' : result.runs.map((r) => `${runLine(r)}${r.delta ? `  Δ ${formatDelta(r.delta)}` : ''}`).join('\n');
+      return result.runs.length === 0
+        ? 'no runs yet'
+        : result.runs.map((r) => `${runLine(r)}${r.delta ? `  Δ ${formatDelta(r.delta, r.metricNames)}` : ''}`).join('\n');
     case 'run':
       return `${renderSummary(result.run)}\n\naudit record:\n${JSON.stringify(result.audit, null, 2)}`;
     case 'stop':
@@ -37,11 +44,15 @@ export function renderResult(result: CommandResult | RunFinished): string {
       return result.workflows
         .map(
           (w) =>
-            `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}${continuousNote(w)}\n  pending: ${formatWork(w.pending)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`,
+            `${w.id} ${w.name} (${w.subject}s): ${w.steps.join(' → ')}${continuousNote(w)}\n  pending: ${formatWork(w.pending, w.steps)}${w.running.length ? `\n  running: ${w.running.map((id) => `#${id}`).join(', ')}` : ''}`,
         )
         .join('\n');
     case 'health':
       return renderHealth(result.report);
+    case 'plan':
+      return renderPlan(result.plan);
+    case 'whoami':
+      return whoamiLines(result.whoami).join('\n');
   }
 }
 
@@ -91,34 +102,52 @@ export function describeRun(run: RunView): string {
   const scope = run.subjectId !== null ? ` subject ${run.subjectId}` : '';
   const resumes = run.resumesRunId !== null ? ` resuming #${run.resumesRunId}` : '';
   const forced = run.forcedRunId !== null ? ` (forced over #${run.forcedRunId})` : '';
-  return `workflow ${run.workflowId}${run.workflowName ? ` (${run.workflowName})` : ''}, ${run.mode}${scope}${resumes}, requested by ${run.requestedBy}${forced}`;
+  return `workflow ${run.workflowId}${run.workflowName ? ` (${run.workflowName})` : ''}, ${run.mode}${scope}${resumes}, requested by ${personLabel(run.requestedBy)}${forced}`;
 }
 
 export function runLine(run: RunView): string {
-  const progress = run.progress ? ` — ${summariseProgress(run.progress)}` : '';
+  const progress = run.progress ? ` — ${summariseProgress(run.progress, run.steps)}` : '';
   const when = run.startedAt ?? '';
-  return `#${run.id} ${run.status.padEnd(9)} workflow ${run.workflowId} ${run.mode} by ${run.requestedBy} ${when}${progress}`;
+  return `#${run.id} ${statusWords(run).padEnd(9)} workflow ${run.workflowId} ${run.mode} by ${personLabel(run.requestedBy)} ${when}${progress}`;
 }
 
-/** The audit summary a run ends with: status, duration, counts, state before → after with the delta. */
+/** The audit summary a run ends with: status in words, duration, counts, the metrics it changed, then those it did not. */
 export function renderSummary(run: RunView): string {
   const lines = [
-    `run #${run.id} ${run.status}${run.durationSeconds !== null ? ` in ${run.durationSeconds.toFixed(1)} s` : ''} — ${describeRun(run)}`,
+    `run #${run.id} ${statusWords(run)}${run.durationSeconds !== null ? ` in ${run.durationSeconds.toFixed(1)} s` : ''} — ${describeRun(run)}`,
     `interactions: ${run.interactionsCompleted} done, ${run.interactionsFailed} failed`,
   ];
   if (run.status === 'completed' && run.interactionsCompleted + run.interactionsFailed === 0) lines.push('no pending work: nothing to do');
-  if (run.stoppedBy) lines.push(`stopped by ${run.stoppedBy}${run.takenOverByRunId ? ` (taken over by run #${run.takenOverByRunId})` : ''}`);
-  if (run.forcedBy) lines.push(`forced by ${run.forcedBy}${run.forcedRunId ? ` over run #${run.forcedRunId}` : ''}`);
-  if (run.error) lines.push(`error: ${run.error}`);
-  if (run.stateBefore) lines.push(metricsTable(run.stateBefore, run.stateAfter, run.delta));
+  if (run.takenOverByRunId !== null) lines.push(`replaced by run #${run.takenOverByRunId}, which carries on with the unfinished work`);
+  if (run.forcedBy) lines.push(`forced by ${personLabel(run.forcedBy)}${run.forcedRunId ? ` over run #${run.forcedRunId}` : ''}`);
+  if (run.error) lines.push(`${run.endedReason === 'refused' ? 'refused' : 'error'}: ${run.error}`);
+  if (run.stateBefore) lines.push(metricsTable(run));
   return lines.join('\n');
 }
 
-export function metricsTable(before: Metrics, after: Metrics | null, delta: Metrics | null): string {
-  const names = Object.keys(before);
-  const width = Math.max(6, ...names.map((n) => n.length));
-  const cell = (v: unknown, signed = false) => formatNumber(numeric(v), signed).padStart(10);
-  const rows = [`${'metric'.padEnd(width)} ${'before'.padStart(10)} ${'after'.padStart(10)} ${'delta'.padStart(10)}`];
-  for (const name of names) rows.push(`${name.padEnd(width)} ${cell(before[name])} ${cell(after?.[name])} ${cell(delta?.[name], true)}`);
+/** Changed metrics as a table (before, after, delta), in the declared order; the unchanged ones on one line after it. */
+export function metricsTable(run: Pick<RunView, 'metricNames' | 'stateBefore' | 'stateAfter' | 'delta'>): string {
+  const { changed, unchanged } = metricChanges(run);
+  const before = run.stateBefore ?? {};
+  const after = run.stateAfter;
+  const rows: string[] = [];
+  if (changed.length) {
+    const width = Math.max(6, ...changed.map((n) => n.length));
+    const cell = (v: unknown, signed = false) => formatNumber(numeric(v), signed).padStart(10);
+    rows.push(`${'metric'.padEnd(width)} ${'before'.padStart(10)} ${'after'.padStart(10)} ${'delta'.padStart(10)}`);
+    for (const name of changed) rows.push(`${name.padEnd(width)} ${cell(before[name])} ${cell(after?.[name])} ${cell(run.delta?.[name], true)}`);
+  }
+  if (unchanged.length) {
+    rows.push(`unchanged: ${unchanged.map((name) => `${name} ${formatNumber(numeric(after?.[name]) ?? numeric(before[name]))}`).join(', ')}`);
+  }
   return rows.join('\n');
+}
+
+/** A finished run's first failed items with their errors, after its summary. */
+export function renderFailures(run: RunView, failures: readonly FailedItem[]): string {
+  const more = run.interactionsFailed - failures.length;
+  return [
+    `failed items${more > 0 ? ` (the first ${failures.length} of ${run.interactionsFailed})` : ''}:`,
+    ...failures.map((f) => `  ${f.step} · subject ${f.subjectId}: ${oneLine(f.error ?? 'no error recorded', { max: 300 })}`),
+  ].join('\n');
 }

@@ -106,11 +106,11 @@ export async function serve(app: App): Promise<number> {
       await slack.stop();
     };
   } else {
-    process.stderr.write(
+    // One banner: the console prints it as its greeting.
+    const banner =
       `workflow-chatops serving on ${where}; workflows: ${workflows}\n` +
-        `console chat: type /workflow help (or run 3001); quit or Ctrl-C to stop. Also: npx workflow run 3001 in another terminal.\n`,
-    );
-    const chat = new ConsoleChat({ service: app.service, views: app.views, input: process.stdin, output: process.stdout });
+      'console chat: type help (or run 3001); numbers choose the [n] buttons; quit or Ctrl-C to stop. Also: npx workflow run 3001 in another terminal.';
+    const chat = new ConsoleChat({ service: app.service, views: app.views, input: process.stdin, output: process.stdout, banner });
     // On a terminal, leaving the chat (quit, Ctrl-C, Ctrl-D) stops serving; with no terminal
     // (a process manager, stdin closed) the chat ends at once and the service goes on.
     void chat.start().then(() => {

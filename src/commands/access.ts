@@ -57,3 +57,17 @@ export function requiredRole(command: Command): Role {
 export function usesGroups(grants: readonly Grant[]): boolean {
   return grants.some((g) => g.to.some((id) => id.startsWith('S')));
 }
+
+/** The grants that give `who` a role where they are asking: what `whoami` shows. */
+export function grantsFor(grants: readonly Grant[], who: Principal): Grant[] {
+  return grants.filter(
+    (grant) =>
+      grant.to.some((id) => id === '*' || id === who.userId || who.groups.includes(id)) &&
+      (!grant.channels || (who.channel !== undefined && grant.channels.includes(who.channel))),
+  );
+}
+
+/** The highest of a set of roles; null for none. */
+export function highestRole(roles: ReadonlySet<Role>): Role | null {
+  return [...ROLES].reverse().find((role) => roles.has(role)) ?? null;
+}

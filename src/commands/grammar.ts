@@ -25,6 +25,8 @@ export type Command =
   | { verb: 'health' }
   | { verb: 'pause'; workflow: string }
   | { verb: 'resume'; workflow: string }
+  | { verb: 'plan'; workflow: string }
+  | { verb: 'whoami' }
   | { verb: 'help'; topic?: string }
   | { verb: 'serve' }
   | { verb: 'migrate' }
@@ -163,6 +165,10 @@ const SCHEMAS: Readonly<Record<VerbWord, () => z.ZodType<Command>>> = {
   pause: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'pause', workflow: o.workflow })),
 
   resume: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
+
+  plan: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'plan', workflow: o.workflow })),
+
+  whoami: () => z.object({}).transform((): Command => ({ verb: 'whoami' })),
 
   help: () =>
     z.object({ topic: z.string().optional() }).transform((o, ctx): Command => {

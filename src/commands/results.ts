@@ -1,5 +1,7 @@
+import type { Grant, Role } from '../access-grants.ts';
 import type { ExpectedWork, Metrics, RunProgress, RunRow } from '../db/schema.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
+import type { Throughput } from '../engine/estimates.ts';
 import type { HealthReport } from '../engine/monitor.ts';
 
 // What a command produced, independent of any surface: the CLI renders it as
@@ -20,7 +22,14 @@ export interface RunView {
   startedAt: string | null;
   endedAt: string | null;
   durationSeconds: number | null;
+  /** The workflow's steps in their declared order (the keys of the run's counters otherwise). */
+  steps: string[];
+  /** The forecast per step: a subject pending at step k is expected at every later step. */
   expectedWork: ExpectedWork | null;
+  /** What each step had pending when the run started. */
+  pendingAtStart: ExpectedWork | null;
+  /** The metrics in the order the workflow declares them. */
+  metricNames: string[];
   progress: RunProgress | null;
   interactionsCompleted: number;
   interactionsFailed: number;
@@ -34,6 +43,8 @@ export interface RunView {
   takenOverByRunId: number | null;
   endedReason: string | null;
   error: string | null;
+  /** Past runs' pace, for the time left before the run has a pace of its own (live runs only). */
+  history?: Throughput | null;
   /** Each time another instance took the run up (docs/architecture.md, Adoption): when, by whom, and why (`owner_lost`, `handoff`). */
   adoptions: { at: string; instance: string; reason: string }[];
   /** Released on shutdown and not taken up yet (no owner for the moment). */
@@ -56,13 +67,43 @@ export interface WorkflowView {
   paused?: { by: string | null; at: string | null } | null;
 }
 
+/** `plan <workflow>`: what a global_batch would do now, without starting it. */
+export interface PlanView {
+  workflowId: number;
+  workflowName: string;
+  steps: string[];
+  /** Pending per step now. */
+  pending: ExpectedWork;
+  /** What a run would expect per step (a subject pending at step k reaches every later step). */
+  forecast: ExpectedWork;
+  /** Interactions in all: the forecast summed. */
+  interactions: number;
+  /** From past runs' per-step pace; null when the workflow has no completed batch yet. */
+  estimate: { seconds: number; fromRuns: number } | null;
+  /** Whether a run would start now, or why not. */
+  verdict:
+    | { start: true }
+    | { start: false; reason: 'duplicate'; running: RunView }
+    | { start: false; reason: 'rate_limited'; lastStartAt: string; nextAllowedAt: string }
+    | { start: false; reason: 'paused'; by: string | null };
+}
+
+/** `whoami`: who the surface says you are, your role, and the grants that give it. */
+export interface WhoamiView {
+  actor: string;
+  source: string;
+  /** The highest role held; null for none; 'unrestricted' for the local CLI, which acts with the database's own credentials. */
+  role: Role | null | 'unrestricted';
+  grants: Grant[] | null;
+}
+
 /** `unavailable`: the database could not be reached (an outage); nothing was done. */
 export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'busy' | 'no_server' | 'permission' | 'not_continuous' | 'unavailable';
 
 export type CommandResult =
   | { kind: 'run_started'; run: ActiveRun; view: RunView }
   | { kind: 'run_queued'; view: RunView }
-  | { kind: 'refused'; reason: RefusalReason; message: string; workflowId?: number; running?: RunView; nextAllowedAt?: string }
+  | { kind: 'refused'; reason: RefusalReason; message: string; workflowId?: number; running?: RunView; nextAllowedAt?: string; runId?: number }
   | { kind: 'invalid'; message: string; usage: string }
   | { kind: 'not_found'; message: string }
   | { kind: 'runs'; runs: RunView[] }
@@ -72,11 +113,20 @@ export type CommandResult =
   | { kind: 'stop'; outcome: 'stopped' | 'stop_requested' | 'recovered' | 'not_running'; run: RunView; message: string }
   | { kind: 'help'; text: string }
   | { kind: 'health'; report: HealthReport }
+  | { kind: 'plan'; plan: PlanView }
+  | { kind: 'whoami'; whoami: WhoamiView }
   | { kind: 'done'; message: string };
 
-export type RunFinished = { kind: 'run_finished'; summary: RunSummary; view: RunView };
+/** `interrupted`: this process stopped the run itself (Ctrl-C, SIGTERM), rather than someone else. */
+export type RunFinished = { kind: 'run_finished'; summary: RunSummary; view: RunView; interrupted?: 'SIGINT' | 'SIGTERM' };
 
-/** Exit codes: 0 done, 1 run failed, 2 bad usage, 3 refused. */
+/**
+ * Exit codes (README, "Exit codes"): 0 done, 1 run failed, 2 bad usage, 3
+ * refused, 4 the run was stopped or forced out by someone else; a foreground
+ * run stopped here ends as a signal would, 130 for Ctrl-C and 143 for SIGTERM.
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3, stoppedByOther: 4, interrupted: 130, terminated: 143 } as const;
+
 export function exitCode(result: CommandResult | RunFinished): number {
   switch (result.kind) {
     case 'invalid':
@@ -87,13 +137,33 @@ export function exitCode(result: CommandResult | RunFinished): number {
     case 'stop':
       return result.outcome === 'not_running' ? 3 : 0;
     case 'run_finished':
-      return result.summary.outcome === 'completed' || result.summary.outcome === 'stopped' || result.summary.outcome === 'handed_off' ? 0 : 1;
+      switch (result.summary.outcome) {
+        case 'completed':
+          return EXIT.ok;
+        case 'stopped':
+          if (result.interrupted === 'SIGINT') return EXIT.interrupted;
+          if (result.interrupted === 'SIGTERM') return EXIT.terminated;
+          return EXIT.stoppedByOther;
+        case 'taken_over':
+          return EXIT.stoppedByOther;
+        case 'handed_off':
+          return EXIT.ok;
+        default:
+          return EXIT.failed;
+      }
     default:
       return 0;
   }
 }
 
-export function toRunView(run: RunRow, workflowName: string | null): RunView {
+/**
+ * A run as every surface shows it. `steps` is the workflow's declared order
+ * (from its definition); jsonb keeps no key order, so without it the steps
+ * come in the stored counters' order.
+ */
+export function toRunView(run: RunRow, workflowName: string | null, steps: readonly string[] = []): RunView {
+  const counted = [...Object.keys(run.expected_work ?? {}), ...Object.keys(run.progress ?? {})];
+  const stored = [...Object.keys(run.state_before ?? {}), ...Object.keys(run.state_after ?? {})];
   const started = run.started_at ? new Date(run.started_at) : null;
   const ended = run.ended_at ? new Date(run.ended_at) : null;
   return {
@@ -110,7 +180,10 @@ export function toRunView(run: RunRow, workflowName: string | null): RunView {
     startedAt: started?.toISOString() ?? null,
     endedAt: ended?.toISOString() ?? null,
     durationSeconds: started ? Math.round(((ended ?? new Date()).getTime() - started.getTime()) / 10) / 100 : null,
+    steps: inOrder(steps, counted),
     expectedWork: run.expected_work,
+    pendingAtStart: run.pending_work ?? null,
+    metricNames: inOrder(run.metric_names ?? [], stored),
     progress: run.progress,
     interactionsCompleted: run.interactions_completed,
     interactionsFailed: run.interactions_failed,
@@ -127,4 +200,9 @@ export function toRunView(run: RunRow, workflowName: string | null): RunView {
     adoptions: (run.owners ?? []).slice(1).map((o) => ({ at: o.since, instance: o.instance, reason: o.reason })),
     awaitingOwner: run.status === 'running' && run.owner_token === null,
   };
+}
+
+/** The declared names first, in their order, then any other name seen, once each. */
+export function inOrder(declared: readonly string[], seen: readonly string[]): string[] {
+  return [...new Set([...declared, ...seen])];
 }

@@ -5,10 +5,13 @@ import type { Engine, QueueRefusal, RunRequest } from '../engine/engine.ts';
 import { snake, type Retention } from '../engine/retention.ts';
 import type { PauseState } from '../engine/store.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
-import { requiredRole, type Role } from './access.ts';
+import { forecastWork } from '../engine/snapshot.ts';
+import { secondsFor } from '../engine/estimates.ts';
+import type { Grant } from '../access-grants.ts';
+import { highestRole, requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
 import type { Health } from './health.ts';
-import type { CommandResult, RunView } from './results.ts';
+import type { CommandResult, PlanView, RefusalReason, RunView } from './results.ts';
 import type { RunViews } from './run-views.ts';
 
 /** Who asked, and through which surface: every audit entry names both. */
@@ -17,6 +20,8 @@ export interface Actor {
   source: string;
   /** The roles the surface resolved for this user; absent = unrestricted (the local CLI). */
   roles?: ReadonlySet<Role>;
+  /** The grants of WORKFLOW_ACCESS that gave those roles (Slack), for `whoami`. */
+  grants?: readonly Grant[];
   /**
    * The roles this user holds over a run requested in `runChannel` (null: not
    * from a chat channel). A grant limited to channels acts only on runs
@@ -99,11 +104,13 @@ export class CommandService {
   }
 
   async execute(command: Command, actor: Actor, surface: Surface = 'chat'): Promise<CommandResult> {
+    // Anyone may ask who they are, a user with no role above all.
+    if (command.verb === 'whoami') return this.whoami(actor);
     const needed = requiredRole(command);
     if (actor.roles && !actor.roles.has(needed)) return this.forbidden(command, needed, actor);
     switch (command.verb) {
       case 'run':
-        return this.run(command, actor);
+        return this.run(command, actor, surface);
       case 'stop':
         return this.stop(command.runId, actor);
       case 'list': {
@@ -123,7 +130,7 @@ export class CommandService {
         let workflowId: number | undefined;
         if (command.workflow !== undefined) {
           const workflow = this.workflows.find(command.workflow);
-          if (!workflow) return this.unknownWorkflow(command.workflow, actor, 'history');
+          if (!workflow) return this.unknownWorkflow(command.workflow, actor, 'history', surface);
           workflowId = workflow.id;
         }
         const rows = await this.engine.store.runHistory({ workflowId, limit: command.limit });
@@ -156,7 +163,9 @@ export class CommandService {
         return this.checkHealth();
       case 'pause':
       case 'resume':
-        return this.setPaused(command.workflow, command.verb === 'pause', actor);
+        return this.setPaused(command.workflow, command.verb === 'pause', actor, surface);
+      case 'plan':
+        return this.plan(command.workflow, actor, surface);
       case 'help':
         return { kind: 'help', text: usage(command.topic, surface) };
       default:
@@ -164,12 +173,12 @@ export class CommandService {
     }
   }
 
-  private async run(command: RunCommand, actor: Actor): Promise<CommandResult> {
+  private async run(command: RunCommand, actor: Actor, surface: Surface): Promise<CommandResult> {
     const action = runAction(command);
     let workflow: ResolvedWorkflow | undefined;
     if (command.workflow !== undefined) {
       workflow = this.workflows.find(command.workflow);
-      if (!workflow) return this.unknownWorkflow(command.workflow, actor, action);
+      if (!workflow) return this.unknownWorkflow(command.workflow, actor, action, surface);
     }
     if (command.mode === 'single_run') {
       const resumed = await this.engine.store.run(command.runId!);
@@ -177,7 +186,7 @@ export class CommandService {
       const elsewhere = await this.outsideGrant(resumed, requiredRole(command), action, actor);
       if (elsewhere) return elsewhere;
       workflow ??= this.engine.workflow(resumed.workflow_id);
-      if (!workflow) return this.unknownWorkflow(String(resumed.workflow_id), actor, action);
+      if (!workflow) return this.unknownWorkflow(String(resumed.workflow_id), actor, action, surface);
     }
     if (command.force && actor.rolesOver) {
       // A force takes over the workflow's running run, wherever it was requested.
@@ -220,7 +229,23 @@ export class CommandService {
       return { kind: 'refused', reason: 'no_server', message: refusal.message };
     }
     await this.audit(actor, action, 'accepted', { workflowId: workflow.id, runId: outcome.run.id, details: { ...details, detached: true } });
-    return { kind: 'run_queued', view: this.view(outcome.run) };
+    // A serving instance checks every rule again when it takes the run, and
+    // may refuse it (the rate limit, a run that started meanwhile): wait for
+    // its answer, so the exit code says what happened.
+    const answered = (await this.engine.waitWhileQueued(outcome.run.id, DETACH_WAIT_MS)) ?? outcome.run;
+    if (answered.status === 'failed' && answered.ended_reason === 'refused') {
+      const why = await this.engine.store.queuedRefusal(answered.id);
+      const reason = (REFUSAL_REASONS as readonly string[]).includes(why?.refusal ?? '') ? (why!.refusal as RefusalReason) : 'busy';
+      return {
+        kind: 'refused',
+        reason,
+        message: `run #${answered.id} was refused by the serving instance: ${answered.error ?? 'no reason given'}`,
+        workflowId: workflow.id,
+        runId: answered.id,
+        ...(why?.nextAllowedAt ? { nextAllowedAt: why.nextAllowedAt } : {}),
+      };
+    }
+    return { kind: 'run_queued', view: this.view(answered) };
   }
 
   private async stop(runId: number, actor: Actor): Promise<CommandResult> {
@@ -404,17 +429,17 @@ export class CommandService {
    * Resume announces work, so the serving leader looks at once. Audited,
    * accepted or refused.
    */
-  private async setPaused(ref: string, paused: boolean, actor: Actor): Promise<CommandResult> {
+  private async setPaused(ref: string, paused: boolean, actor: Actor, surface: Surface): Promise<CommandResult> {
     const action = paused ? 'pause' : 'resume';
     const workflow = this.workflows.find(ref);
-    if (!workflow) return this.unknownWorkflow(ref, actor, action);
+    if (!workflow) return this.unknownWorkflow(ref, actor, action, surface);
     if (!workflow.continuous) {
       const message = `workflow ${workflow.id} (${workflow.name}) is not continuous: it runs only when asked (\`run ${workflow.id}\`), so there is nothing to ${action}`;
       await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: message, details: { refusal: 'not_continuous' } });
       return { kind: 'refused', reason: 'not_continuous', message, workflowId: workflow.id };
     }
     const before = await this.engine.store.setPaused(workflow.id, paused, actor.id);
-    if (!before) return this.unknownWorkflow(ref, actor, action);
+    if (!before) return this.unknownWorkflow(ref, actor, action, surface);
     await this.audit(actor, action, 'accepted', { workflowId: workflow.id, details: { was_paused: before.paused } });
     if (!paused) await this.engine.store.announceWork(workflow.id);
     const name = `workflow ${workflow.id} (${workflow.name})`;
@@ -424,6 +449,50 @@ export class CommandService {
     return { kind: 'done', message };
   }
 
+  private whoami(actor: Actor): CommandResult {
+    const role = actor.roles ? highestRole(actor.roles) : 'unrestricted';
+    return { kind: 'whoami', whoami: { actor: actor.id, source: actor.source, role, grants: actor.grants ? [...actor.grants] : null } };
+  }
+
+  /**
+   * `plan`: a dry run of a global_batch. The forecast per step, the time it
+   * should take at past runs' per-step pace, and whether it would start now.
+   * Nothing is started or written except its audit entry.
+   */
+  private async plan(ref: string, actor: Actor, surface: Surface): Promise<CommandResult> {
+    const workflow = this.workflows.find(ref);
+    if (!workflow) return this.unknownWorkflow(ref, actor, 'plan', surface);
+    const steps = workflow.steps.map((s) => s.name);
+    const pending = await this.engine.store.pendingWork(workflow);
+    const forecast = forecastWork(pending, steps);
+    const interactions = Object.values(forecast).reduce((n, k) => n + k, 0);
+    const pace = await this.engine.store.pace(workflow.id);
+    const estimate = pace ? { seconds: secondsFor(forecast, pace), fromRuns: pace.runs } : null;
+    const check = await this.engine.preflight(workflow);
+    const paused = workflow.continuous ? (await this.engine.store.pauseStates()).get(workflow.id) : undefined;
+    const verdict: PlanView['verdict'] = check.running
+      ? { start: false, reason: 'duplicate', running: this.view(check.running) }
+      : check.nextAllowedAt
+        ? { start: false, reason: 'rate_limited', lastStartAt: check.lastStartAt!.toISOString(), nextAllowedAt: check.nextAllowedAt.toISOString() }
+        : paused?.paused
+          ? { start: false, reason: 'paused', by: paused.pausedBy }
+          : { start: true };
+    await this.audit(actor, 'plan', 'accepted', {
+      workflowId: workflow.id,
+      details: {
+        forecast,
+        pending,
+        estimate_seconds: estimate ? Math.round(estimate.seconds) : null,
+        would_start: verdict.start,
+        ...(verdict.start ? {} : { refusal: verdict.reason }),
+      },
+    });
+    return {
+      kind: 'plan',
+      plan: { workflowId: workflow.id, workflowName: workflow.name, steps, pending, forecast, interactions, estimate, verdict },
+    };
+  }
+
   /** An unknown run id is bad input: audited like any other. */
   private async notFound(runId: number, actor: Actor, action: string, workflowId?: number): Promise<CommandResult> {
     const message = `run ${runId} does not exist`;
@@ -431,15 +500,15 @@ export class CommandService {
     return { kind: 'not_found', message };
   }
 
-  private async unknownWorkflow(ref: string, actor?: Actor, action?: string): Promise<CommandResult> {
+  private async unknownWorkflow(ref: string, actor: Actor, action: string, surface: Surface): Promise<CommandResult> {
     const known =
       this.workflows
         .all()
         .map((w) => `${w.id} (${w.name})`)
         .join(', ') || 'none';
     const message = `unknown workflow "${ref}"; defined: ${known}`;
-    if (actor) await this.audit(actor, action ?? 'run', 'invalid', { reason: message });
-    return { kind: 'invalid', message, usage: usage('run') };
+    await this.audit(actor, action, 'invalid', { reason: message });
+    return { kind: 'invalid', message, usage: usage(action === 'history' ? 'history' : action === 'pause' || action === 'resume' ? action : 'run', surface) };
   }
 
   private audit(
@@ -457,6 +526,9 @@ export class CommandService {
 }
 
 const STOP_WAIT_MS = 15_000;
+/** How long `run --detach` waits for a serving instance to start or refuse its run: it is told at once (NOTIFY), so seconds at most. */
+const DETACH_WAIT_MS = 10_000;
+const REFUSAL_REASONS = ['duplicate', 'rate_limited', 'not_resumable', 'busy'] as const;
 
 function pausedView(state: PauseState | undefined): { by: string | null; at: string | null } | null {
   if (!state?.paused) return null;

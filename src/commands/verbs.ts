@@ -18,6 +18,8 @@ export type VerbWord =
   | 'health'
   | 'pause'
   | 'resume'
+  | 'plan'
+  | 'whoami'
   | 'help'
   | 'serve'
   | 'migrate'
@@ -98,6 +100,19 @@ export const VERBS: Readonly<Record<VerbWord, VerbInfo>> = {
     options: {},
     synopsis: 'resume <workflow>',
     summary: 'start a paused continuous workflow again when new work arrives',
+  },
+  plan: {
+    positionals: [{ key: 'workflow', label: '<workflow>' }],
+    options: {},
+    synopsis: 'plan <workflow>',
+    summary: 'what a run would do now: expected work per step, how long it should take, whether it would start',
+    notes: ['A dry run: nothing is started or changed (the request is audited).'],
+  },
+  whoami: {
+    positionals: [],
+    options: {},
+    synopsis: 'whoami',
+    summary: 'your role here and the grants of WORKFLOW_ACCESS that give it',
   },
   help: {
     positionals: [{ key: 'topic', label: '<command>' }],

@@ -16,7 +16,7 @@ export type AuditOutcome = 'accepted' | 'refused' | 'invalid' | 'event';
 
 /** Named metric values: a snapshot of the domain's state. */
 export type Metrics = Record<string, number>;
-/** Pending subjects per step at a run's start. */
+/** Subjects per step: pending now, or expected by a run. */
 export type ExpectedWork = Record<string, number>;
 /** `limit`: the adaptive concurrency's current value (concurrency: 'auto'), the same on every step of the run. */
 export type StepProgress = { done: number; failed: number; running: number; limit?: number };
@@ -48,7 +48,12 @@ export interface WorkflowRunsTable {
   owner_token: string | null;
   owner_instance: string | null;
   state_before: Json<Metrics | null>;
+  /** The forecast per step: a subject pending at step k is expected at every later step (migrations/0020_run_forecast.ts). */
   expected_work: Json<ExpectedWork | null>;
+  /** What each step had pending when the run started. */
+  pending_work: Json<ExpectedWork | null>;
+  /** The metrics in the order the workflow's metrics query declares them (jsonb does not keep it). */
+  metric_names: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
   state_after: Json<Metrics | null>;
   delta: Json<Metrics | null>;
   progress: Json<RunProgress | null>;

@@ -3,7 +3,8 @@ import { appendAudit, notify } from '../db/queries/audit.ts';
 import * as runs from '../db/queries/runs.ts';
 import type { RunRow } from '../db/schema.ts';
 import { Listener } from '../db/listener.ts';
-import type { Engine } from './engine.ts';
+import type { Engine, Refusal } from './engine.ts';
+import { publishRunEvent } from './events.ts';
 
 export const QUEUE_CHANNEL = 'workflow_queue';
 const SERVE_APP_PREFIX = 'workflow-serve:';
@@ -88,18 +89,26 @@ export class Dispatcher {
 
   private async startQueued(queued: RunRow): Promise<void> {
     const workflow = this.engine.workflow(queued.workflow_id);
-    const refuse = async (reason: string) => {
-      await runs.refuseQueuedRun(this.engine.db, queued.id, reason);
+    // The audit entry first: whoever waits on the run (run --detach) reads why from it once the run has ended.
+    const refuse = async (reason: string, refusal?: Refusal) => {
       await appendAudit(this.engine.db, {
         actor: queued.requested_by,
         source: queued.source,
-        action: 'run',
+        action: queued.action,
         outcome: 'refused',
         workflowId: queued.workflow_id,
         runId: queued.id,
         reason,
-        details: { detached: true },
+        details: {
+          detached: true,
+          refusal: refusal?.reason ?? 'not_defined',
+          ...(refusal?.reason === 'rate_limited' ? { next_allowed_at: refusal.nextAllowedAt.toISOString() } : {}),
+          ...(refusal?.reason === 'duplicate' ? { running_run_id: refusal.running.id } : {}),
+        },
       });
+      await runs.refuseQueuedRun(this.engine.db, queued.id, reason);
+      // Announced where runs are (the run messages, the console): the one who asked may be gone by now.
+      await publishRunEvent(this.engine.db, { type: 'run_ended', runId: queued.id, workflowId: queued.workflow_id });
     };
     if (!workflow) return refuse(`workflow ${queued.workflow_id} is not defined in this instance`);
     const outcome = await this.engine.startRun({
@@ -113,7 +122,7 @@ export class Dispatcher {
       queuedRunId: queued.id,
       notifyChannel: queued.notify_channel ?? undefined,
     });
-    if (!outcome.started) await refuse(outcome.refusal.message);
+    if (!outcome.started) await refuse(outcome.refusal.message, outcome.refusal);
   }
 
   async close(): Promise<void> {

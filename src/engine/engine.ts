@@ -4,6 +4,8 @@ import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createKysely, createPool, type Db } from '../db/connect.ts';
+import { personLabel } from '../lib/person.ts';
+import { relativeTime, utcText } from '../lib/relative-time.ts';
 import { adopterPresent, releaseRun } from '../db/queries/adoption.ts';
 import { appendAudit, notify } from '../db/queries/audit.ts';
 import { leaveUnfinished } from '../db/queries/release-claims.ts';
@@ -18,7 +20,7 @@ import { ADOPT_CHANNEL, takeOwnership } from './adoption.ts';
 import { announceRecovery, recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
 import { Runner, type StopCause } from './runner.ts';
-import { delta, estimatedInteractions, expectedWork, takeSnapshot } from './snapshot.ts';
+import { delta, expectedWork, forecastWork, takeSnapshot } from './snapshot.ts';
 import { Store } from './store.ts';
 
 export interface EngineOptions {
@@ -90,8 +92,9 @@ export interface ActiveRun {
   row: RunRow;
   workflow: ResolvedWorkflow;
   stateBefore: Metrics;
+  /** The forecast per step (snapshot.ts, forecastWork). */
   expectedWork: ExpectedWork;
-  /** Interactions this run can expect in all (a linear pipeline's estimate). */
+  /** Interactions this run can expect in all: the forecast summed. */
   estimatedInteractions: number;
   progress(): RunProgress;
   stop(cause: StopCause): void;
@@ -183,7 +186,7 @@ export class Engine extends EventEmitter {
       // requests (many instances, many users) must not use up max_connections.
       const holder = await runs.runningRunWithLockKey(this.db, lockKey);
       if (holder && (await lockHolderPid(this.db, lockKey)) !== null) {
-        return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder), running: holder } };
+        return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder, workflow), running: holder } };
       }
     }
     const lock = await RunLock.connect(this.lockConnectionString, `workflow-lock:${this.instanceId}`);
@@ -196,7 +199,7 @@ export class Engine extends EventEmitter {
           await lock.close();
           if (!holder)
             return { started: false, refusal: { reason: 'busy', message: `workflow ${workflow.id} is starting or ending a run; try again in a moment` } };
-          return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder), running: holder } };
+          return { started: false, refusal: { reason: 'duplicate', message: describeDuplicate(holder, workflow), running: holder } };
         }
         forced = await this.takeOver(lock, lockKey, holder, request.requestedBy);
       }
@@ -207,7 +210,7 @@ export class Engine extends EventEmitter {
         if (still?.status === 'running') {
           // A serving instance adopts it within a second or so (docs/architecture.md, Adoption): it is the running run.
           await lock.close();
-          const message = `${describeDuplicate(still)}; its owner was lost and a serving instance is taking it over`;
+          const message = `${describeDuplicate(still, workflow)}; its owner was lost and a serving instance is taking it over`;
           return { started: false, refusal: { reason: 'duplicate', message, running: still } };
         }
       }
@@ -223,7 +226,7 @@ export class Engine extends EventEmitter {
               reason: 'rate_limited',
               lastStartAt: last!,
               nextAllowedAt,
-              message: `workflow ${workflow.id} last started a batch at ${last!.toISOString()}; the next start is allowed at ${nextAllowedAt.toISOString()} (use force to start now)`,
+              message: `workflow ${workflow.id} last started a batch at ${utcText(last!)} (${relativeTime(last!)}); the next start is allowed at ${utcText(nextAllowedAt)} (${relativeTime(nextAllowedAt)}; force starts it now)`,
             },
           };
         }
@@ -253,7 +256,7 @@ export class Engine extends EventEmitter {
     if (!request.force) {
       const running = await runs.runningRunWithLockKey(this.db, lockKey);
       if (running) {
-        const message = `workflow ${workflow.id} is already running as run #${running.id}, started by ${running.requested_by}`;
+        const message = describeDuplicate(running, workflow);
         return { queued: false, refusal: { reason: 'duplicate', message, running } };
       }
     }
@@ -271,6 +274,22 @@ export class Engine extends EventEmitter {
       notifyChannel: request.notifyChannel ?? null,
     });
     return { queued: true, run };
+  }
+
+  /**
+   * Whether a global_batch of `workflow` would start now, without trying:
+   * the run holding its lock (a running row whose lock is held), else the
+   * rate limit's next allowed start. Reads only, for `plan`; the real start
+   * checks both again under the lock.
+   */
+  async preflight(workflow: ResolvedWorkflow): Promise<{ running?: RunRow; lastStartAt?: Date; nextAllowedAt?: Date }> {
+    const lockKey = await computeLockKey(this.db, workflow.id, null);
+    const holder = await runs.runningRunWithLockKey(this.db, lockKey);
+    if (holder && (await lockHolderPid(this.db, lockKey)) !== null) return { running: holder };
+    const last = await runs.lastBatchStart(this.db, workflow.id);
+    if (!last) return {};
+    const next = new Date(last.getTime() + workflow.rateLimitSeconds * 1000);
+    return next.getTime() > Date.now() ? { lastStartAt: last, nextAllowedAt: next } : { lastStartAt: last };
   }
 
   /**
@@ -355,9 +374,13 @@ export class Engine extends EventEmitter {
     const log = this.log.child({ runId: row.id, workflowId: workflow.id });
     try {
       const stateBefore = await takeSnapshot(runDb, workflow);
-      const work = await expectedWork(runDb, workflow, scopeSubject);
-      await runs.recordStartState(runDb, fence, stateBefore, work);
-      row = { ...row, state_before: stateBefore, expected_work: work } as RunRow;
+      const pending = await expectedWork(runDb, workflow, scopeSubject);
+      const work = forecastWork(
+        pending,
+        workflow.steps.map((s) => s.name),
+      );
+      await runs.recordStartState(runDb, fence, { stateBefore, expectedWork: work, pendingWork: pending });
+      row = { ...row, state_before: stateBefore, expected_work: work, pending_work: pending, metric_names: Object.keys(stateBefore) } as RunRow;
       return await this.launch({ row, workflow, lock, fence, runPool, runDb, scopeSubject, stateBefore, work, log });
     } catch (error) {
       await runPool.end().catch(() => {});
@@ -419,10 +442,7 @@ export class Engine extends EventEmitter {
       workflow,
       stateBefore,
       expectedWork: work,
-      estimatedInteractions: estimatedInteractions(
-        work,
-        workflow.steps.map((s) => s.name),
-      ),
+      estimatedInteractions: Object.values(work).reduce((n, k) => n + k, 0),
       progress: () => runner.progress(),
       stop: (cause) => runner.abort(cause),
       quiesce: () => runner.quiesce(),
@@ -573,6 +593,16 @@ export class Engine extends EventEmitter {
     const listener = new RunEventListener(this.lockConnectionString, `workflow-events:${this.instanceId}`);
     await listener.start();
     return listener;
+  }
+
+  /** Waits (polling with a deadline) until a queued run has been started or refused by a serving instance. */
+  async waitWhileQueued(runId: number, timeoutMs: number): Promise<RunRow | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const run = await runs.getRun(this.db, runId);
+      if (!run || run.status !== 'queued' || Date.now() > deadline) return run;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   /** Waits (polling with a deadline) until the run has left `running`. */
@@ -742,14 +772,24 @@ export function runApplicationName(runId: number): string {
   return `workflow-run:${runId}`;
 }
 
-function describeDuplicate(run: RunRow): string {
-  const progress = run.progress ? summariseProgress(run.progress) : 'just started';
-  const started = run.started_at ? new Date(run.started_at).toISOString() : 'now';
-  return `workflow ${run.workflow_id} is already running as run #${run.id}, started by ${run.requested_by} at ${started} (${progress})`;
+function describeDuplicate(run: RunRow, workflow: ResolvedWorkflow): string {
+  const progress = run.progress
+    ? summariseProgress(
+        run.progress,
+        workflow.steps.map((s) => s.name),
+      )
+    : 'just started';
+  const started = run.started_at ? `at ${utcText(run.started_at)} (${relativeTime(run.started_at)})` : 'just now';
+  return `workflow ${run.workflow_id} is already running as run #${run.id}, started by ${personLabel(run.requested_by)} ${started} (${progress})`;
 }
 
-export function summariseProgress(progress: RunProgress): string {
-  return Object.entries(progress)
-    .map(([step, p]) => `${step} ${p.done} done${p.failed ? `, ${p.failed} failed` : ''}`)
+/** Progress per step, in the workflow's order when `steps` gives it (jsonb keeps no order of its own). */
+export function summariseProgress(progress: RunProgress, steps: readonly string[] = []): string {
+  const names = [...steps.filter((step) => step in progress), ...Object.keys(progress).filter((step) => !steps.includes(step))];
+  return names
+    .map((step) => {
+      const p = progress[step]!;
+      return `${step} ${p.done} done${p.failed ? `, ${p.failed} failed` : ''}`;
+    })
     .join('; ');
 }

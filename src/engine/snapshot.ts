@@ -37,15 +37,17 @@ export function delta(before: Metrics, after: Metrics): Metrics {
 }
 
 /**
- * Interactions a run can expect in all, for a linear pipeline: a subject
- * pending for step k will also be pending for every later step.
+ * The work a run can expect per step, from what each step has pending now:
+ * in a pipeline a subject pending at step k reaches every later step, so
+ * step k expects its own pending subjects and those of every step before it.
+ * An upper bound: a subject that fails stops where it failed.
  */
-export function estimatedInteractions(work: ExpectedWork, stepNames: string[]): number {
+export function forecastWork(pending: ExpectedWork, stepNames: readonly string[]): ExpectedWork {
+  const forecast: ExpectedWork = {};
   let carried = 0;
-  let total = 0;
   for (const name of stepNames) {
-    carried += work[name] ?? 0;
-    total += carried;
+    carried += pending[name] ?? 0;
+    forecast[name] = carried;
   }
-  return total;
+  return forecast;
 }

@@ -2,11 +2,16 @@ import type { Db } from '../db/connect.ts';
 import { appendAudit, type AuditEntry } from '../db/queries/audit.ts';
 import * as chat from '../db/queries/chat.ts';
 import * as continuous from '../db/queries/continuous.ts';
+import { failedItems, type FailedItem } from '../db/queries/failures.ts';
 import * as runs from '../db/queries/runs.ts';
 import * as stats from '../db/queries/stats.ts';
+import { recentBatchPace } from '../db/queries/throughput.ts';
 import type { ExpectedWork, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
+import { PACE_RUNS, throughputFrom, type Throughput } from './estimates.ts';
 import { expectedWork } from './snapshot.ts';
+
+export type { FailedItem } from '../db/queries/failures.ts';
 
 export type { PauseState } from '../db/queries/continuous.ts';
 export type { ObservabilityStats } from '../db/queries/stats.ts';
@@ -47,12 +52,39 @@ export class Store {
     return this.db.selectFrom('workflow_run_audit').select(['id', 'input', 'output']).where('id', '=', runId).executeTakeFirst();
   }
 
+  /** A workflow's pace over its latest completed batches; null before it has any. */
+  async pace(workflowId: number): Promise<Throughput | null> {
+    return throughputFrom(await recentBatchPace(this.db, workflowId, PACE_RUNS));
+  }
+
+  /** A run's first failed items, with their errors. */
+  failedItems(runId: number, limit: number): Promise<FailedItem[]> {
+    return failedItems(this.db, runId, limit);
+  }
+
   /** What a workflow would do now: its pending subjects per step. */
   pendingWork(workflow: ResolvedWorkflow): Promise<ExpectedWork> {
     return expectedWork(this.db, workflow, null);
   }
 
   // ── Audit log ──
+
+  /**
+   * Why a serving instance refused a queued run (`run --detach`): the
+   * dispatcher's audit entry for it, found through audit_log_run.
+   */
+  async queuedRefusal(runId: number): Promise<{ refusal: string; nextAllowedAt: string | null } | undefined> {
+    const row = await this.db
+      .selectFrom('audit_log')
+      .select('details')
+      .where('run_id', '=', runId)
+      .where('outcome', '=', 'refused')
+      .orderBy('id', 'desc')
+      .executeTakeFirst();
+    const details = row?.details as { refusal?: unknown; next_allowed_at?: unknown } | undefined;
+    if (!details || typeof details.refusal !== 'string') return undefined;
+    return { refusal: details.refusal, nextAllowedAt: typeof details.next_allowed_at === 'string' ? details.next_allowed_at : null };
+  }
 
   audit(entry: AuditEntry): Promise<number> {
     return appendAudit(this.db, entry);

@@ -1,5 +1,6 @@
 import type { ContextBlock, HeaderBlock, KnownBlock, MrkdwnElement, PlainTextElement, SectionBlock } from '@slack/types';
 import { oneLine } from '../../lib/one-line.ts';
+import { person } from '../../lib/person.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 
@@ -17,6 +18,12 @@ export interface Message {
   blocks: KnownBlock[];
   /** Shown only to the person who asked (refusals, errors, queries). */
   ephemeral: boolean;
+  /**
+   * Display names of the Slack users the message mentions, by id: Slack
+   * shows <@U…> as the user, a terminal shows the name (../plain-text.ts).
+   * Never sent to Slack.
+   */
+  names?: Record<string, string>;
 }
 
 export function message(text: string, blocks: KnownBlock[], ephemeral = true): Message {
@@ -154,9 +161,31 @@ export function code(text: string, max: number): string {
   return clean ? `\`${esc(truncate(clean, max))}\`` : '-';
 }
 
-/** A Slack user id becomes a mention; anything else (console:ana, ana@laptop) is shown as data. */
-export function who(id: string): string {
-  return /^[UW][A-Z0-9]{2,20}$/.test(id) ? `<@${id}>` : code(id, 80);
+/**
+ * A requester as stored ("U024BE7LH (ana)", "ana@laptop"): a Slack user
+ * becomes a mention of the id alone, anything else is shown as data.
+ */
+export function who(stored: string): string {
+  const p = person(stored);
+  return p.slackId ? `<@${p.slackId}>` : code(p.name, 80);
+}
+
+/** The display names of the Slack users among `stored` requesters, for Message.names. */
+export function namesOf(stored: readonly (string | null | undefined)[]): Record<string, string> | undefined {
+  const names: Record<string, string> = {};
+  for (const s of stored) {
+    if (!s) continue;
+    const p = person(s);
+    if (p.slackId && p.name !== p.slackId) names[p.slackId] = p.name;
+  }
+  return Object.keys(names).length ? names : undefined;
+}
+
+/** The people a run's message names: requester, stopper, forcer. */
+export function runNames(
+  ...views: readonly ({ requestedBy: string; stopRequestedBy: string | null; stoppedBy: string | null; forcedBy: string | null } | undefined)[]
+) {
+  return namesOf(views.flatMap((v) => (v ? [v.requestedBy, v.stopRequestedBy, v.stoppedBy, v.forcedBy] : [])));
 }
 
 /** Text in a code block of at most `max` characters; a ``` inside cannot close it early. */

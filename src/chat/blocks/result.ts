@@ -4,7 +4,8 @@ import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { healthMessage } from './health.ts';
 import { historyMessage, runsMessage, workflowsMessage } from './lists.ts';
-import { codeBlock, context, esc, message, type Message, section, textBlocks, who } from './primitives.ts';
+import { planMessage, whoamiMessage } from './plan.ts';
+import { codeBlock, context, esc, message, type Message, namesOf, section, textBlocks, who } from './primitives.ts';
 import { refusedMessage } from './refusals.ts';
 import { runMessage } from './run.ts';
 import { modeLabel, runLine, STATUS_EMOJI, workflowLabel } from './run-lines.ts';
@@ -22,7 +23,39 @@ import { modeLabel, runLine, STATUS_EMOJI, workflowLabel } from './run-lines.ts'
  * not carry it; without it, it is read from the refusal's message.
  */
 export function resultMessage(result: CommandResult, options: { now?: Date; workflowId?: number } = {}): Message {
-  const now = options.now ?? new Date();
+  const built = build(result, options.now ?? new Date(), options.workflowId);
+  const names = { ...built.names, ...namesOf(peopleIn(result)) };
+  return Object.keys(names).length ? { ...built, names } : built;
+}
+
+/** Everyone a result may name, so a terminal can show their names for the mentions (Message.names). */
+function peopleIn(result: CommandResult): string[] {
+  const views = (() => {
+    switch (result.kind) {
+      case 'run_started':
+      case 'run_queued':
+        return [result.view];
+      case 'run':
+      case 'stop':
+        return [result.run];
+      case 'runs':
+      case 'history':
+        return result.runs;
+      case 'refused':
+        return result.running ? [result.running] : [];
+      case 'plan':
+        return result.plan.verdict.start || result.plan.verdict.reason !== 'duplicate' ? [] : [result.plan.verdict.running];
+      default:
+        return [];
+    }
+  })();
+  const people = views.flatMap((v) => [v.requestedBy, v.stopRequestedBy, v.stoppedBy, v.forcedBy].filter((p): p is string => p !== null));
+  if (result.kind === 'whoami') people.push(result.whoami.actor);
+  return people;
+}
+
+function build(result: CommandResult, now: Date, workflowId: number | undefined): Message {
+  const options = { workflowId };
   switch (result.kind) {
     case 'run_started':
       return runMessage(result.view, { now });
@@ -68,5 +101,9 @@ export function resultMessage(result: CommandResult, options: { now?: Date; work
       return refusedMessage(result, now, options.workflowId);
     case 'health':
       return healthMessage(result.report);
+    case 'plan':
+      return planMessage(result.plan, now);
+    case 'whoami':
+      return whoamiMessage(result.whoami);
   }
 }

@@ -1,5 +1,8 @@
-import type { RunView } from '../../commands/results.ts';
+import { statusWords } from '../../commands/format.ts';
+import { inOrder, type RunView } from '../../commands/results.ts';
 import { isActive } from '../../db/run-states.ts';
+import { runEta } from '../../engine/estimates.ts';
+import { spanText } from '../../lib/relative-time.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { code, esc, formatDuration, formatTime, who } from './primitives.ts';
 
@@ -27,10 +30,11 @@ export interface StepRow {
   running: number;
 }
 
+/** Per step, in the workflow's declared order. */
 export function stepRows(view: RunView): StepRow[] {
   const expected = view.expectedWork ?? {};
   const progress = view.progress ?? {};
-  const steps = [...new Set([...Object.keys(expected), ...Object.keys(progress)])];
+  const steps = inOrder(view.steps ?? [], [...Object.keys(expected), ...Object.keys(progress)]);
   return steps.map((step) => ({
     step,
     expected: typeof expected[step] === 'number' ? expected[step] : undefined,
@@ -50,18 +54,31 @@ export function runLine(run: RunView, now: Date): string {
     : run.durationSeconds !== null
       ? formatDuration(run.durationSeconds)
       : '';
-  const progress = isLive(run) && run.progress ? ` — ${esc(truncate(progressLabel(run), 300))}` : '';
+  const progress = isLive(run) && run.progress ? ` — ${esc(truncate(progressLabel(run, now), 300))}` : '';
   const counts = !isLive(run) ? ` · ${run.interactionsCompleted} done, ${run.interactionsFailed} failed` : '';
-  return `${STATUS_EMOJI[run.status]} *#${run.id}* ${run.status} · workflow ${workflowLabel(run)} · ${modeLabel(run)} · by ${who(run.requestedBy)} · ${when}${took ? ` · ${took}` : ''}${counts}${progress}`;
+  return `${STATUS_EMOJI[run.status]} *#${run.id}* ${statusWords(run, who)} · workflow ${workflowLabel(run)} · ${modeLabel(run)} · by ${who(run.requestedBy)} · ${when}${took ? ` · ${took}` : ''}${counts}${progress}`;
 }
 
-export function progressLabel(run: RunView): string {
+/** Plain text (it also goes in confirm dialogs): the share done and time left, then each step's counts. */
+export function progressLabel(run: RunView, now: Date = new Date()): string {
   const rows = stepRows(run);
-  if (!run.progress || rows.every((r) => r.done + r.failed === 0)) return 'just started';
-  return rows
+  const eta = etaLabel(run, now);
+  if (!run.progress || rows.every((r) => r.done + r.failed === 0)) return eta ? `just started · ${eta}` : 'just started';
+  const steps = rows
     .filter((r) => r.done + r.failed > 0 || (r.expected ?? 0) > 0)
     .map((r) => `${r.step} ${r.done} done${r.failed ? `, ${r.failed} failed` : ''}${r.expected !== undefined ? ` of ${r.expected} expected` : ''}`)
     .join('; ');
+  return eta ? `${eta} — ${steps}` : steps;
+}
+
+/** "42% · about 1 min 05 s left": the run's own pace once it has one, past runs' before; empty when neither is known. */
+export function etaLabel(run: RunView, now: Date): string {
+  const elapsed = run.startedAt ? (now.getTime() - Date.parse(run.startedAt)) / 1000 : 0;
+  const eta = runEta({ forecast: run.expectedWork, progress: run.progress, elapsedSeconds: elapsed, history: run.history ?? null });
+  const parts: string[] = [];
+  if (eta.percent !== null) parts.push(`${Math.floor(eta.percent)}%`);
+  if (eta.seconds !== null && eta.seconds > 0) parts.push(`about ${spanText(eta.seconds)} left${eta.basis === 'history' ? ' (from past runs)' : ''}`);
+  return parts.join(' · ');
 }
 
 export function workflowLabel(run: RunView): string {

@@ -1,11 +1,31 @@
 import type { KnownBlock } from '@slack/types';
-import { formatNumber, numeric } from '../../commands/format.ts';
+import { formatDelta, formatNumber, metricChanges, numeric, statusWords } from '../../commands/format.ts';
 import type { RunView } from '../../commands/results.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { stopButton } from './buttons.ts';
-import { clamp, code, codeBlock, context, esc, fields, formatDuration, formatTime, header, type Message, section, tableBlocks, who } from './primitives.ts';
-import { isLive, modeLabel, STATUS_EMOJI, stepRows, workflowLabel } from './run-lines.ts';
+import type { FailedItem } from '../../engine/store.ts';
+import { runEta } from '../../engine/estimates.ts';
+import { oneLine } from '../../lib/one-line.ts';
+import { personLabel } from '../../lib/person.ts';
+import {
+  clamp,
+  code,
+  codeBlock,
+  context,
+  esc,
+  fields,
+  formatDuration,
+  formatTime,
+  header,
+  linesBlocks,
+  type Message,
+  runNames,
+  section,
+  tableBlocks,
+  who,
+} from './primitives.ts';
+import { etaLabel, isLive, modeLabel, STATUS_EMOJI, stepRows, workflowLabel } from './run-lines.ts';
 
 // The run's own message: posted when it starts, edited as it progresses
 // (src/chat/slack/notifier.ts) and replaced by the audit summary at its end.
@@ -13,17 +33,25 @@ import { isLive, modeLabel, STATUS_EMOJI, stepRows, workflowLabel } from './run-
 /** The run's channel message through its life: progress and Stop while it runs, the audit summary once it has ended. */
 export function runMessage(view: RunView, options: { now?: Date } = {}): Message {
   const now = options.now ?? new Date();
-  return isLive(view) ? liveRunMessage(view, now) : endedRunMessage(view);
+  const message = isLive(view) ? liveRunMessage(view, now) : endedRunMessage(view);
+  const names = runNames(view);
+  return names ? { ...message, names } : message;
+}
+
+function title(view: RunView): string {
+  return `Run #${view.id} ${statusWords(view, personLabel)} — workflow ${view.workflowId}${view.workflowName ? ` ${view.workflowName}` : ''}`;
 }
 
 function liveRunMessage(view: RunView, now: Date): Message {
+  const eta = etaLabel(view, now);
   const blocks: KnownBlock[] = [
-    header(`${STATUS_EMOJI[view.status]} Run #${view.id} ${view.status} — workflow ${view.workflowId}${view.workflowName ? ` ${view.workflowName}` : ''}`),
+    header(`${STATUS_EMOJI[view.status]} ${title(view)}`),
     fields([
       `*Workflow*\n${workflowLabel(view)}`,
       `*Mode*\n${modeLabel(view)}`,
       `*Requested by*\n${who(view.requestedBy)} via ${code(view.source, 40)}`,
       `*Elapsed*\n${view.startedAt ? formatDuration((now.getTime() - Date.parse(view.startedAt)) / 1000) : 'not started yet'}`,
+      ...(eta ? [`*Progress*\n${esc(eta)}`] : []),
     ]),
     ...progressBlocks(view, 3),
   ];
@@ -41,9 +69,9 @@ function liveRunMessage(view: RunView, now: Date): Message {
 
 function endedRunMessage(view: RunView): Message {
   const blocks: KnownBlock[] = [
-    header(`${STATUS_EMOJI[view.status]} Run #${view.id} ${view.status} — workflow ${view.workflowId}${view.workflowName ? ` ${view.workflowName}` : ''}`),
+    header(`${STATUS_EMOJI[view.status]} ${title(view)}`),
     fields([
-      `*Status*\n${view.status}${view.endedReason ? ` (${esc(truncate(view.endedReason, 200))})` : ''}`,
+      `*Status*\n${statusWords(view, who)}`,
       `*Duration*\n${view.durationSeconds !== null ? formatDuration(view.durationSeconds) : '-'}`,
       `*Interactions*\n${view.interactionsCompleted} done, ${view.interactionsFailed} failed`,
       `*Workflow*\n${workflowLabel(view)}`,
@@ -53,14 +81,15 @@ function endedRunMessage(view: RunView): Message {
   ];
   const notes: string[] = [];
   if (view.status === 'completed' && view.interactionsCompleted + view.interactionsFailed === 0) notes.push('No pending work: nothing to do.');
-  if (view.stoppedBy) notes.push(`Stopped by ${who(view.stoppedBy)}${view.takenOverByRunId ? `; taken over by run #${view.takenOverByRunId}` : ''}.`);
-  else if (view.takenOverByRunId) notes.push(`Taken over by run #${view.takenOverByRunId}.`);
-  else if (view.stopRequestedBy) notes.push(`Stop requested by ${who(view.stopRequestedBy)}.`);
+  if (view.takenOverByRunId !== null) notes.push(`Replaced by run #${view.takenOverByRunId}, which carries on with the unfinished work.`);
+  else if (view.stopRequestedBy && view.status !== 'stopped') notes.push(`Stop requested by ${who(view.stopRequestedBy)}.`);
   if (view.forcedBy) notes.push(`Forced by ${who(view.forcedBy)}${view.forcedRunId ? ` over run #${view.forcedRunId}` : ''}.`);
   const adopted = adoptionNote(view);
   if (adopted) notes.push(`${adopted[0]!.toUpperCase()}${adopted.slice(1)}.`);
+  if (view.interactionsFailed > 0)
+    notes.push(`${view.interactionsFailed} failed: the first ${Math.min(10, view.interactionsFailed)} are listed in the thread.`);
   if (notes.length) blocks.push(section(notes.join('\n')));
-  if (view.error) blocks.push(section(`*Error*\n${codeBlock(view.error, L.sectionText - 20)}`));
+  if (view.error) blocks.push(section(`*${view.endedReason === 'refused' ? 'Refused' : 'Error'}*\n${codeBlock(view.error, L.sectionText - 20)}`));
   const times = [view.startedAt ? `started ${formatTime(view.startedAt)}` : '', view.endedAt ? `ended ${formatTime(view.endedAt)}` : ''].filter(Boolean);
   const room = L.messageBlocks - blocks.length - (times.length ? 1 : 0);
   if (view.stateBefore || view.stateAfter) blocks.push(...metricsBlocks(view, room));
@@ -70,17 +99,47 @@ function endedRunMessage(view: RunView): Message {
 
 /**
  * One line that says where a run stands, without the clock: the console
- * prints it again only when it changes, and it is the message's fallback text.
+ * prints it again only when it changes, and it is the message's fallback
+ * text, so the notification of a finished run carries its delta.
  */
 export function runSummaryLine(view: RunView): string {
   const name = `Run #${view.id} (workflow ${view.workflowId}${view.workflowName ? ` ${truncate(view.workflowName, 60)}` : ''})`;
   if (isLive(view)) {
     const steps = stepRows(view).map((r) => `${r.step} ${r.done}${r.expected !== undefined ? `/${r.expected}` : ''}${r.failed ? ` (${r.failed} failed)` : ''}`);
-    const stop = view.stopRequestedBy ? ', stopping' : '';
-    return truncate(`${STATUS_EMOJI[view.status]} ${name} ${view.status}${stop}: ${steps.length ? steps.join(', ') : 'starting'}`, 300);
+    const percent = runEta({ forecast: view.expectedWork, progress: view.progress, elapsedSeconds: 0, history: null }).percent;
+    const share = percent !== null && view.progress ? ` ${Math.floor(percent)}%` : '';
+    const last = view.adoptions.at(-1);
+    const why = last?.reason === 'handoff' ? 'its instance shut down' : 'its owner was lost';
+    const owner = view.awaitingOwner ? ', waiting for an instance' : last ? `, taken up by another instance after ${why}` : '';
+    return truncate(
+      `${STATUS_EMOJI[view.status]} ${name} ${statusWords(view, personLabel)}${owner}${share}: ${steps.length ? steps.join(', ') : 'starting'}`,
+      300,
+    );
   }
   const duration = view.durationSeconds !== null ? ` in ${formatDuration(view.durationSeconds)}` : '';
-  return truncate(`${STATUS_EMOJI[view.status]} ${name} ${view.status}${duration}: ${view.interactionsCompleted} done, ${view.interactionsFailed} failed`, 300);
+  const change = view.delta ? ` · Δ ${formatDelta(view.delta, view.metricNames)}` : '';
+  return truncate(
+    `${STATUS_EMOJI[view.status]} ${name} ${statusWords(view, personLabel)}${duration}: ${view.interactionsCompleted} done, ${view.interactionsFailed} failed${change}`,
+    300,
+  );
+}
+
+/** The thread reply under a finished run's message: its first failed subjects with their errors. */
+export function failuresMessage(view: RunView, failures: readonly FailedItem[]): Message {
+  const shown = failures.length;
+  const more = view.interactionsFailed - shown;
+  const lines = failures.map((f) => `• ${esc(truncate(f.step, 60))} · subject ${f.subjectId}: ${code(oneLine(f.error ?? 'no error recorded'), 250)}`);
+  return {
+    text: truncate(`Run #${view.id}: ${view.interactionsFailed} failed item${view.interactionsFailed === 1 ? '' : 's'}`, 300),
+    blocks: [
+      section(
+        `*Run #${view.id}: ${view.interactionsFailed} failed item${view.interactionsFailed === 1 ? '' : 's'}*${shown < view.interactionsFailed ? ` (the first ${shown})` : ''}`,
+      ),
+      ...linesBlocks(lines, 8, 'failures'),
+      context([`${more > 0 ? `…and ${more} more. ` : ''}They are pending again for the next run; \`status ${view.id}\` has the audit record.`]),
+    ],
+    ephemeral: false,
+  };
 }
 
 /**
@@ -101,23 +160,31 @@ function progressBlocks(view: RunView, maxBlocks: number): KnownBlock[] {
   return tableBlocks('*Progress*', head, lines, maxBlocks, 'steps');
 }
 
-/** Every metric before → after with its signed delta, as many code blocks as it takes, within the room left. */
+/** The metrics the run changed, before → after with their delta, then the unchanged ones folded into one line. */
 function metricsBlocks(view: RunView, maxBlocks: number): KnownBlock[] {
   const before = view.stateBefore ?? {};
   const after = view.stateAfter ?? {};
-  const names = [...new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(view.delta ?? {})])];
-  if (names.length === 0) return [];
-  const width = clamp(Math.max(6, ...names.map((n) => n.length)), 6, 32);
-  const head = `${'metric'.padEnd(width)} ${'before'.padStart(10)} ${'after'.padStart(10)} ${'delta'.padStart(10)}`;
-  const lines = names.map((name) => {
-    const b = numeric(before[name]);
-    const a = numeric(after[name]);
-    const d = numeric(view.delta?.[name]) ?? (a !== undefined && b !== undefined ? a - b : undefined);
-    const cells = `${formatNumber(b).padStart(10)} ${formatNumber(a).padStart(10)} ${formatNumber(d, true).padStart(10)}`;
-    // A long name gets a line of its own, so the numbers stay in their columns and every name stays whole.
-    return name.length > width ? `${truncate(name, 300)}\n${''.padEnd(width)} ${cells}` : `${name.padEnd(width)} ${cells}`;
-  });
-  return tableBlocks('*State before → after*', head, lines, maxBlocks, 'metrics');
+  const { changed, unchanged } = metricChanges(view);
+  if (changed.length + unchanged.length === 0 || maxBlocks < 1) return [];
+  const blocks: KnownBlock[] = [];
+  if (changed.length) {
+    const width = clamp(Math.max(6, ...changed.map((n) => n.length)), 6, 32);
+    const head = `${'metric'.padEnd(width)} ${'before'.padStart(10)} ${'after'.padStart(10)} ${'delta'.padStart(10)}`;
+    const lines = changed.map((name) => {
+      const b = numeric(before[name]);
+      const a = numeric(after[name]);
+      const d = numeric(view.delta?.[name]) ?? (a !== undefined && b !== undefined ? a - b : undefined);
+      const cells = `${formatNumber(b).padStart(10)} ${formatNumber(a).padStart(10)} ${formatNumber(d, true).padStart(10)}`;
+      // A long name gets a line of its own, so the numbers stay in their columns and every name stays whole.
+      return name.length > width ? `${truncate(name, 300)}\n${''.padEnd(width)} ${cells}` : `${name.padEnd(width)} ${cells}`;
+    });
+    blocks.push(...tableBlocks('*Changed*', head, lines, maxBlocks - (unchanged.length ? 1 : 0), 'metrics'));
+  }
+  if (unchanged.length) {
+    const values = unchanged.map((name) => `${name} ${formatNumber(numeric(after[name]) ?? numeric(before[name]))}`);
+    blocks.push(context([`Unchanged (${unchanged.length}): ${esc(truncate(values.join(', '), L.contextText - 40))}`]));
+  }
+  return blocks;
 }
 
 /** The last time another instance took the run up, and why; undefined if it never changed hands. */

@@ -1,4 +1,4 @@
-import { rolesFor, usesGroups, type Grant } from '../../commands/access.ts';
+import { grantsFor, rolesFor, usesGroups, type Grant } from '../../commands/access.ts';
 import type { Actor } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
 
@@ -83,6 +83,7 @@ export function createActorResolver(options: {
         source: 'slack',
         channel: user.channel,
         roles: rolesFor(grants, principal),
+        grants: grantsFor(grants, principal),
         rolesOver: (runChannel) => rolesFor(grants, principal, { channel: runChannel }),
       };
     },

@@ -5,7 +5,7 @@ import type { Actor, CommandService } from '../../commands/service.ts';
 import { isActive } from '../../db/run-states.ts';
 import type { Logger } from '../../log.ts';
 import { sleep } from '../../lib/sleep.ts';
-import { runMessage } from '../blocks/run.ts';
+import { failuresMessage, runMessage } from '../blocks/run.ts';
 
 // Run messages in Slack: when a run starts (from Slack, the CLI, --detach or
 // any other instance), exactly one serving instance posts its message — in
@@ -18,7 +18,7 @@ import { runMessage } from '../blocks/run.ts';
 /** The part of the Web API client the notifier uses. */
 export interface ChatClient {
   chat: {
-    postMessage(args: { channel: string; text: string; blocks: unknown[] }): Promise<{ ts?: string; channel?: string }>;
+    postMessage(args: { channel: string; text: string; blocks: unknown[]; thread_ts?: string }): Promise<{ ts?: string; channel?: string }>;
     update(args: { channel: string; ts: string; text: string; blocks: unknown[] }): Promise<unknown>;
   };
 }
@@ -55,6 +55,8 @@ interface Shown {
   updatedAt: number;
 }
 
+/** Ended runs whose message is kept for a late amendment (a forced-out run naming its replacement). */
+const FINISHED_KEPT = 200;
 const SYSTEM_ACTOR: Actor = { id: 'slack-notifier', source: 'slack' };
 /** A fixed clock for comparing renders: elapsed time shows as "-" whatever the run. */
 const CLOCKLESS = new Date(0);
@@ -66,6 +68,16 @@ export function createNotifier(options: NotifierOptions): Notifier {
   const discoverMs = options.discoverMs ?? 30_000;
 
   const shown = new Map<number, Shown[]>();
+  /**
+   * Messages of runs that ended lately, kept for one more update: a run
+   * forced out ends before the run that replaces it exists, and its end is
+   * announced again once it can name it.
+   */
+  const finished = new Map<number, Shown[]>();
+  const rememberFinished = (runId: number, entries: Shown[]) => {
+    finished.set(runId, entries);
+    if (finished.size > FINISHED_KEPT) finished.delete(finished.keys().next().value!);
+  };
   /** One chain of work per run, so its post, updates and final update never overlap or reorder. */
   const chains = new Map<number, Promise<void>>();
   /** Runs with a refresh already queued: polls do not pile up behind a slow API. */
@@ -115,7 +127,24 @@ export function createNotifier(options: NotifierOptions): Notifier {
     shown.set(runId, [{ runId, channel: postedChannel, ts: posted.ts, content: message.content, updatedAt: Date.now() }]);
     log.debug({ runId, channel, ts: posted.ts }, 'run message posted');
     // Ended while it was being posted, or an ended run found late: the post is final.
-    if (!isActive(view.status)) shown.delete(runId);
+    if (!isActive(view.status)) {
+      rememberFinished(runId, shown.get(runId)!);
+      shown.delete(runId);
+      await postFailures(view, postedChannel, posted.ts);
+    }
+  }
+
+  /**
+   * A finished run's failed items go in a thread under its message, not in
+   * the channel: the message says how many failed, the thread says which
+   * and why. Posted by the instance that posted or finished the message.
+   */
+  async function postFailures(view: RunView, channel: string, ts: string): Promise<void> {
+    if (view.interactionsFailed === 0) return;
+    const failures = await views.failures(view.id);
+    if (failures.length === 0) return;
+    const reply = failuresMessage(view, failures);
+    await client.chat.postMessage({ channel, thread_ts: ts, text: reply.text, blocks: reply.blocks });
   }
 
   /**
@@ -154,12 +183,30 @@ export function createNotifier(options: NotifierOptions): Notifier {
         throw error;
       }
     }
-    if (ended) shown.delete(runId);
+    if (ended) {
+      shown.delete(runId);
+      rememberFinished(runId, messages);
+      for (const entry of messages) await postFailures(view, entry.channel, entry.ts);
+    }
+  }
+
+  /** A run that ended has changed since (it now names the run that replaced it): update its message once more. */
+  async function amend(runId: number, entries: Shown[]): Promise<void> {
+    const view = await views.get(runId);
+    if (!view) return;
+    const message = render(view);
+    for (const entry of entries) {
+      if (entry.content === message.content) continue;
+      await client.chat.update({ channel: entry.channel, ts: entry.ts, text: message.text, blocks: message.blocks });
+      entry.content = message.content;
+    }
   }
 
   /** A run ended: a final update of the message shown, or its only message if the start was missed. */
   async function finish(runId: number): Promise<void> {
     if (shown.has(runId)) return refresh(runId, true);
+    const earlier = finished.get(runId);
+    if (earlier) return amend(runId, earlier);
     await announce(runId);
   }
 

@@ -126,10 +126,20 @@ export async function refuseQueuedRun(db: Db, runId: number, message: string): P
     .execute();
 }
 
-export async function recordStartState(db: Db, fence: Fence, stateBefore: Metrics, expectedWork: ExpectedWork): Promise<boolean> {
+/** The state a run starts from: metrics (with their declared order), the forecast per step and what was pending. */
+export async function recordStartState(
+  db: Db,
+  fence: Fence,
+  start: { stateBefore: Metrics; expectedWork: ExpectedWork; pendingWork: ExpectedWork },
+): Promise<boolean> {
   const result = await db
     .updateTable('workflow_runs')
-    .set({ state_before: JSON.stringify(stateBefore), expected_work: JSON.stringify(expectedWork) })
+    .set({
+      state_before: JSON.stringify(start.stateBefore),
+      expected_work: JSON.stringify(start.expectedWork),
+      pending_work: JSON.stringify(start.pendingWork),
+      metric_names: Object.keys(start.stateBefore),
+    })
     .where('id', '=', fence.runId)
     .where('owner_token', '=', fence.ownerToken)
     .where('status', '=', 'running')
