@@ -3,7 +3,9 @@
 // starts, graceful quiesce and abort. In memory: the pool touches no database.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { AdaptiveLimit } from '../src/engine/concurrency-limit.ts';
 import { ItemPool, type Outcome, type PoolOptions } from '../src/engine/item-pool.ts';
+import { OverloadError } from '../src/lib/overload.ts';
 import type { Item, Page, StepRun } from '../src/engine/work.ts';
 import type { StepContext } from '../src/workflows/define.ts';
 import { quietLog } from './helpers/engine.ts';
@@ -214,5 +216,54 @@ describe('item pool', () => {
     await g.pool.onIdle();
     assert.equal(g.settled.size, 0, 'an aborted item has no outcome: it is left unfinished');
     assert.equal(g.pool.size, 0);
+  });
+});
+
+describe("item pool with concurrency 'auto'", () => {
+  test('calls at once follow the adaptive limit: an OverloadError halves it, and the retry waits for its Retry-After', async () => {
+    let clock = 0;
+    const limiter = new AdaptiveLimit({ max: 8, initial: 8, now: () => clock });
+    let running = 0;
+    let overLimit = 0;
+    let limitAfterOverload: number | undefined;
+    let overloadedAt: number | undefined;
+    let retriedAfterMs: number | undefined;
+    const h = harness(40, {
+      concurrency: 'auto',
+      limiter,
+      retries: 1,
+      call: async (item) => {
+        running++;
+        // Every call starts within the limit as it is then (calls started under a higher one end first).
+        overLimit = Math.max(overLimit, running - limiter.limit);
+        if (overloadedAt !== undefined) limitAfterOverload ??= limiter.limit;
+        try {
+          await new Promise((resolve) => setImmediate(resolve));
+          clock += 1;
+          if (item.subjectId === 1 && item.attempts === 1) {
+            overloadedAt = performance.now();
+            throw new OverloadError('busy', { retryAfterMs: 100 });
+          }
+          if (item.subjectId === 1) retriedAfterMs = performance.now() - overloadedAt!;
+          return item.subjectId;
+        } finally {
+          running--;
+        }
+      },
+    });
+    assert.equal(h.pool.limit, 8);
+    h.pool.push(items(40));
+    await h.done;
+    await h.pool.onIdle();
+    assert.ok([...h.settled.values()].every((o) => o.ok));
+    assert.equal(limitAfterOverload, 4, 'halved by the overload');
+    assert.equal(overLimit, 0, 'no call started above the limit');
+    assert.ok(retriedAfterMs !== undefined && retriedAfterMs >= 100, `retried after ${retriedAfterMs} ms`);
+    assert.equal(limiter.inFlight, 0, 'every call reported its end');
+  });
+
+  test('a fixed concurrency has no limit to show', () => {
+    const h = harness(1, { call: async () => 1 });
+    assert.equal(h.pool.limit, undefined);
   });
 });
