@@ -50,7 +50,9 @@ describe("concurrency 'auto' against a server of limited capacity", () => {
     let ended = false;
     const ending = outcome.run.done.finally(() => (ended = true));
     while (!ended && gauge === undefined) {
-      gauge = (await observability.metrics()).split('\n').find((line) => line.startsWith(`workflow_concurrency_limit{workflow_id="9100",run_id="${outcome.run.id}"}`));
+      gauge = (await observability.metrics())
+        .split('\n')
+        .find((line) => line.startsWith(`workflow_concurrency_limit{workflow_id="9100",run_id="${outcome.run.id}"}`));
       if (gauge === undefined) await Promise.race([ending, new Promise((resolve) => setTimeout(resolve, 20))]);
     }
     const summary = await ending.finally(() => clearInterval(watching));
