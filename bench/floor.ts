@@ -2,13 +2,19 @@
 // must do per batch, and nothing else. The same `subjects` table and the
 // engine's own `interactions` table (migrated, with its indexes and foreign
 // keys) as bench/noop-engine.ts; then, per batch of 500 subjects, one
-// statement (one round trip, one transaction) that inserts 500 finished
-// interaction rows and marks the 500 subjects done, from several connections
-// at once, each taking the next batch of ids as soon as its last commits.
-// No claims, no fence, no reading of pending rows, no handler, no JSON: what
-// is left when everything the engine adds around those two writes is gone.
+// transaction that inserts 500 finished interaction rows and marks the 500
+// subjects done, from several connections at once, each taking the next batch
+// of ids as soon as its last commits. No claims, no fence, no reading of
+// pending rows, no handler, no JSON: what is left when everything the engine
+// adds around those two writes is gone.
 //
-//   node bench/floor.ts [--subjects 100000] [--batch 500] [--connections 4]
+//   node bench/floor.ts [--subjects 100000] [--batch 500] [--connections 4] [--form tx|statement]
+//
+// --form tx (default): BEGIN, the INSERT, the UPDATE, COMMIT: four round trips,
+//   as the engine must do it, since the domain write is the workflow's own
+//   `save`, a statement of its own in the transaction of the interaction rows.
+// --form statement: both writes in one statement (a CTE), one round trip: the
+//   floor of any design, one that could not run a workflow's own save.
 //
 // The engine's no-op figure divided by this one is its share of its own limit.
 import pg from 'pg';
@@ -23,6 +29,8 @@ const flags = parseFlags(process.argv.slice(2));
 const subjects = intFlag(flags, 'subjects', 100_000);
 const batchSize = intFlag(flags, 'batch', 500);
 const connections = intFlag(flags, 'connections', 4);
+const form = String(flags.get('form') ?? 'tx');
+if (form !== 'tx' && form !== 'statement') throw new Error('--form must be tx or statement');
 
 interface BenchTables {
   subjects: { id: number; done: boolean };
@@ -49,7 +57,11 @@ try {
   const pool = new pg.Pool({ connectionString: database.url, application_name: 'bench-floor', max: connections });
   // Warm the connections, so that connecting is not timed.
   await Promise.all(Array.from({ length: connections }, () => pool.query('SELECT 1')));
-  const text = `
+  const insert = `
+    INSERT INTO interactions (run_id, workflow_id, step, subject_id, status, attempts, input, output, claimed_at, finished_at)
+    SELECT $1, $2, 'noop', s, 'completed', 1, '{}'::jsonb, 'null'::jsonb, now(), now() FROM unnest($3::bigint[]) AS s`;
+  const update = 'UPDATE subjects SET done = true WHERE id = ANY($1::bigint[])';
+  const statement = `
     WITH written AS (
       INSERT INTO interactions (run_id, workflow_id, step, subject_id, status, attempts, input, output, claimed_at, finished_at)
       SELECT $1, $2, 'noop', s, 'completed', 1, '{}'::jsonb, 'null'::jsonb, now(), now() FROM unnest($3::bigint[]) AS s
@@ -72,7 +84,21 @@ try {
   const started = performance.now();
   await Promise.all(
     Array.from({ length: connections }, async () => {
-      for (let ids = take(); ids; ids = take()) await pool.query({ name: 'floor', text, values: [runId, WORKFLOW_ID, ids] });
+      const client = await pool.connect();
+      try {
+        for (let ids = take(); ids; ids = take()) {
+          if (form === 'statement') {
+            await client.query({ name: 'floor', text: statement, values: [runId, WORKFLOW_ID, ids] });
+            continue;
+          }
+          await client.query('BEGIN');
+          await client.query({ name: 'insert', text: insert, values: [runId, WORKFLOW_ID, ids] });
+          await client.query({ name: 'update', text: update, values: [ids] });
+          await client.query('COMMIT');
+        }
+      } finally {
+        client.release();
+      }
     }),
   );
   const seconds = (performance.now() - started) / 1000;
@@ -90,8 +116,11 @@ try {
   assert(counts.rows[0]!.rows === subjects && counts.rows[0]!.done === subjects, `floor wrote ${JSON.stringify(counts.rows[0])}, expected ${subjects} each`);
 
   printResult({
-    system: 'plain SQL floor',
-    config: `${batchSize} interaction rows + ${batchSize} domain rows per statement, ${connections} connections`,
+    system: form === 'tx' ? 'plain SQL floor' : 'plain SQL floor, one statement',
+    config:
+      form === 'tx'
+        ? `BEGIN, INSERT ${batchSize} interaction rows, UPDATE ${batchSize} domain rows, COMMIT; ${connections} connections`
+        : `one statement: INSERT ${batchSize} interaction rows + UPDATE ${batchSize} domain rows; ${connections} connections`,
     items: subjects,
     seconds,
     itemsPerSecond: subjects / seconds,
@@ -99,7 +128,7 @@ try {
     sampledPeakRssMb: sampledPeak,
     cpuSeconds: used.cpuSeconds,
     serverCpuSeconds,
-    details: { batchSize, connections, serverVersion: version.rows[0]!.v },
+    details: { batchSize, connections, form, serverVersion: version.rows[0]!.v },
   });
 } finally {
   await database.drop().catch((error: Error) => process.stderr.write(`could not drop the database: ${error.message}\n`));

@@ -72,6 +72,7 @@ const CASES: Case[] = [
   { name: 'pg-boss-C', script: 'bench/peers/pg-boss.ts', args: () => ['--config', 'C', '--jobs', String(subjects)], compared: true },
   // What the engine must write per batch, in plain SQL and nothing else: the engine's own limit.
   { name: 'floor', script: 'bench/floor.ts', args: () => ['--subjects', String(subjects)], compared: true },
+  { name: 'floor-statement', script: 'bench/floor.ts', args: () => ['--subjects', String(subjects), '--form', 'statement'], compared: true },
   // concurrency: 'auto' against a stand-in model server of capacity 2, 8, 32, and 8 → 2.
   { name: 'adaptive', script: 'bench/adaptive.ts', args: () => (quick ? ['--seconds', '20', '--only', '8,drop'] : []), kind: 'figures' },
   {
@@ -370,16 +371,19 @@ function figuresTable(): string {
       yes(cpuPerItem(engine)! <= cpuPerItem(gwB)!),
     ]);
   }
-  const floor = get('floor')?.result;
-  if (engine && floor) {
+  const floorRow = (name: string, label: string, target: boolean) => {
+    const floor = get(name)?.result;
+    if (!engine || !floor) return;
     const share = engine.itemsPerSecond / floor.itemsPerSecond;
     rows.push([
-      "engine's share of its own limit (plain SQL: 500 interaction rows + 500 domain rows per statement)",
+      label,
       `${(share * 100).toFixed(0)}% (floor ${floor.itemsPerSecond.toFixed(0)}/s)${perRep(floor).replace(/(\d\.\d\d)×/g, (_, x: string) => `${Math.round(Number(x) * 100)}%`)}`,
-      '≥ 70%',
-      yes(share >= 0.7),
+      target ? '≥ 70%' : '(≥ 70%)',
+      target ? yes(share >= 0.7) : '–',
     ]);
-  }
+  };
+  floorRow('floor', "engine's share of its own limit (plain SQL, per 500: BEGIN, INSERT interactions, UPDATE domain, COMMIT)", true);
+  floorRow('floor-statement', "engine's share of the one-statement floor (INSERT + UPDATE in one CTE, no separate save)", false);
 
   // Scale.
   const scale = get('scale');
