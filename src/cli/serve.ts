@@ -9,6 +9,7 @@ import { monitorEventMessage } from '../chat/blocks/health.ts';
 import { Adopter } from '../engine/adoption.ts';
 import { ContinuousStarter } from '../engine/continuous.ts';
 import { Dispatcher } from '../engine/dispatcher.ts';
+import { Joiner } from '../engine/join.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
 import { countPostings, replaceDemoPostings } from '../workflows/postings/demo.ts';
 import { POSTINGS_WORKFLOW_ID } from '../workflows/postings/index.ts';
@@ -37,6 +38,15 @@ export async function serve(app: App): Promise<number> {
     log: app.log,
   });
   await adopter.start();
+  // Running batches of distributed workflows that other instances own: this one works on them too (docs/architecture.md, Participants).
+  const joiner = new Joiner(app.engine, {
+    connectionString: app.connectionString,
+    lockConnectionString: app.config.DATABASE_LOCK_URL,
+    workflows: app.registry.all(),
+    heartbeatMs: app.config.WORKFLOW_HEARTBEAT_MS,
+    log: app.log,
+  });
+  await joiner.start();
   const dispatcher = new Dispatcher(app.engine, app.config.DATABASE_LOCK_URL ?? app.connectionString);
   await dispatcher.start();
   // After the adopter's first pass: what is left without an owner nobody adopts.
@@ -126,7 +136,7 @@ export async function serve(app: App): Promise<number> {
   await stopped;
   await app.monitor.close();
   await continuous.close();
-  return shutDown(app, dispatcher, adopter, closeSurface);
+  return shutDown(app, dispatcher, adopter, joiner, closeSurface);
 }
 
 /**
@@ -139,7 +149,7 @@ export async function serve(app: App): Promise<number> {
  * still up). Then close Slack and the database. A second signal cuts the
  * grace period short; a watchdog exits if something hangs.
  */
-async function shutDown(app: App, dispatcher: Dispatcher, adopter: Adopter, closeSurface: () => Promise<void>): Promise<number> {
+async function shutDown(app: App, dispatcher: Dispatcher, adopter: Adopter, joiner: Joiner, closeSurface: () => Promise<void>): Promise<number> {
   const grace = app.config.WORKFLOW_SHUTDOWN_GRACE_MS;
   const running = app.engine.activeRuns().map((r) => r.id);
   process.stderr.write(
@@ -160,7 +170,8 @@ async function shutDown(app: App, dispatcher: Dispatcher, adopter: Adopter, clos
   try {
     await dispatcher.close();
     await adopter.close();
-    const summaries = await app.engine.shutdown(grace, { handoff: 'always' });
+    // Participations end as a stop does: what finished is committed, the rest left pending for the run's owner.
+    const [summaries] = await Promise.all([app.engine.shutdown(grace, { handoff: 'always' }), joiner.close(grace)]);
     ended = true;
     for (const s of summaries) {
       if (s.outcome === 'handed_off') process.stderr.write(`run #${s.run.id} released for another instance to take over\n`);

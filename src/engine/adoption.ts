@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { failedSubjects, heldClaims, holdAdopterLocks, lockRunningRun, ownerlessRuns, runTotals, transferOwnership } from '../db/queries/adoption.ts';
+import { fenceParticipants } from '../db/queries/participants.ts';
 import { releaseLostClaims } from '../db/queries/release-claims.ts';
 import { Listener } from '../db/listener.ts';
 import type { OwnerRecord, OwnershipReason } from '../db/run-states.ts';
@@ -80,6 +81,8 @@ export async function takeOwnership(
       const ended = await endLostRun(tx, db, row, 'crash_loop', { workflows: options.workflows, error });
       return ended ? { kind: 'crash_loop', ...ended } : { kind: 'gone' };
     }
+    // Every participant is fenced with the lost owner; their claims are released below with the owner's.
+    await fenceParticipants(tx, runId);
     const released = await releaseLostClaims(tx, runId, pendingQueries(db, options.workflows));
     const failed = await failedSubjects(tx, runId);
     owners.push({ instance: owner.instance, reason, since: now, interactions_at_start: finished, no_progress: noProgress });

@@ -17,6 +17,7 @@ import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { enqueueRun, servingInstances } from './dispatcher.ts';
 import { publishRunEvent, RunEventListener } from './events.ts';
 import { ADOPT_CHANNEL, takeOwnership } from './adoption.ts';
+import { RunCoordinator } from './participants.ts';
 import { announceRecovery, recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
 import { Runner, type StopCause } from './runner.ts';
@@ -403,7 +404,14 @@ export class Engine extends EventEmitter {
     adopted?: { progress: RunProgress; failed: Record<string, number[]>; careful: boolean };
   }): Promise<ActiveRun> {
     const { row, workflow, lock, fence, runPool, runDb, scopeSubject, stateBefore, work, log } = run;
+    // A distributed batch: other serving instances join it (docs/architecture.md, Participants); this owner coordinates.
+    const coordinator =
+      workflow.distributed && scopeSubject === null
+        ? new RunCoordinator({ db: runDb, runId: row.id, workflows: this.workflow, heartbeatMs: this.options.heartbeatMs, log })
+        : undefined;
     const runner = new Runner({
+      extraProgress: coordinator?.progress,
+      settle: coordinator?.settle,
       db: runDb,
       workflow,
       fence,
@@ -424,7 +432,9 @@ export class Engine extends EventEmitter {
     const startedRow = row;
     const done = (async (): Promise<RunSummary> => {
       try {
+        coordinator?.start();
         const execution = await runner.execute();
+        if (coordinator) execution.progress = (await coordinator.close(execution.cause, 2 * this.options.heartbeatMs)) ?? execution.progress;
         return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution, lock);
       } finally {
         this.active.delete(fence.runId);

@@ -3,7 +3,8 @@ import type { Db } from '../db/connect.ts';
 import { claimPage, overlappingClaims, pendingRange, readClaimedPage } from '../db/queries/claim-interactions.ts';
 import type { UnfinishedItem } from '../db/queries/release-claims.ts';
 import { markInFlight } from '../db/queries/adoption.ts';
-import { heartbeat, type Fence } from '../db/queries/runs.ts';
+import type { WorkFence } from '../db/queries/fence.ts';
+import { heartbeat } from '../db/queries/runs.ts';
 import type { RunProgress } from '../db/schema.ts';
 import type { ResolvedWorkflow, StepContext } from '../workflows/define.ts';
 import { Completer, FencedError } from './completer.ts';
@@ -33,7 +34,8 @@ export interface Execution {
 export interface RunnerOptions {
   db: Db;
   workflow: ResolvedWorkflow;
-  fence: Fence;
+  /** The owner's fence, or a participant's (docs/architecture.md, Participants). */
+  fence: WorkFence;
   subjectId: number | null;
   heartbeatMs: number;
   log: Logger;
@@ -49,6 +51,16 @@ export interface RunnerOptions {
   careful?: boolean;
   /** Whether the run's lock connection still answers (RunLock.verify): asked when ownership is in doubt. */
   verifyLock?: () => Promise<boolean>;
+  /** A participant's heartbeat (its own row); the owner's is the run row's. Undefined back: fenced. */
+  beat?: (progress: RunProgress) => Promise<{ stopRequestedBy: string | null } | undefined>;
+  /** The owner of a distributed run: what its participants have done, added to its counters. */
+  extraProgress?: () => RunProgress;
+  /**
+   * The owner of a distributed run, when a wave found nothing: waits until no
+   * participant holds a page of the run; true if one did (their commits can
+   * make work for later steps: another wave looks).
+   */
+  settle?: (signal: AbortSignal) => Promise<boolean>;
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
@@ -174,6 +186,13 @@ export class Runner {
     const progress: RunProgress = {};
     const limit = this.pool.limit;
     for (const step of this.steps) progress[step.name] = limit === undefined ? { ...step.counter } : { ...step.counter, limit };
+    const extra = this.options.extraProgress?.();
+    if (extra) {
+      for (const [name, p] of Object.entries(extra)) {
+        const own = progress[name];
+        progress[name] = own ? { ...own, done: own.done + p.done, failed: own.failed + p.failed, running: own.running + p.running } : { ...p };
+      }
+    }
     return progress;
   }
 
@@ -184,7 +203,7 @@ export class Runner {
         const found = await Promise.all(this.steps.map((step) => this.feed(step)));
         await this.pool.onIdle();
         await this.completer.drainAndRelease();
-        if (found.every((n) => n === 0)) break;
+        if (found.every((n) => n === 0) && !(this.options.settle && (await this.options.settle(this.signal)))) break;
       }
     } catch (error) {
       this.abort(error instanceof FencedError ? { kind: 'fenced' } : { kind: 'error', error: (error as Error).message });
@@ -259,7 +278,7 @@ export class Runner {
         const others = await overlappingClaims(db, { workflowId: workflow.id, step: step.name, runId: fence.runId, first: outcome.first, last: outcome.last });
         const blocking = others[0];
         if (!blocking) continue; // it ended meanwhile: claim again
-        if (blocking.run_id === fence.runId)
+        if (blocking.run_id === fence.runId && blocking.holder === (fence.participant ? fence.ownerToken : null))
           throw new Error(`run ${fence.runId} overlaps its own claim on step ${step.name} [${blocking.first}, ${blocking.last}]`);
         if (blocking.first > outcome.first) detour = { upTo: blocking.first - 1, resumeAfter: Math.max(blocking.last, detour?.resumeAfter ?? blocking.last) };
         else after = blocking.last;
@@ -339,7 +358,8 @@ export class Runner {
   private async heartbeat(): Promise<boolean> {
     const sentAt = Date.now();
     try {
-      const beat = await heartbeat(this.options.db, this.options.fence, this.progress());
+      const progress = this.progress();
+      const beat = await (this.options.beat ? this.options.beat(progress) : heartbeat(this.options.db, this.options.fence, progress));
       if (!beat) {
         this.abort({ kind: 'fenced' });
         return false;

@@ -155,6 +155,19 @@ export interface WorkflowDefinition<DB = any> {
   adopt?: boolean;
   /** Adoptions in a row without progress before the run ends `abandoned` (crash_loop). Default WORKFLOW_MAX_ADOPTIONS (3). */
   maxAdoptions?: number;
+  /**
+   * Whether every serving instance that defines this workflow works on its
+   * running batches beside their owner, each with its own `concurrency`
+   * (docs/architecture.md, Participants). Default false: a run is its
+   * owner's alone; turn it on for handlers that may run on any instance.
+   */
+  distributed?: boolean;
+  /**
+   * A distributed run's cap on handler calls in flight over all its
+   * instances: an instance joins only while the owner's `concurrency`, the
+   * participants' and its own stay within it. Default: no cap.
+   */
+  runConcurrency?: number;
 }
 
 /**
@@ -188,12 +201,15 @@ export function defineStep<DB, Input extends object, Output>(step: StepDefinitio
 }
 
 /** A definition with every default filled in, as the engine uses it. */
-export type ResolvedWorkflow<DB = any> = Required<Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services' | 'migrations' | 'maxAdoptions'>> & {
+export type ResolvedWorkflow<DB = any> = Required<
+  Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services' | 'migrations' | 'maxAdoptions' | 'runConcurrency'>
+> & {
   description: string;
   continuous: ContinuousOptions | undefined;
   services: ExternalService[];
   /** undefined: the engine's WORKFLOW_MAX_ADOPTIONS. */
   maxAdoptions: number | undefined;
+  runConcurrency: number | undefined;
 };
 
 export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): ResolvedWorkflow<DB> {
@@ -212,6 +228,8 @@ export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): Resolve
     services: [],
     adopt: true,
     maxAdoptions: undefined,
+    distributed: false,
+    runConcurrency: undefined,
     ...rest,
   };
 }

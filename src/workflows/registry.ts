@@ -233,6 +233,8 @@ const workflowSchema = z.strictObject({
     .optional(),
   adopt: z.boolean().optional(),
   maxAdoptions: positiveInt.optional(),
+  distributed: z.boolean().optional(),
+  runConcurrency: positiveInt.optional(),
 });
 
 /** Every problem with a value as a workflow definition, one per field; empty when valid. */

@@ -1,6 +1,6 @@
 import { sql, type Expression, type Kysely } from 'kysely';
 import type { EngineTables } from '../schema.ts';
-import type { Fence } from './runs.ts';
+import { claimHolder, fenceCte, type WorkFence } from './fence.ts';
 
 // Claiming a page of a step's pending subjects (migrations/0007_claim_ranges.ts):
 //
@@ -24,7 +24,7 @@ import type { Fence } from './runs.ts';
 export type PendingQuery = Expression<{ subject_id: unknown }>;
 
 export interface PageRequest {
-  fence: Fence;
+  fence: WorkFence;
   workflowId: number;
   step: string;
   /** The step's pending query; wrapped here as a subquery. */
@@ -74,11 +74,7 @@ export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Pr
     claim_id: number | null;
     claimed_at_ms: number | null;
   }>`
-    WITH fence AS (
-      SELECT id FROM workflow_runs
-       WHERE id = ${page.fence.runId} AND owner_token = ${page.fence.ownerToken} AND status = 'running'
-       FOR KEY SHARE
-    ), candidates AS (
+    WITH fence AS (${fenceCte(page.fence)}), candidates AS (
       SELECT p.subject_id::bigint AS subject_id
         FROM (${page.pending}) AS p
        WHERE p.subject_id > ${page.after} ${subjectFilters(page)}
@@ -87,8 +83,8 @@ export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Pr
     ), span AS (
       SELECT min(subject_id) AS first, max(subject_id) AS last, count(*)::int AS seen FROM candidates
     ), claimed AS (
-      INSERT INTO interaction_claims (run_id, workflow_id, step, subjects)
-      SELECT ${page.fence.runId}, ${page.workflowId}, ${page.step}, int8range(span.first, span.last, '[]')
+      INSERT INTO interaction_claims (run_id, workflow_id, step, subjects, holder)
+      SELECT ${page.fence.runId}, ${page.workflowId}, ${page.step}, int8range(span.first, span.last, '[]'), ${claimHolder(page.fence)}
         FROM span, fence
        WHERE span.last IS NOT NULL
       ON CONFLICT DO NOTHING
@@ -105,13 +101,13 @@ export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Pr
   return { kind: 'claimed', claimId: row.claim_id, first: row.first!, last: row.last, seen: row.seen, claimedAtMs: row.claimed_at_ms! };
 }
 
-/** Live claims of other runs overlapping [first, last], lowest first: what a conflicting claim must step around. */
+/** Live claims of other runs (or other participants of this run) overlapping [first, last], lowest first: what a conflicting claim must step around. */
 export async function overlappingClaims(
   db: Kysely<EngineTables>,
   request: { workflowId: number; step: string; runId: number; first: number; last: number },
-): Promise<{ run_id: number; first: number; last: number }[]> {
-  const { rows } = await sql<{ run_id: number; first: number; last: number }>`
-    SELECT run_id, lower(subjects) AS first, upper(subjects) - 1 AS last
+): Promise<{ run_id: number; holder: string | null; first: number; last: number }[]> {
+  const { rows } = await sql<{ run_id: number; holder: string | null; first: number; last: number }>`
+    SELECT run_id, holder::text AS holder, lower(subjects) AS first, upper(subjects) - 1 AS last
       FROM interaction_claims
      WHERE workflow_id = ${request.workflowId} AND step = ${request.step}
        AND subjects && int8range(${request.first}, ${request.last}, '[]')

@@ -1,7 +1,7 @@
 import { sql, type Transaction } from 'kysely';
 import type { EngineTables } from '../schema.ts';
 import { storable } from '../storable.ts';
-import type { Fence } from './runs.ts';
+import { fenceCte, type WorkFence } from './fence.ts';
 
 /** One finished item, as the runner hands it over (JSON texts already rendered). */
 export interface FinishedItem {
@@ -51,7 +51,7 @@ export interface RecordedResults {
  */
 export async function recordResults(
   tx: Transaction<EngineTables>,
-  fence: Fence,
+  fence: WorkFence,
   batch: { workflowId: number; step: string; previousStep: string | null; items: FinishedItem[]; releaseClaims: number[] },
 ): Promise<RecordedResults> {
   const parent = (subject: ReturnType<typeof sql.ref>) =>
@@ -62,11 +62,7 @@ export async function recordResults(
                  AND u.step = ${batch.previousStep} AND u.status = 'completed')`;
   const adopted = batch.items.flatMap((item) => (item.pendingId === null ? [] : [item.pendingId]));
   const { rows } = await sql<{ owned: boolean; written: [number, number][] | null }>`
-    WITH fence AS (
-      SELECT id FROM workflow_runs
-       WHERE id = ${fence.runId} AND owner_token = ${fence.ownerToken} AND status = 'running'
-       FOR KEY SHARE
-    ), v AS (
+    WITH fence AS (${fenceCte(fence)}), v AS (
       SELECT s, coalesce(st, 'completed') AS st, p, coalesce(a, 1) AS a, i, o, e, c
         FROM jsonb_to_recordset(${itemsDocument(batch.items)}::jsonb)
           AS v(s bigint, st text, p bigint, a int, i jsonb, o jsonb, e text, c float8)

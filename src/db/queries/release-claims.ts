@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EngineTables } from '../schema.ts';
 import type { PendingQuery } from './claim-interactions.ts';
-import type { Fence } from './runs.ts';
+import { fenceCte, type WorkFence } from './fence.ts';
 
 // Ending claims (migrations/0007_claim_ranges.ts). A claim ends in one of
 // three ways:
@@ -18,14 +18,10 @@ import type { Fence } from './runs.ts';
 // the subject next.
 
 /** Claims whose pages are all finished, deleted at the end of a wave (before the next wave claims the same ranges again). */
-export async function releaseClaims(db: Kysely<EngineTables>, fence: Fence, claimIds: number[]): Promise<boolean> {
+export async function releaseClaims(db: Kysely<EngineTables>, fence: WorkFence, claimIds: number[]): Promise<boolean> {
   if (claimIds.length === 0) return true;
   const { rows } = await sql<{ owned: boolean }>`
-    WITH fence AS (
-      SELECT id FROM workflow_runs
-       WHERE id = ${fence.runId} AND owner_token = ${fence.ownerToken} AND status = 'running'
-       FOR KEY SHARE
-    ), released AS (
+    WITH fence AS (${fenceCte(fence)}), released AS (
       DELETE FROM interaction_claims c
        WHERE c.id = ANY(${claimIds}::bigint[]) AND c.run_id = ${fence.runId} AND EXISTS (SELECT 1 FROM fence)
     )
@@ -48,7 +44,11 @@ export interface UnfinishedItem {
  * in this transaction. A subject that already had a pending row (left by an
  * earlier run, adopted by this one) keeps one row: its attempts carry on.
  */
-export async function leaveUnfinished(tx: Transaction<EngineTables>, run: { runId: number; workflowId: number }, items: UnfinishedItem[]): Promise<number> {
+export async function leaveUnfinished(
+  tx: Transaction<EngineTables>,
+  run: { runId: number; workflowId: number; holder?: string },
+  items: UnfinishedItem[],
+): Promise<number> {
   let written = 0;
   if (items.length > 0) {
     const result = await sql`
@@ -60,7 +60,9 @@ export async function leaveUnfinished(tx: Transaction<EngineTables>, run: { runI
                     input = excluded.input, claimed_at = excluded.claimed_at`.execute(tx);
     written = Number(result.numAffectedRows ?? 0);
   }
-  await sql`DELETE FROM interaction_claims WHERE run_id = ${run.runId}`.execute(tx);
+  // A participant ends only its own claims; the owner ends the run's, after it has fenced its participants (which released theirs).
+  const holder = run.holder === undefined ? sql`` : sql`AND holder = ${run.holder}::uuid`;
+  await sql`DELETE FROM interaction_claims WHERE run_id = ${run.runId} ${holder}`.execute(tx);
   return written;
 }
 
@@ -87,10 +89,13 @@ export async function releaseLostClaims(
   tx: Transaction<EngineTables>,
   runId: number,
   pendingOf: (workflowId: number, step: string) => PendingQuery | undefined,
+  /** Only the claims these participants hold (the owner fencing them), not the owner's. */
+  holders?: string[],
 ): Promise<{ claims: number; pending: number }> {
+  const scope = holders === undefined ? sql`` : sql`AND holder = ANY(${holders}::uuid[])`;
   const { rows: claims } = await sql<{ id: number; workflow_id: number; step: string; first: number; last: number; claimed_at: Date }>`
     SELECT id, workflow_id, step, lower(subjects) AS first, upper(subjects) - 1 AS last, claimed_at
-      FROM interaction_claims WHERE run_id = ${runId} ORDER BY id
+      FROM interaction_claims WHERE run_id = ${runId} ${scope} ORDER BY id
        FOR UPDATE`.execute(tx);
   let pending = 0;
   for (const claim of claims) {
@@ -113,7 +118,7 @@ export async function releaseLostClaims(
       DO UPDATE SET run_id = excluded.run_id, attempts = i.attempts + 1, claimed_at = excluded.claimed_at`.execute(tx);
     pending += Number(result.numAffectedRows ?? 0);
   }
-  await sql`DELETE FROM interaction_claims WHERE run_id = ${runId}`.execute(tx);
+  await sql`DELETE FROM interaction_claims WHERE id = ANY(${claims.map((c) => c.id)}::bigint[])`.execute(tx);
   return { claims: claims.length, pending };
 }
 

@@ -54,6 +54,8 @@ export default function postingsWorkflow({ config, log }: WorkflowEnvironment): 
     // queueing them (OLLAMA_NUM_PARALLEL, often 1-4), found by the engine
     // (concurrency 'auto', docs/workflows.md); the local handlers take 8.
     concurrency: ollama ? 'auto' : 8,
+    // Every serving instance works on a run (each with its own OLLAMA_URL): a batch scales over several model servers.
+    distributed: true,
     rateLimitSeconds: 60,
     // The item's timeout must outlast the HTTP timeout, so that a slow model
     // fails with the Ollama error that names OLLAMA_TIMEOUT_MS rather than

@@ -1,0 +1,220 @@
+// Chaos: one run, many instances (docs/architecture.md, Participants). Real
+// `workflow serve` processes on one database run the adoption fixture
+// (test/fixtures/adoption/workflow.ts) with `distributed: true`; its saves are
+// counted per (subject, step) and per process in a table of its own:
+// - three instances on one run: every instance processes a real share
+//   (more than 20 % each), every subject saved once per step, true totals;
+// - a stop during a distributed run: every participant stops, and nothing
+//   of the run is written after its end;
+// - force against a SIGSTOPped participant that is not the owner: once it
+//   wakes up, its writes are fenced (nothing saved by it after it froze), and
+//   the forced run still saves every subject once per step.
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { ADOPT_TABLES_SQL, ADOPT_WORKFLOW_ID } from './fixtures/adoption/workflow.ts';
+import { startCallsStub, type CallsStub } from './helpers/calls-stub.ts';
+import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
+import type { TestDatabase } from './helpers/database.ts';
+import { migratedDatabase, type TestDb } from './helpers/engine.ts';
+
+const MODULE = fileURLToPath(new URL('./fixtures/adoption/workflow.ts', import.meta.url));
+const WF = String(ADOPT_WORKFLOW_ID);
+
+let database: TestDatabase;
+let db: TestDb;
+let calls: CallsStub;
+let env: NodeJS.ProcessEnv;
+const started: CliProcess[] = [];
+
+async function serve(): Promise<CliProcess> {
+  const server = startCli(['serve'], env);
+  started.push(server);
+  await server.waitFor(/serving/, 60_000);
+  return server;
+}
+
+async function createItems(count: number): Promise<void> {
+  for (const statement of ADOPT_TABLES_SQL) await sql.raw(statement).execute(db);
+  await sql`INSERT INTO adopt_items (id) SELECT g FROM generate_series(1, ${count}) g`.execute(db);
+}
+
+interface RunRecord {
+  id: number;
+  status: string;
+  ended_reason: string | null;
+  error: string | null;
+  owner_instance: string | null;
+  interactions_completed: number;
+  interactions_failed: number;
+  ended_at: Date | null;
+}
+
+async function runRow(id: number): Promise<RunRecord> {
+  return (await db.selectFrom('workflow_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow()) as unknown as RunRecord;
+}
+
+async function runningRun(): Promise<number> {
+  return eventually(async () => {
+    const row = await db
+      .selectFrom('workflow_runs')
+      .select('id')
+      .where('status', '=', 'running')
+      .where('workflow_id', '=', ADOPT_WORKFLOW_ID)
+      .executeTakeFirst();
+    return row?.id;
+  }, 'a running run');
+}
+
+async function waitForEnd(id: number, timeoutMs = 120_000): Promise<RunRecord> {
+  return eventually(
+    async () => {
+      const row = await runRow(id);
+      return row.status !== 'running' ? row : undefined;
+    },
+    `run #${id} to end`,
+    timeoutMs,
+  );
+}
+
+/** Saves per process id. */
+async function savesByPid(): Promise<Map<number, number>> {
+  const { rows } = await sql<{ pid: number; n: number }>`SELECT pid, count(*)::int AS n FROM adopt_saves GROUP BY pid`.execute(db);
+  return new Map(rows.map((r) => [r.pid, r.n]));
+}
+
+/** Every (subject, step) saved at most once; exactly `expected` saves and as many completed interactions. */
+async function assertSavedOnce(expected: number): Promise<void> {
+  const { rows } = await sql<{ subject: number; step: string; n: number }>`
+    SELECT subject, step, count(*)::int AS n FROM adopt_saves GROUP BY subject, step HAVING count(*) > 1`.execute(db);
+  assert.deepEqual(rows, [], 'no subject saved twice in a step');
+  const { rows: total } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db);
+  assert.equal(total[0]!.n, expected, 'saves');
+  const { rows: interactions } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE status = 'completed'`.execute(db);
+  assert.equal(interactions[0]!.n, expected, 'one completed interaction per save');
+}
+
+/** Participants of the run that are neither gone nor fenced. */
+async function activeParticipants(runId: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM run_participants WHERE run_id = ${runId} AND left_at IS NULL AND fenced_at IS NULL`.execute(db);
+  return rows[0]!.n;
+}
+
+beforeEach(async () => {
+  ({ database, db } = await migratedDatabase('chaos_participants'));
+  calls = await startCallsStub({ delayMs: 20 });
+  env = {
+    DATABASE_URL: database.url,
+    WORKFLOW_MODULES: MODULE,
+    ADOPT_CALLS_URL: calls.url,
+    ADOPT_DISTRIBUTED: '1',
+    WORKFLOW_HEARTBEAT_MS: '300',
+    WORKFLOW_SHUTDOWN_GRACE_MS: '2000',
+  };
+});
+
+afterEach(async () => {
+  for (const child of started.splice(0)) {
+    if (child.child.signalCode === 'SIGSTOP' || child.child.exitCode === null) child.child.kill('SIGCONT');
+    if (child.child.exitCode === null && child.child.signalCode === null) child.child.kill('SIGKILL');
+    await child.exited;
+  }
+  await calls.close();
+  await db.destroy();
+  await database.drop();
+});
+
+describe('participants', () => {
+  test('three instances on one run: each processes more than 20 %, every subject saved once per step, true totals', { timeout: 180_000 }, async () => {
+    const ITEMS = 600;
+    await createItems(ITEMS);
+    const servers = [await serve(), await serve(), await serve()];
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun();
+    const ended = await waitForEnd(runId);
+    assert.equal(ended.status, 'completed', ended.error ?? '');
+    assert.equal(ended.interactions_completed, 2 * ITEMS, 'the run counts every instance');
+    await assertSavedOnce(2 * ITEMS);
+    const byPid = await savesByPid();
+    for (const server of servers) {
+      const share = (byPid.get(server.child.pid!) ?? 0) / (2 * ITEMS);
+      assert.ok(share > 0.2, `instance ${server.child.pid} processed ${(share * 100).toFixed(1)} % (${[...byPid.entries()].join('; ')})`);
+    }
+    const { rows } = await sql<{ n: number }>`SELECT count(DISTINCT instance)::int AS n FROM run_participants WHERE run_id = ${runId}`.execute(db);
+    assert.ok(rows[0]!.n >= 2, 'the two other instances joined as participants');
+    assert.equal(await activeParticipants(runId), 0, 'no participant is left once the run has ended');
+  });
+
+  test('stop during a distributed run: every participant stops, nothing written after the end', { timeout: 180_000 }, async () => {
+    const ITEMS = 3000;
+    calls.setDelay(50);
+    await createItems(ITEMS);
+    const servers = [await serve(), await serve(), await serve()];
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun();
+    await eventually(async () => {
+      const byPid = await savesByPid();
+      return servers.every((s) => (byPid.get(s.child.pid!) ?? 0) >= 5);
+    }, 'every instance to save');
+    const stop = await runCli(['stop', String(runId)], env);
+    assert.equal(stop.code, 0, stop.stderr);
+    const ended = await waitForEnd(runId);
+    assert.equal(ended.status, 'stopped');
+    assert.equal(ended.ended_reason, 'stop_requested');
+    await eventually(async () => (await activeParticipants(runId)) === 0, 'every participant to stop');
+    const { rows: late } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM adopt_saves WHERE at > ${ended.ended_at}`.execute(db);
+    assert.equal(late[0]!.n, 0, 'no save after the run ended');
+    const { rows: lateInteractions } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM interactions WHERE run_id = ${runId} AND status <> 'pending' AND finished_at > ${ended.ended_at}`.execute(db);
+    assert.equal(lateInteractions[0]!.n, 0, 'no interaction finished after the run ended');
+    const { rows: claims } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interaction_claims`.execute(db);
+    assert.equal(claims[0]!.n, 0, 'no claim is left');
+    // The audit's counters are the run's true totals, whoever committed them.
+    const { rows: done } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE run_id = ${runId} AND status = 'completed'`.execute(db);
+    assert.equal(ended.interactions_completed, done[0]!.n);
+    assert.ok(done[0]!.n < 2 * ITEMS, 'the stop came before the end of the work');
+  });
+
+  test('force against a SIGSTOPped participant that is not the owner: its writes are fenced', { timeout: 180_000 }, async () => {
+    const ITEMS = 400;
+    calls.setDelay(300);
+    await createItems(ITEMS);
+    const servers = [await serve(), await serve(), await serve()];
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun();
+    const owner = (await runRow(runId)).owner_instance!;
+    const participants = servers.filter((s) => !owner.startsWith(`${s.child.pid}-`));
+    assert.equal(participants.length, 2);
+    // Freeze a participant with handler calls in flight: their answers come while it sleeps.
+    const frozen = await eventually(async () => participants.find((s) => calls.calls.some((c) => c.pid === s.child.pid)), 'a participant to call a handler');
+    frozen.child.kill('SIGSTOP');
+    const { rows: frozenAt } = await sql<{ now: Date }>`SELECT clock_timestamp() AS now`.execute(db);
+    calls.setDelay(10);
+
+    const force = await runCli(['force', WF], { ...env, WORKFLOW_FORCE_GRACE_MS: '3000' });
+    assert.equal(force.code, 0, force.stderr);
+    const old = await runRow(runId);
+    assert.equal(old.status, 'stopped');
+
+    frozen.child.kill('SIGCONT');
+    await frozen.waitFor(/participation ended: fenced/, 30_000);
+    const { rows: late } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM adopt_saves WHERE pid = ${frozen.child.pid!} AND at > ${frozenAt[0]!.now}`.execute(db);
+    assert.equal(late[0]!.n, 0, 'nothing saved by the frozen participant after it froze');
+    await assertSavedOnce(2 * ITEMS);
+    // It had work in flight when it froze, which the forced run did instead: the fence is what kept it from saving it twice.
+    const called = calls.calls.filter((c) => c.pid === frozen.child.pid);
+    const { rows: redone } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM adopt_saves s
+        JOIN unnest(${called.map((c) => c.subject)}::bigint[], ${called.map((c) => c.step)}::text[]) AS c(subject, step)
+          ON s.subject = c.subject AND s.step = c.step
+       WHERE s.pid <> ${frozen.child.pid!}`.execute(db);
+    assert.ok(redone[0]!.n > 0, 'subjects the frozen participant had called for were saved by another instance');
+  });
+});
