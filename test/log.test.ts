@@ -115,6 +115,24 @@ describe('log lines and the lines a terminal redraws', () => {
       stop();
     }
   });
+
+  test("the progress line shows the limit concurrency 'auto' has found", async () => {
+    const term = fakeTerminal();
+    const run = {
+      id: 8,
+      workflow: { id: 1, name: 'items', steps: [{ name: 'process' }] },
+      expectedWork: { process: 8 },
+      estimatedInteractions: 8,
+      progress: () => ({ process: { done: 4, failed: 0, running: 3, limit: 3 } }),
+    } as unknown as ActiveRun;
+    const stop = showProgress(run, term.stream);
+    try {
+      await eventually(async () => term.raw.includes('4/8'), 'the bar drawn');
+      assert.match(term.screen().at(-1)!, / · process 4 · 3 at once \(auto\) · /);
+    } finally {
+      stop();
+    }
+  });
 });
 
 describe('log lines of a run', () => {

@@ -1,3 +1,4 @@
+import type { RunProgress } from '../db/schema.ts';
 import type { ActiveRun } from '../engine/engine.ts';
 import { runEta, type Throughput } from '../engine/estimates.ts';
 import { spanText } from '../lib/relative-time.ts';
@@ -30,7 +31,8 @@ export function showProgress(run: ActiveRun, out: NodeJS.WriteStream, history: T
     const perStep = steps
       .filter((name) => progress[name])
       .map((name) => `${name} ${progress[name]!.done}`)
-      .join(' · ');
+      .join(' · ')
+      .concat(autoLimit(progress));
     const seconds = Math.round(elapsed);
     if (!tty) return `run #${run.id}: ${done + failed}/${total} interactions${percent} (${failed} failed) · ${perStep} · ${seconds}s${left}`;
     const width = 24;
@@ -51,4 +53,10 @@ export function showProgress(run: ActiveRun, out: NodeJS.WriteStream, history: T
     release();
     if (tty) out.write(`${line()}\n`);
   };
+}
+
+/** concurrency 'auto': the limit the run has found (the same on every step), after the steps. */
+function autoLimit(progress: RunProgress): string {
+  const limit = Object.values(progress).find((p) => p.limit !== undefined)?.limit;
+  return limit === undefined ? '' : ` · ${limit} at once (auto)`;
 }
