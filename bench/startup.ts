@@ -14,9 +14,11 @@
 // ignored: the cluster lives in $TMPDIR/workflow-chatops-bench-startup (kept
 // between runs: initdb is the slow part) and is stopped at the end.
 //
-// Max RSS comes from separate, untimed runs (--rss-reps of each) that load a
-// one-line hook reporting process.resourceUsage().maxRSS at exit: the hook
-// would add its own load to the timed runs, `node -e 0` most of all.
+// Max RSS and CPU time come from separate, untimed runs (--rss-reps of each)
+// that load a one-line hook reporting process.resourceUsage() at exit: the
+// hook would add its own load to the timed runs, `node -e 0` most of all.
+// CPU time (user + system, this process only, not PostgreSQL's) moves much
+// less than wall time when the machine is busy.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -32,8 +34,9 @@ const BIN = path.join(REPO_ROOT, 'bin/workflow.js');
 const DATA_DIR = path.join(os.tmpdir(), 'workflow-chatops-bench-startup');
 const PROMPT = 'workflow> ';
 const TARGETS = { quick: 3, database: 6, promptSeconds: 1.5 } as const;
-/** Reports the child's peak RSS (KiB) on fd 3 as it exits. */
-const RSS_HOOK = "data:text/javascript,import{writeSync}from'node:fs';process.on('exit',()=>{try{writeSync(3,String(process.resourceUsage().maxRSS))}catch{}})";
+/** Reports the child's peak RSS (KiB) and CPU time (µs) on fd 3 as it exits. */
+const RSS_HOOK =
+  "data:text/javascript,import{writeSync}from'node:fs';process.on('exit',()=>{try{const u=process.resourceUsage();writeSync(3,u.maxRSS+' '+(u.userCPUTime+u.systemCPUTime))}catch{}})";
 
 if (!existsSync(path.join(REPO_ROOT, 'dist/src/main.js'))) {
   process.stderr.write('dist/ is missing: run `npm run build` (npm run bench does)\n');
@@ -85,6 +88,7 @@ function npmCommand(): { command: string; args: string[] } {
 interface Sample {
   ms: number;
   rssKb?: number;
+  cpuMs?: number;
 }
 
 function once(c: Case, measureRss: boolean): Promise<Sample> {
@@ -123,7 +127,8 @@ function once(c: Case, measureRss: boolean): Promise<Sample> {
         reject(new Error(`${c.name} ended with ${code ?? signal}${c.prompt ? ' before its prompt' : ''}:\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
         return;
       }
-      resolve({ ms: promptMs ?? ms, ...(rss !== '' && { rssKb: Number(rss) }) });
+      const [rssKb, cpuUs] = rss.split(' ').map(Number);
+      resolve({ ms: promptMs ?? ms, ...(rss !== '' && { rssKb, cpuMs: cpuUs! / 1000 }) });
     });
   });
 }
@@ -173,14 +178,29 @@ interface Figure {
   maxMs: number;
   ratio: number;
   maxRssMb: number | null;
+  /** Median CPU time of the untimed runs, and its ratio to node -e 0's. */
+  cpuMs: number | null;
+  cpuRatio: number | null;
   target: string;
   met: boolean | null;
 }
-const baseline = median(samples.get('node -e 0')!.map((s) => s.ms));
+const timedOnly = (name: string) =>
+  samples
+    .get(name)!
+    .filter((s) => s.rssKb === undefined)
+    .map((s) => s.ms);
+const cpuOf = (name: string) =>
+  samples
+    .get(name)!
+    .filter((s) => s.cpuMs !== undefined)
+    .map((s) => s.cpuMs!);
+const baseline = median(timedOnly('node -e 0'));
+const baselineCpu = median(cpuOf('node -e 0'));
 const figures: Figure[] = CASES.map((c) => {
   const all = samples.get(c.name)!;
-  const timed = all.filter((s) => s.rssKb === undefined).map((s) => s.ms);
+  const timed = timedOnly(c.name);
   const rss = all.filter((s) => s.rssKb !== undefined).map((s) => s.rssKb! / 1024);
+  const cpu = cpuOf(c.name);
   const m = median(timed);
   const ratio = m / baseline;
   const target = c.target?.ratio !== undefined ? `≤ ${c.target.ratio}× node -e 0` : c.target?.seconds !== undefined ? `< ${c.target.seconds} s` : '–';
@@ -192,6 +212,8 @@ const figures: Figure[] = CASES.map((c) => {
     maxMs: Math.max(...timed),
     ratio,
     maxRssMb: rss.length ? median(rss) : null,
+    cpuMs: cpu.length ? median(cpu) : null,
+    cpuRatio: cpu.length ? median(cpu) / baselineCpu : null,
     target,
     met,
   };
@@ -199,13 +221,15 @@ const figures: Figure[] = CASES.map((c) => {
 
 const ms = (x: number) => x.toFixed(0);
 process.stderr.write(
-  `${['case', 'median ms', 'min–max ms', '× node -e 0', 'max RSS MB', 'target', 'met'].join(' | ')}\n${figures
+  `${['case', 'median ms', 'min–max ms', '× node -e 0', 'CPU ms', 'CPU × node -e 0', 'max RSS MB', 'target', 'met'].join(' | ')}\n${figures
     .map((f) =>
       [
         f.case,
         ms(f.medianMs),
         `${ms(f.minMs)}–${ms(f.maxMs)}`,
         f.ratio.toFixed(2),
+        f.cpuMs === null ? '–' : ms(f.cpuMs),
+        f.cpuRatio === null ? '–' : f.cpuRatio.toFixed(2),
         f.maxRssMb === null ? '–' : f.maxRssMb.toFixed(0),
         f.target,
         f.met === null ? '' : f.met ? 'yes' : 'NO',
@@ -227,12 +251,13 @@ printResult({
     reps,
     node: process.version,
     baselineMs: baseline,
+    baselineCpuMs: baselineCpu,
     cases: figures,
     figures: figures
       .filter((f) => f.case !== 'node -e 0')
       .map((f) => ({
         figure: `start-up: ${f.case}`,
-        value: `${f.ratio.toFixed(2)}× (median ${ms(f.medianMs)} ms vs ${ms(baseline)} ms for node -e 0; ${ms(f.minMs)}–${ms(f.maxMs)} ms${f.maxRssMb === null ? '' : `; max RSS ${f.maxRssMb.toFixed(0)} MB`})`,
+        value: `${f.ratio.toFixed(2)}× (median ${ms(f.medianMs)} ms vs ${ms(baseline)} ms for node -e 0; ${ms(f.minMs)}–${ms(f.maxMs)} ms${f.cpuRatio === null ? '' : `; CPU ${ms(f.cpuMs!)} ms = ${f.cpuRatio.toFixed(2)}×`}${f.maxRssMb === null ? '' : `; max RSS ${f.maxRssMb.toFixed(0)} MB`})`,
         target: f.target,
         met: f.met,
       })),

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { BIN, runCli } from './helpers/cli.ts';
+import { BIN, runCli, startCli } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 
@@ -64,6 +64,21 @@ describe('what a CLI process loads', () => {
         );
       });
     }
+
+    test('serve with the console chat: no Slack or metrics module', async () => {
+      const file = path.join(scratch, `modules-${++recordings}.txt`);
+      const serve = startCli(['serve'], { DATABASE_URL: database.url, NODE_OPTIONS: `--import=${RECORDER}`, RECORD_MODULES_TO: file });
+      try {
+        await serve.waitFor(/workflow-chatops serving on/);
+      } finally {
+        serve.child.kill('SIGTERM');
+      }
+      const result = await serve.exited;
+      assert.equal(result.code, 0, result.stderr);
+      const urls = readFileSync(file, 'utf8');
+      for (const pkg of ['@slack/bolt', '@slack/web-api', 'prom-client']) assert.ok(!urls.includes(`/node_modules/${pkg}/`), `${pkg} loaded`);
+      assert.match(urls, /\/dist\/src\/chat\/console\.js/);
+    });
 
     test('with the default LOG_LEVEL, ordinary calls print no info lines (nor the Ollama line, with OLLAMA_URL set)', async () => {
       for (const args of [['list'], ['workflows'], ['history', '3001']]) {

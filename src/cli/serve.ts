@@ -1,9 +1,7 @@
 import type { App } from '../app.ts';
 import { embeddedDataDir } from '../app.ts';
 import { ConsoleChat } from '../chat/console.ts';
-import { createSlackApp, slackMode } from '../chat/slack/app.ts';
-import { createObservability } from '../chat/slack/metrics.ts';
-import { startAlerts } from '../chat/slack/alerts.ts';
+import { slackMode } from '../chat/slack/mode.ts';
 import type { ChatClient } from '../chat/slack/notifier.ts';
 import { monitorEventMessage } from '../chat/blocks/health.ts';
 import { Adopter } from '../engine/adoption.ts';
@@ -85,6 +83,12 @@ export async function serve(app: App): Promise<number> {
   let closeSurface: () => Promise<void>;
   const mode = slackMode(app.config);
   if (mode) {
+    // Bolt and prom-client load here, not for the console chat.
+    const [{ createSlackApp }, { createObservability }, { startAlerts }] = await Promise.all([
+      import('../chat/slack/app.ts'),
+      import('../chat/slack/metrics.ts'),
+      import('../chat/slack/alerts.ts'),
+    ]);
     const observability = createObservability({ health: app.health, engineAlive: () => dispatcher.alive, metricsToken: app.config.METRICS_TOKEN });
     const slack = createSlackApp({
       config: app.config,

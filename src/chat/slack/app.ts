@@ -9,6 +9,7 @@ import { DEFAULT_ACCESS, DEFAULT_ACCESS_WARNING } from '../../access-grants.ts';
 import type { Config } from '../../config.ts';
 import type { Logger } from '../../log.ts';
 import { createActorResolver } from './actor.ts';
+import { slackMode, type SlackMode } from './mode.ts';
 import { registerListeners, type ReplyClient, type SlackDeps } from './listeners.ts';
 import { createNotifier, type ChatClient, type Notifier, type NotifierOptions } from './notifier.ts';
 import { guardSlackRequests } from './request-guard.ts';
@@ -20,7 +21,7 @@ import { teamGuard } from './team-guard.ts';
 // SLACK_SIGNING_SECRET. SLACK_API_URL points the Web API client elsewhere
 // (a proxy, or a test's stand-in for Slack).
 
-export type SlackMode = 'socket' | 'http';
+export { slackMode, type SlackMode } from './mode.ts';
 
 export interface SlackAppOptions {
   config: Config;
@@ -44,13 +45,6 @@ export interface SlackApp {
    */
   start(port?: number): Promise<{ port: number }>;
   stop(): Promise<void>;
-}
-
-/** Which Slack mode the configuration asks for; undefined = no Slack (the console chat). */
-export function slackMode(config: Config): SlackMode | undefined {
-  if (config.SLACK_APP_TOKEN) return 'socket';
-  if (config.SLACK_SIGNING_SECRET) return 'http';
-  return undefined;
 }
 
 /** The Web API base URL as the client wants it: with a trailing slash. */
