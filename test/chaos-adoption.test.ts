@@ -330,3 +330,64 @@ describe('no serving instance', () => {
     await assertSavedOnce(2 * ITEMS);
   });
 });
+
+describe('ownership in doubt', () => {
+  // The owner is frozen (SIGSTOP) with its pool full of calls the stub holds,
+  // and its lock connection is cut while it is frozen, as a network partition
+  // or a force would: a serving instance adopts the run. On SIGCONT the held
+  // calls are answered at once, so a runner that did not doubt its ownership
+  // would fill its pool again with new handler calls (paid model calls).
+  test('an owner frozen with SIGSTOP and taken over starts no new handler call after SIGCONT, and says it was taken over', { timeout: 120_000 }, async () => {
+    const ITEMS = 200;
+    const CONCURRENCY = 4;
+    const HEARTBEAT = 300;
+    await createItems(ITEMS);
+    const adopter = await serve();
+    const owner = cli(['run', WF], { ADOPT_TRACE_CALLS: '1', ADOPT_CONCURRENCY: String(CONCURRENCY), WORKFLOW_HEARTBEAT_MS: String(HEARTBEAT) });
+    const pid = owner.child.pid!;
+    const started = (): number => owner.stderr.split('\n').filter((line) => line.startsWith(`adopt-call pid=${pid} `)).length;
+    const received = (): number => calls.calls.filter((c) => c.pid === pid).length;
+    const runId = await runningRun();
+    await savedAtLeast(10);
+    const before = await runRow(runId);
+    assert.ok(before.owner_instance?.startsWith(`${pid}-`), 'the foreground process owns the run');
+
+    // Every call it has started has reached the stub and is held: none is between its start and its request.
+    calls.hold();
+    await eventually(() => Promise.resolve(calls.heldBy(pid) === CONCURRENCY && started() === received()), 'the owner to have its pool full of held calls');
+    owner.child.kill('SIGSTOP');
+    const stoppedAt = Date.now();
+    const startedAtStop = started();
+
+    const { rows: cut } = await sql<{ ok: boolean }>`
+      SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+       WHERE application_name = ${`workflow-lock:${before.owner_instance}`} AND datname = current_database()`.execute(db);
+    assert.ok(cut.length > 0 && cut.every((r) => r.ok), "the frozen owner's lock connection was cut");
+    const adopted = await eventually(async () => {
+      const row = await runRow(runId);
+      return row.owners.length > 1 ? row : undefined;
+    }, 'the run to be adopted');
+    assert.ok(adopted.owner_instance?.startsWith(`${adopter.child.pid}-`), 'the serving instance adopted it');
+    assert.equal(adopted.owners[0]!.ended, 'owner_lost');
+    // The freeze outlasts the two heartbeat intervals a runner trusts its ownership for.
+    await eventually(() => Promise.resolve(Date.now() - stoppedAt > 3 * HEARTBEAT), 'the freeze to outlast the trust window');
+
+    calls.release();
+    owner.child.kill('SIGCONT');
+    const exit = await owner.exited;
+    assert.equal(started(), startedAtStop, `the frozen owner started no handler call after SIGCONT (${started() - startedAtStop} started)`);
+    assert.equal(received(), startedAtStop, 'no call of the frozen owner reached the model server after SIGCONT');
+    assert.equal(exit.code, 4, `taken over: exit 4 (README, "Exit codes"): ${exit.stderr}`);
+    assert.match(exit.stderr, new RegExp(`run #${runId} was taken over by instance ${adopted.owner_instance}`));
+    assert.match(exit.stderr, /started no new handler calls and wrote nothing more/);
+    assert.doesNotMatch(exit.stderr + exit.stdout, /abandoned|lost its lock connection/);
+
+    const ended = await waitForEnd(runId);
+    assert.equal(ended.status, 'completed', ended.error ?? '');
+    assert.equal(ended.interactions_completed, 2 * ITEMS);
+    await assertSavedOnce(2 * ITEMS);
+    adopter.child.kill('SIGTERM');
+    assert.equal((await adopter.exited).code, 0);
+    await recordFigure('adoption-sigstop', { startedAtStop, startedAfterCont: started() - startedAtStop, frozenMs: Date.now() - stoppedAt });
+  });
+});

@@ -1,7 +1,7 @@
 // A local HTTP server the adoption fixture's handlers call
 // (test/fixtures/adoption/workflow.ts): it records which process called for
-// which subject, and answers after a delay the test can change, or never
-// while held.
+// which subject, and answers after a delay the test can change, or, while
+// held (hold()), not until the test releases the calls (release()).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -17,18 +17,31 @@ export interface CallsStub {
   url: string;
   calls: Call[];
   setDelay(ms: number): void;
+  /** Calls from now on are not answered until release(). */
+  hold(): void;
+  /** Answers every held call and stops holding. */
+  release(): void;
+  /** The calls held (not answered yet), by process. */
+  heldBy(pid: number): number;
   close(): Promise<void>;
 }
 
 export async function startCallsStub(options: { delayMs?: number } = {}): Promise<CallsStub> {
   let delayMs = options.delayMs ?? 0;
   const calls: Call[] = [];
+  let holding = false;
+  const held = new Map<http.ServerResponse, number>();
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
     req.on('end', () => {
       const call = JSON.parse(body) as Omit<Call, 'seq'>;
       calls.push({ ...call, seq: calls.length });
+      if (holding) {
+        held.set(res, call.pid);
+        res.on('close', () => held.delete(res));
+        return;
+      }
       const timer = setTimeout(() => res.end('ok'), delayMs);
       res.on('close', () => clearTimeout(timer));
     });
@@ -40,6 +53,17 @@ export async function startCallsStub(options: { delayMs?: number } = {}): Promis
     calls,
     setDelay(ms: number) {
       delayMs = ms;
+    },
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+      for (const res of [...held.keys()]) res.end('ok');
+      held.clear();
+    },
+    heldBy(pid: number) {
+      return [...held.values()].filter((p) => p === pid).length;
     },
     close: () =>
       new Promise<void>((resolve) => {
