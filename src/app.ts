@@ -76,6 +76,12 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   // Workflow modules load before the database starts: a broken module should
   // fail fast, naming its file, without side effects.
   const registry = await loadWorkflows(config.WORKFLOW_MODULES, { config, log });
+  // WORKFLOW_SCHEDULES replaces the schedule a module declares.
+  for (const [id, schedule] of Object.entries(config.WORKFLOW_SCHEDULES)) {
+    const workflow = registry.find(Number(id));
+    if (workflow) workflow.schedule = schedule;
+    else log.warn({ workflowId: Number(id) }, 'WORKFLOW_SCHEDULES names a workflow that is not loaded; ignored');
+  }
   configureConnections({ connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS });
   const embedded = config.DATABASE_URL === undefined;
   const embeddedUrls = embedded ? await ensureEmbeddedDatabase(embeddedDataDir(config), log) : undefined;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { accessSchema } from './access-grants.ts';
 import { redactCredentials } from './lib/redact.ts';
+import { scheduleProblem } from './lib/cron.ts';
 
 // Every setting comes from the environment through this one schema, so a bad
 // value stops start-up with the variable's name instead of failing later.
@@ -107,6 +108,32 @@ const configSchema = z
       .optional()
       .refine((text) => !text || text.split(',').every((id) => /^\s*[1-9]\d*\s*$/.test(id)), 'a comma-separated list of workflow ids, e.g. 3001')
       .transform((text) => (text ? [...new Set(text.split(',').map((id) => Number(id.trim())))] : [])),
+    /**
+     * Schedules by workflow id, as JSON: {"3001": {"cron": "0 3 * * *", "timezone": "Europe/Paris"}}.
+     * Each replaces the schedule the workflow's module declares (docs/workflows.md, "Schedules").
+     */
+    WORKFLOW_SCHEDULES: z
+      .string()
+      .trim()
+      .optional()
+      .transform((text, ctx) => {
+        if (!text) return {};
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'JSON: {"<workflow id>": {"cron": "0 3 * * *", "timezone": "Europe/Paris"}, …}' });
+          return z.NEVER;
+        }
+      })
+      .pipe(
+        z.record(
+          z.string().regex(/^[1-9]\d*$/, 'a workflow id'),
+          z.strictObject({ cron: z.string().trim().min(1), timezone: z.string().trim().min(1).optional() }).superRefine((schedule, ctx) => {
+            const problem = scheduleProblem(schedule);
+            if (problem) ctx.addIssue({ code: 'custom', message: problem });
+          }),
+        ),
+      ),
     /** How often the health monitor recovers dead runs' work and probes external services. */
     HEALTH_INTERVAL_MS: positiveInt(60_000),
     /** On SIGTERM/SIGINT, how long in-flight handlers may finish before they are aborted (the run ends `stopped`, reason `shutdown`). */

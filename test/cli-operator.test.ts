@@ -142,6 +142,36 @@ describe('plan, whoami and usage', () => {
   });
 });
 
+describe('schedules from the environment', () => {
+  test('schedules lists the next start in the time zone asked; a bad schedule stops the CLI with the variable named', async () => {
+    const scheduled = { ...env, WORKFLOW_SCHEDULES: JSON.stringify({ 3001: { cron: '30 6 * * 1-5', timezone: 'America/New_York' } }) };
+    const listed = await runCli(['schedules'], scheduled);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^3001 postings-enrichment: "30 6 \* \* 1-5" in America\/New_York; next start \d{4}-\d\d-\d\d 1[01]:30:00 UTC \(in .*\)$/m);
+    const json = JSON.parse((await runCli(['schedules', '--json'], scheduled)).stdout);
+    assert.equal(json.schedules[0].workflowId, 3001);
+    // pause now applies to the scheduled workflow.
+    const paused = await runCli(['pause', '3001'], scheduled);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.match(
+      (await runCli(['schedules'], scheduled)).stdout,
+      new RegExp(`paused by ${ME.replace(/[.]/g, '\\.')}: its ticks start nothing until \`resume 3001\``),
+    );
+
+    for (const bad of [
+      '{"3001": {"cron": "61 * * * *"}}',
+      '{"3001": {"cron": "0 3 * * *", "timezone": "Mars/Olympus"}}',
+      '{"x": {"cron": "0 3 * * *"}}',
+      'not json',
+    ]) {
+      const refused = await runCli(['schedules'], { ...env, WORKFLOW_SCHEDULES: bad });
+      assert.equal(refused.code, 2, bad);
+      assert.match(refused.stderr, /WORKFLOW_SCHEDULES/, bad);
+    }
+    assert.equal((await runCli(['schedules'], env)).stdout.trim(), "no workflow is scheduled (a module's `schedule`, or WORKFLOW_SCHEDULES)");
+  });
+});
+
 describe('run --detach waits for the serving instance', () => {
   test('accepted: 0 with the run id; refused by the rate limit: 3 with the reason', async () => {
     const server = cli(['serve']);

@@ -242,7 +242,7 @@ describe('continuous workflows', () => {
       const result = await t.service.execute({ verb, workflow: PLAIN.name }, operator);
       assert.equal(result.kind, 'refused', JSON.stringify(result));
       assert.equal((result as { reason: string }).reason, 'not_continuous');
-      assert.match((result as { message: string }).message, /is not continuous/);
+      assert.match((result as { message: string }).message, /is neither continuous nor scheduled/);
     }
     const entries = await auditOf(t, PLAIN.id, { source: operator.source });
     assert.deepEqual(
@@ -252,7 +252,7 @@ describe('continuous workflows', () => {
         ['resume', 'refused'],
       ],
     );
-    assert.ok(entries.every((a) => /is not continuous/.test(a.reason ?? '')));
+    assert.ok(entries.every((a) => /is neither continuous nor scheduled/.test(a.reason ?? '')));
 
     const viewer = { ...operator, id: 'U_VIEWER', roles: new Set(['viewer'] as const) };
     const forbidden = await t.service.execute({ verb: 'pause', workflow: BURSTS.name }, viewer);

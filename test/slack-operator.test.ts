@@ -61,7 +61,10 @@ describe('what an operator reads in Slack', () => {
         return `ok ${id}`;
       },
     });
-    const limited = itemsWorkflow({ id: LIMITED, name: 'limited', table: 'limited_items', rateLimitSeconds: 3_600, handle: async ({ id }) => `ok ${id}` });
+    const limited = {
+      ...itemsWorkflow({ id: LIMITED, name: 'limited', table: 'limited_items', rateLimitSeconds: 3_600, handle: async ({ id }) => `ok ${id}` }),
+      schedule: { cron: '0 3 * * *', timezone: 'Europe/Paris' },
+    };
     t = await testEngine('slack_operator', [flaky, heldWorkflow, limited], async (db) => {
       await createItems(db, 20, 'flaky_items');
       await createItems(db, 5, 'held_items');
@@ -173,6 +176,14 @@ describe('what an operator reads in Slack', () => {
     const second = messageText(await stub.waitFor('chat.postEphemeral', (c) => c.body.user === 'UVIEW', { since: mark, what: 'the second plan' }));
     assert.match(second, /nothing pending/);
     assert.match(second, /refused by the rate limit until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (59 min \d\d s|1 h 00 min)\)/);
+  });
+
+  test('schedules: each scheduled workflow with its next start', async () => {
+    const since = stub.mark();
+    await command('UVIEW', 'schedules');
+    const answer = messageText(await stub.waitFor('chat.postEphemeral', (c) => c.body.user === 'UVIEW', { since, what: 'schedules' }));
+    assert.match(answer, /Schedules/);
+    assert.match(answer, /9303 limited: "0 3 \* \* \*" in Europe\/Paris; next start \d{4}-\d\d-\d\d 0[12]:00:00 UTC \(in /);
   });
 
   test('whoami: the role and the grants that give it', async () => {

@@ -3,7 +3,7 @@ import { formatDelta, formatNumber, formatWork, metricChanges, numeric, statusWo
 import type { FailedItem } from '../engine/store.ts';
 import { oneLine } from '../lib/one-line.ts';
 import { personLabel } from '../lib/person.ts';
-import { renderPlan, whoamiLines } from '../commands/plan-text.ts';
+import { renderPlan, scheduleLine, whoamiLines } from '../commands/plan-text.ts';
 import type { CommandResult, RunFinished, RunView, WorkflowView } from '../commands/results.ts';
 import type { HealthReport } from '../engine/monitor.ts';
 
@@ -53,6 +53,10 @@ export function renderResult(result: CommandResult | RunFinished): string {
       return renderPlan(result.plan);
     case 'whoami':
       return whoamiLines(result.whoami).join('\n');
+    case 'schedules':
+      return result.schedules.length === 0
+        ? "no workflow is scheduled (a module's `schedule`, or WORKFLOW_SCHEDULES)"
+        : result.schedules.map((s) => scheduleLine(s)).join('\n');
   }
 }
 

@@ -6,6 +6,7 @@ import type { ChatClient } from '../chat/slack/notifier.ts';
 import { monitorEventMessage } from '../chat/blocks/health.ts';
 import { Adopter } from '../engine/adoption.ts';
 import { ContinuousStarter } from '../engine/continuous.ts';
+import { Scheduler } from '../engine/scheduler.ts';
 import { Dispatcher } from '../engine/dispatcher.ts';
 import { Joiner } from '../engine/join.ts';
 import type { ActiveRun, RunSummary } from '../engine/engine.ts';
@@ -63,6 +64,14 @@ export async function serve(app: App): Promise<number> {
       app.log.warn({ workflowId: id }, 'WORKFLOW_CONTINUOUS lists a workflow that is not continuous here (not loaded, or its module ignores the setting)');
   }
   await continuous.start();
+  // Scheduled workflows: the leading instance starts them on time (src/engine/scheduler.ts).
+  const scheduler = new Scheduler({
+    engine: app.engine,
+    connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString,
+    workflows: app.registry.all(),
+    log: app.log,
+  });
+  await scheduler.start();
   app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
   app.engine.on('run-ended', (summary: RunSummary) => app.log.info({ runId: summary.run.id, outcome: summary.outcome }, 'run ended'));
 
@@ -140,6 +149,7 @@ export async function serve(app: App): Promise<number> {
   await stopped;
   await app.monitor.close();
   await continuous.close();
+  await scheduler.close();
   return shutDown(app, dispatcher, adopter, joiner, closeSurface);
 }
 

@@ -26,6 +26,7 @@ export type Command =
   | { verb: 'pause'; workflow: string }
   | { verb: 'resume'; workflow: string }
   | { verb: 'plan'; workflow: string }
+  | { verb: 'schedules' }
   | { verb: 'whoami' }
   | { verb: 'help'; topic?: string }
   | { verb: 'serve' }
@@ -167,6 +168,8 @@ const SCHEMAS: Readonly<Record<VerbWord, () => z.ZodType<Command>>> = {
   resume: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'resume', workflow: o.workflow })),
 
   plan: () => z.object({ workflow: workflowRef }).transform((o): Command => ({ verb: 'plan', workflow: o.workflow })),
+
+  schedules: () => z.object({}).transform((): Command => ({ verb: 'schedules' })),
 
   whoami: () => z.object({}).transform((): Command => ({ verb: 'whoami' })),
 

@@ -1,6 +1,6 @@
 import { personLabel } from '../lib/person.ts';
 import { relativeTime, spanText, utcText } from '../lib/relative-time.ts';
-import type { PlanView, WhoamiView } from './results.ts';
+import type { PlanView, ScheduleView, WhoamiView } from './results.ts';
 
 // `plan` and `whoami` in words, the same on every surface: the CLI prints
 // these lines, the chat sets them in blocks (src/chat/blocks/plan.ts).
@@ -62,4 +62,16 @@ export function whoamiLines(w: WhoamiView, who: (stored: string) => string = per
     }
   }
   return lines;
+}
+
+/** One scheduled workflow: its cron in its zone, the next start (absolute and relative), paused or not. */
+export function scheduleLine(s: ScheduleView, now: Date = new Date(), who: (stored: string) => string = personLabel): string {
+  const next =
+    s.next === null
+      ? 'never again'
+      : s.overdue
+        ? `overdue since ${utcText(s.next)}: the leading instance starts its catch-up run`
+        : `${utcText(s.next)} (${relativeTime(s.next, now)})`;
+  const paused = s.paused ? `; paused${s.paused.by ? ` by ${who(s.paused.by)}` : ''}: its ticks start nothing until \`resume ${s.workflowId}\`` : '';
+  return `${s.workflowId} ${s.workflowName}: "${s.cron}" in ${s.timezone}; next start ${next}${paused}`;
 }

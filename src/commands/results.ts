@@ -88,6 +88,21 @@ export interface PlanView {
     | { start: false; reason: 'paused'; by: string | null };
 }
 
+/** `schedules`: a scheduled workflow and its next start. */
+export interface ScheduleView {
+  workflowId: number;
+  workflowName: string;
+  cron: string;
+  timezone: string;
+  /** The next tick the scheduler acts on; null if the cron never fires again. */
+  next: string | null;
+  /** That tick has passed (no instance served): the leader starts its catch-up run at its next look. */
+  overdue: boolean;
+  /** The latest tick acted on; null before a serving instance first saw the schedule. */
+  lastTick: string | null;
+  paused: { by: string | null; at: string | null } | null;
+}
+
 /** `whoami`: who the surface says you are, your role, and the grants that give it. */
 export interface WhoamiView {
   actor: string;
@@ -114,6 +129,7 @@ export type CommandResult =
   | { kind: 'help'; text: string }
   | { kind: 'health'; report: HealthReport }
   | { kind: 'plan'; plan: PlanView }
+  | { kind: 'schedules'; schedules: ScheduleView[] }
   | { kind: 'whoami'; whoami: WhoamiView }
   | { kind: 'done'; message: string };
 

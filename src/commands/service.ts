@@ -11,7 +11,8 @@ import type { Grant } from '../access-grants.ts';
 import { highestRole, requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
 import type { Health } from './health.ts';
-import type { CommandResult, PlanView, RefusalReason, RunView } from './results.ts';
+import { nextTick } from '../lib/cron.ts';
+import type { CommandResult, PlanView, RefusalReason, RunView, ScheduleView } from './results.ts';
 import type { RunViews } from './run-views.ts';
 
 /** Who asked, and through which surface: every audit entry names both. */
@@ -164,6 +165,8 @@ export class CommandService {
       case 'pause':
       case 'resume':
         return this.setPaused(command.workflow, command.verb === 'pause', actor, surface);
+      case 'schedules':
+        return { kind: 'schedules', schedules: await this.schedules() };
       case 'plan':
         return this.plan(command.workflow, actor, surface);
       case 'help':
@@ -433,8 +436,8 @@ export class CommandService {
     const action = paused ? 'pause' : 'resume';
     const workflow = this.workflows.find(ref);
     if (!workflow) return this.unknownWorkflow(ref, actor, action, surface);
-    if (!workflow.continuous) {
-      const message = `workflow ${workflow.id} (${workflow.name}) is not continuous: it runs only when asked (\`run ${workflow.id}\`), so there is nothing to ${action}`;
+    if (!workflow.continuous && !workflow.schedule) {
+      const message = `workflow ${workflow.id} (${workflow.name}) is neither continuous nor scheduled: it runs only when asked (\`run ${workflow.id}\`), so there is nothing to ${action}`;
       await this.audit(actor, action, 'refused', { workflowId: workflow.id, reason: message, details: { refusal: 'not_continuous' } });
       return { kind: 'refused', reason: 'not_continuous', message, workflowId: workflow.id };
     }
@@ -447,6 +450,33 @@ export class CommandService {
       ? `${before.paused ? `${name} was already paused; it stays paused` : `${name} paused`}: new work starts no run until \`resume ${workflow.id}\`${(await this.engine.store.runsInProgress()).some((r) => r.workflow_id === workflow.id) ? ' (the run going now goes on; `stop` it to end it)' : ''}`
       : `${before.paused ? `${name} resumed` : `${name} was not paused`}: new work starts runs again (pending work now, once the rate limit allows)`;
     return { kind: 'done', message };
+  }
+
+  /** Each scheduled workflow with its next start, as the scheduler would see it now. */
+  private async schedules(): Promise<ScheduleView[]> {
+    const states = await this.engine.store.scheduleStates();
+    const pauses = await this.engine.store.pauseStates();
+    const now = new Date();
+    const views: ScheduleView[] = [];
+    for (const w of this.workflows.all()) {
+      if (!w.schedule) continue;
+      const timezone = w.schedule.timezone ?? 'UTC';
+      const state = states.get(w.id);
+      // A state kept for another cron starts again from now, as the scheduler does.
+      const from = state && state.cron === w.schedule.cron && state.timezone === timezone ? state.lastTick : now;
+      const next = nextTick({ cron: w.schedule.cron, timezone }, from);
+      views.push({
+        workflowId: w.id,
+        workflowName: w.name,
+        cron: w.schedule.cron,
+        timezone,
+        next: next?.toISOString() ?? null,
+        overdue: next !== null && next.getTime() <= now.getTime(),
+        lastTick: state ? state.lastTick.toISOString() : null,
+        paused: pausedView(pauses.get(w.id)),
+      });
+    }
+    return views;
   }
 
   private whoami(actor: Actor): CommandResult {

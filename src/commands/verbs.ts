@@ -19,6 +19,7 @@ export type VerbWord =
   | 'pause'
   | 'resume'
   | 'plan'
+  | 'schedules'
   | 'whoami'
   | 'help'
   | 'serve'
@@ -93,13 +94,13 @@ export const VERBS: Readonly<Record<VerbWord, VerbInfo>> = {
     positionals: [{ key: 'workflow', label: '<workflow>' }],
     options: {},
     synopsis: 'pause <workflow>',
-    summary: 'stop starting a continuous workflow when new work arrives',
+    summary: 'stop starting a continuous or scheduled workflow by itself',
   },
   resume: {
     positionals: [{ key: 'workflow', label: '<workflow>' }],
     options: {},
     synopsis: 'resume <workflow>',
-    summary: 'start a paused continuous workflow again when new work arrives',
+    summary: 'let a paused continuous or scheduled workflow start by itself again',
   },
   plan: {
     positionals: [{ key: 'workflow', label: '<workflow>' }],
@@ -107,6 +108,12 @@ export const VERBS: Readonly<Record<VerbWord, VerbInfo>> = {
     synopsis: 'plan <workflow>',
     summary: 'what a run would do now: expected work per step, how long it should take, whether it would start',
     notes: ['A dry run: nothing is started or changed (the request is audited).'],
+  },
+  schedules: {
+    positionals: [],
+    options: {},
+    synopsis: 'schedules',
+    summary: 'scheduled workflows: their cron, time zone and next start',
   },
   whoami: {
     positionals: [],

@@ -129,6 +129,15 @@ export interface HandledActionsTable {
   handled_at: Generated<Date>;
 }
 
+/** The latest tick of a workflow's schedule that was acted on (migrations/0030_schedules.ts). */
+export interface WorkflowSchedulesTable {
+  workflow_id: number;
+  cron: string;
+  timezone: string;
+  last_tick: Timestamp;
+  updated_at: Generated<Date>;
+}
+
 export interface AuditLogTable {
   id: Generated<number>;
   at: Generated<Date>;
@@ -162,6 +171,7 @@ export interface EngineTables {
   workflow_run_audit: WorkflowRunAuditView;
   run_messages: RunMessagesTable;
   handled_actions: HandledActionsTable;
+  workflow_schedules: WorkflowSchedulesTable;
 }
 
 export type RunRow = Selectable<WorkflowRunsTable>;

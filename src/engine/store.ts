@@ -4,6 +4,8 @@ import * as chat from '../db/queries/chat.ts';
 import * as continuous from '../db/queries/continuous.ts';
 import { failedItems, type FailedItem } from '../db/queries/failures.ts';
 import * as runs from '../db/queries/runs.ts';
+import * as schedules from '../db/queries/schedules.ts';
+import type { ScheduleState } from '../db/queries/schedules.ts';
 import * as stats from '../db/queries/stats.ts';
 import { recentBatchPace } from '../db/queries/throughput.ts';
 import type { ExpectedWork, RunRow } from '../db/schema.ts';
@@ -88,6 +90,13 @@ export class Store {
 
   audit(entry: AuditEntry): Promise<number> {
     return appendAudit(this.db, entry);
+  }
+
+  // ── Schedules ──
+
+  /** The schedules' state: the latest tick acted on, per workflow. */
+  scheduleStates(): Promise<Map<number, ScheduleState>> {
+    return schedules.scheduleStates(this.db);
   }
 
   // ── Pause switches of continuous workflows ──

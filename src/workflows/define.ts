@@ -2,6 +2,7 @@ import type { Kysely, Migration, SelectQueryBuilder, Transaction } from 'kysely'
 import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { Config } from '../config.ts';
+import type { Schedule } from '../lib/cron.ts';
 
 export { OverloadError } from '../lib/overload.ts';
 
@@ -142,6 +143,13 @@ export interface WorkflowDefinition<DB = any> {
   batchSize?: number;
   /** Start runs when new work arrives (see ContinuousOptions). */
   continuous?: ContinuousOptions;
+  /**
+   * Start a global_batch on a cron schedule, in a time zone (UTC when
+   * absent), e.g. { cron: '0 3 * * *', timezone: 'Europe/Paris' }; the
+   * leading serving instance starts it under the usual rules, as `schedule`
+   * (docs/workflows.md, "Schedules"). WORKFLOW_SCHEDULES overrides it.
+   */
+  schedule?: Schedule;
   /** External services to probe for the health monitor. */
   services?: ExternalService[];
   /** The workflow's own schema (its domain tables), applied at start-up in its own history (see WorkflowMigrations). */
@@ -202,10 +210,11 @@ export function defineStep<DB, Input extends object, Output>(step: StepDefinitio
 
 /** A definition with every default filled in, as the engine uses it. */
 export type ResolvedWorkflow<DB = any> = Required<
-  Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'services' | 'migrations' | 'maxAdoptions' | 'runConcurrency'>
+  Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'schedule' | 'services' | 'migrations' | 'maxAdoptions' | 'runConcurrency'>
 > & {
   description: string;
   continuous: ContinuousOptions | undefined;
+  schedule: Schedule | undefined;
   services: ExternalService[];
   /** undefined: the engine's WORKFLOW_MAX_ADOPTIONS. */
   maxAdoptions: number | undefined;
@@ -225,6 +234,7 @@ export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): Resolve
     retryBackoffMs: 1_000,
     batchSize: 500,
     continuous: undefined,
+    schedule: undefined,
     services: [],
     adopt: true,
     maxAdoptions: undefined,

@@ -8,6 +8,7 @@ import { oneLine } from '../lib/one-line.ts';
 import { resolveDefaults, type ResolvedWorkflow, type WorkflowDefinition, type WorkflowEnvironment } from './define.ts';
 import { registerWorkflowModuleHooks } from './module-hooks.ts';
 import postingsWorkflow from './postings/index.ts';
+import { scheduleProblem } from '../lib/cron.ts';
 
 // Where workflows come from (WORKFLOW_MODULES, else the built-in example), the
 // check each must pass before the engine sees it, and their registration in
@@ -218,6 +219,13 @@ const workflowSchema = z.strictObject({
       table: z.string().regex(/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/, 'must be a plain table name (optionally schema.table)'),
       debounceMs: positiveInt.optional(),
       checkIntervalMs: positiveInt.optional(),
+    })
+    .optional(),
+  schedule: z
+    .strictObject({ cron: z.string().trim().min(1), timezone: z.string().trim().min(1).optional() })
+    .superRefine((schedule, ctx) => {
+      const problem = scheduleProblem(schedule);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
     })
     .optional(),
   services: z.array(z.strictObject({ name: z.string().trim().min(1), probe: fn('probe') })).optional(),

@@ -1,11 +1,11 @@
 import type { KnownBlock } from '@slack/types';
-import { estimateText, planTable, verdictText, whoamiLines } from '../../commands/plan-text.ts';
-import type { PlanView, WhoamiView } from '../../commands/results.ts';
+import { estimateText, planTable, scheduleLine, verdictText, whoamiLines } from '../../commands/plan-text.ts';
+import type { PlanView, ScheduleView, WhoamiView } from '../../commands/results.ts';
 import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
-import { context, esc, header, type Message, message, section, tableBlocks, who } from './primitives.ts';
+import { context, esc, header, linesBlocks, type Message, message, section, tableBlocks, who } from './primitives.ts';
 
-// `plan` (a dry run of a batch) and `whoami` as messages: the same words as
+// `plan` (a dry run of a batch), `schedules` and `whoami` as messages: the same words as
 // the CLI (src/commands/plan-text.ts), people as mentions.
 
 export function planMessage(plan: PlanView, now: Date): Message {
@@ -37,4 +37,13 @@ function escapeAllButMentions(text: string): string {
     .split(/(<@[UW][A-Z0-9]{2,20}>)/)
     .map((part, i) => (i % 2 === 1 ? part : esc(part)))
     .join('');
+}
+
+export function schedulesMessage(schedules: ScheduleView[], now: Date): Message {
+  if (schedules.length === 0) return message('No workflow is scheduled', [section('No workflow is scheduled.')]);
+  const lines = schedules.map((s) => `🗓️ ${escapeAllButMentions(scheduleLine(s, now, who))}`);
+  return message(`${schedules.length} scheduled workflow${schedules.length === 1 ? '' : 's'}`, [
+    header('Schedules'),
+    ...linesBlocks(lines, L.messageBlocks - 1, 'schedules'),
+  ]);
 }

@@ -4,7 +4,7 @@ import { truncate } from '../../lib/truncate.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { healthMessage } from './health.ts';
 import { historyMessage, runsMessage, workflowsMessage } from './lists.ts';
-import { planMessage, whoamiMessage } from './plan.ts';
+import { planMessage, schedulesMessage, whoamiMessage } from './plan.ts';
 import { codeBlock, context, esc, message, type Message, namesOf, section, textBlocks, who } from './primitives.ts';
 import { refusedMessage } from './refusals.ts';
 import { runMessage } from './run.ts';
@@ -105,5 +105,7 @@ function build(result: CommandResult, now: Date, workflowId: number | undefined)
       return planMessage(result.plan, now);
     case 'whoami':
       return whoamiMessage(result.whoami);
+    case 'schedules':
+      return schedulesMessage(result.schedules, now);
   }
 }
