@@ -186,6 +186,111 @@ describe('what an operator reads in Slack', () => {
     assert.match(answer, /9303 limited: "0 3 \* \* \*" in Europe\/Paris; next start \d{4}-\d\d-\d\d 0[12]:00:00 UTC \(in /);
   });
 
+  test('the run dialog: /workflow alone opens it; invalid input is shown in it; a submission runs through the same path, access check and audit', async () => {
+    let since = stub.mark();
+    await command('UOPER', '');
+    const dialog = await stub.waitFor('views.open', () => true, { since, what: 'the dialog' });
+    const view = dialog.body.view as {
+      type: string;
+      callback_id: string;
+      private_metadata: string;
+      blocks: { block_id?: string; element?: { options?: { text: { text: string }; value: string }[] } }[];
+    };
+    assert.equal(view.type, 'modal');
+    const picker = view.blocks.find((b) => b.block_id === 'workflow')!.element!.options!;
+    assert.ok(
+      picker.some((o) => o.value === String(HELD) && /^9302 held · pending: process \d+$/.test(o.text.text)),
+      JSON.stringify(picker),
+    );
+    assert.ok(!view.blocks.some((b) => b.block_id === 'force'), 'no force for an operator');
+    since = stub.mark();
+    await command('UADMIN', 'run');
+    const adminView = (await stub.waitFor('views.open', () => true, { since, what: "the admin's dialog" })).body.view as { blocks: { block_id?: string }[] };
+    assert.ok(
+      adminView.blocks.some((b) => b.block_id === 'force'),
+      'force for an admin',
+    );
+
+    const submit = async (user: string, values: Record<string, unknown>) => {
+      const payload = {
+        type: 'view_submission',
+        team: { id: 'T0TEST', domain: 'test' },
+        user: { id: user, username: NAMES[user], name: NAMES[user], team_id: 'T0TEST' },
+        api_app_id: 'A0TEST',
+        token: 'verification-token-unused',
+        trigger_id: `${Date.now()}.${Math.random()}`,
+        view: {
+          id: 'V1',
+          type: 'modal',
+          callback_id: view.callback_id,
+          private_metadata: view.private_metadata,
+          state: { values },
+          team_id: 'T0TEST',
+          app_id: 'A0TEST',
+        },
+      };
+      return postSigned(url, new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), FORM, { secret: SECRET });
+    };
+    const values = (workflow: number, mode: string, target: string | null, force = false) => ({
+      workflow: { value: { type: 'static_select', selected_option: { value: String(workflow) } } },
+      mode: { value: { type: 'static_select', selected_option: { value: mode } } },
+      target: { value: { type: 'plain_text_input', value: target } },
+      ...(force ? { force: { value: { type: 'checkboxes', selected_options: [{ value: 'force' }] } } } : {}),
+    });
+
+    // Invalid: shown in the dialog, nothing run.
+    const before = Number((await sql<{ n: number }>`SELECT count(*)::int AS n FROM workflow_runs`.execute(t.db)).rows[0]!.n);
+    const invalid = await submit('UOPER', values(FLAKY, 'single_subject', null));
+    assert.equal(invalid.status, 200);
+    assert.deepEqual(JSON.parse(invalid.text), {
+      response_action: 'errors',
+      errors: { target: 'single_subject needs the subject id (a positive whole number).' },
+    });
+    const both = JSON.parse((await submit('UOPER', values(FLAKY, 'global_batch', '12'))).text);
+    assert.equal(both.response_action, 'errors');
+    assert.match(both.errors.target, /global_batch takes no id/);
+
+    // An operator who adds force (the dialog never offered it): refused by the access check, audited.
+    since = stub.mark();
+    await submit('UOPER', values(FLAKY, 'global_batch', null, true));
+    await stub.waitFor('chat.postEphemeral', (c) => c.body.user === 'UOPER' && /needs the admin role/.test(messageText(c)), {
+      since,
+      what: 'the permission refusal',
+    });
+    const denied = await t.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('actor', '=', 'UOPER (olga)')
+      .where('action', '=', 'force')
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
+    assert.equal(denied.outcome, 'refused');
+    assert.equal(Number((await sql<{ n: number }>`SELECT count(*)::int AS n FROM workflow_runs`.execute(t.db)).rows[0]!.n), before);
+
+    // Valid: a run of that workflow, requested by the user, reported in the channel the dialog came from.
+    await sql`UPDATE flaky_items SET result = NULL WHERE id > 12`.execute(t.db);
+    since = stub.mark();
+    const ok = await submit('UOPER', values(FLAKY, 'global_batch', null));
+    assert.equal(ok.status, 200);
+    assert.equal(ok.text, '');
+    const run = await eventually(
+      () => t.db.selectFrom('workflow_runs').selectAll().where('workflow_id', '=', FLAKY).where('id', '>', before).executeTakeFirst(),
+      'the dialog run',
+      15_000,
+    );
+    assert.equal(run.requested_by, 'UOPER (olga)');
+    assert.equal(run.notify_channel, OPS);
+    await stub.waitFor('chat.postMessage', (c) => c.body.channel === OPS && c.body.text.includes(`Run #${run.id} `), { since, what: 'its run message' });
+    const accepted = await t.db.selectFrom('audit_log').selectAll().where('run_id', '=', run.id).where('outcome', '=', 'accepted').executeTakeFirstOrThrow();
+    assert.equal(accepted.actor, 'UOPER (olga)');
+    assert.equal(accepted.source, 'slack');
+  });
+
+  test('every message and view the app sent passed the Block Kit check', () => {
+    assert.ok(stub.callsTo('views.open').length > 0);
+    assert.deepEqual(stub.problems, []);
+  });
+
   test('whoami: the role and the grants that give it', async () => {
     const since = stub.mark();
     await command('UOPER', 'whoami');

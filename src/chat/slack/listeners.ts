@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { App } from '@slack/bolt';
-import type { HomeView } from '@slack/types';
+import type { HomeView, ModalView } from '@slack/types';
 import type { CommandResult, RunView } from '../../commands/results.ts';
 import type { ButtonAction, CommandService } from '../../commands/service.ts';
 import type { Logger } from '../../log.ts';
@@ -8,6 +8,7 @@ import { buttonAction, namedTargets } from '../blocks/buttons.ts';
 import { homeView } from '../blocks/home.ts';
 import { resultMessage } from '../blocks/result.ts';
 import { actorId, type ActorResolver } from './actor.ts';
+import { DIALOG_CALLBACK_ID, handleSubmission, openRunDialog, readSubmission, type ViewSubmissionPayload, wantsDialog } from './dialog.ts';
 
 // Slack in, command service out. The Bolt listeners only acknowledge and hand
 // the payload to the plain functions below, which tests can call directly.
@@ -18,7 +19,7 @@ export interface ReplyClient {
     postEphemeral(args: { channel: string; user: string; text: string; blocks?: unknown[] }): Promise<unknown>;
     postMessage(args: { channel: string; text: string; blocks?: unknown[] }): Promise<unknown>;
   };
-  views: { publish(args: { user_id: string; view: HomeView }): Promise<unknown> };
+  views: { publish(args: { user_id: string; view: HomeView }): Promise<unknown>; open(args: { trigger_id: string; view: ModalView }): Promise<unknown> };
 }
 
 export interface SlackDeps {
@@ -191,7 +192,25 @@ function failure(error: unknown): CommandResult {
 export function registerListeners(app: App, deps: SlackDeps, command = '/workflow'): void {
   app.command(command, async ({ ack, command: payload, respond }) => {
     await ack();
-    await handleSlashCommand(deps, payload, respond as Respond).catch((error: unknown) => deps.log.error({ err: error }, 'slash command reply failed'));
+    // `/workflow` alone or `/workflow run`: the run dialog (src/chat/slack/dialog.ts).
+    const work =
+      wantsDialog(payload.text) && payload.trigger_id
+        ? openRunDialog(deps, payload, (result, channel) => reply(deps, { user: payload.user_id, channel, respond: respond as Respond }, result))
+        : handleSlashCommand(deps, payload, respond as Respond);
+    await work.catch((error: unknown) => deps.log.error({ err: error }, 'slash command reply failed'));
+  });
+
+  // The run dialog's submission: errors are answered in the ack (the dialog stays open); a command runs after it.
+  app.view(DIALOG_CALLBACK_ID, async ({ ack, body }) => {
+    const submitted = readSubmission(body as unknown as ViewSubmissionPayload);
+    if ('errors' in submitted) {
+      await ack({ response_action: 'errors', errors: submitted.errors });
+      return;
+    }
+    await ack();
+    await handleSubmission(deps, body as unknown as ViewSubmissionPayload, submitted.text, submitted.channel, (result, channel) =>
+      reply(deps, { user: body.user.id, channel }, result),
+    ).catch((error: unknown) => deps.log.error({ err: error }, 'run dialog reply failed'));
   });
 
   // Every block action, ours or not: one this app did not write is answered and audited, not left unacknowledged.
