@@ -21,6 +21,8 @@ export interface CallsStub {
   hold(): void;
   /** Answers every held call and stops holding. */
   release(): void;
+  /** Answers the calls held for one process; others stay held, and new calls are still held. */
+  answerHeld(pid: number): void;
   /** The calls held (not answered yet), by process. */
   heldBy(pid: number): number;
   close(): Promise<void>;
@@ -61,6 +63,9 @@ export async function startCallsStub(options: { delayMs?: number } = {}): Promis
       holding = false;
       for (const res of [...held.keys()]) res.end('ok');
       held.clear();
+    },
+    answerHeld(pid: number) {
+      for (const [res, from] of [...held]) if (from === pid) res.end('ok');
     },
     heldBy(pid: number) {
       return [...held.values()].filter((p) => p === pid).length;
