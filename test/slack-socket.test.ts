@@ -23,8 +23,6 @@ const APP_TOKEN = 'xapp-1-A0TEST-1-socketmodetest';
 const BOT_TOKEN = 'xoxb-0-socketmodetest';
 const CHANNEL = 'C0OPS';
 const USER = 'U0OPERATOR';
-/** Slack redelivers an envelope that is not acknowledged within 3 seconds. */
-const SLACK_ACK_DEADLINE_MS = 3_000;
 
 interface Envelope {
   envelope_id: string;
@@ -255,9 +253,9 @@ describe('Socket Mode', () => {
   test('`/workflow run 3001` is acknowledged by envelope_id over the socket, then runs, and the channel hears of it', async () => {
     const mark = stub.mark();
     const envelope = slashCommandEnvelope('run 3001');
-    const { ack, ms } = await socket.send(envelope);
+    // How fast is bench/slack-ack.ts's question (Slack redelivers after 3 s); here: acknowledged, once.
+    const { ack } = await socket.send(envelope);
     assert.equal(ack.envelope_id, envelope.envelope_id);
-    assert.ok(ms < SLACK_ACK_DEADLINE_MS, `acknowledged after ${ms.toFixed(0)} ms`);
     // Acknowledged exactly once.
     assert.equal(socket.acks.filter((a) => a.envelope_id === envelope.envelope_id).length, 1);
 
