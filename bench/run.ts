@@ -484,6 +484,13 @@ function figuresTable(): string {
     }
   }
 
+  // concurrency 'auto' against servers of capacity C (bench/adaptive.ts): its rows as it prints them.
+  const adaptive = get('adaptive');
+  if (adaptive) {
+    if (adaptive.result) rows.push(...figuresOf(adaptive.result));
+    else rows.push(['adaptive concurrency against a server of capacity C', missing('adaptive'), '≥ 90%, ≤ 100 ms, no 503, no timeout', '']);
+  }
+
   // Stop latency and kill-to-restart (bench/stop-latency.ts, bench/kill-restart.ts,
   // written with the operations work). Rows of their own `figures` when they print them.
   const stop = get('stop-latency');

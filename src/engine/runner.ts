@@ -64,13 +64,8 @@ export interface RunnerOptions {
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
-/**
- * One feeder waits on each claim's two statements in turn and cannot keep a
- * fast workflow's queue full; with three, a page is claimed while the pool
- * still has two to work on (bench/noop-engine.ts; the A/B figures are in
- * bench/RESULTS.md).
- */
-const FEEDERS_PER_STEP = 3;
+/** One feeder waits on each claim's two statements in turn and cannot keep a fast workflow's queue full; two can (bench/noop-engine.ts). */
+const FEEDERS_PER_STEP = 2;
 /**
  * Handler calls started in one turn of the event loop, at most. Calls started
  * together are answered together, so with 500 slow calls in flight an
