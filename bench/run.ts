@@ -93,6 +93,24 @@ const CASES: Case[] = [
   { name: 'slack-body-limit', script: 'bench/slack-body-limit.ts', args: () => [], kind: 'figures' },
   { name: 'stop-latency', script: 'bench/stop-latency.ts', args: () => [], kind: 'figures', optional: true },
   { name: 'kill-restart', script: 'bench/kill-restart.ts', args: () => [], kind: 'figures', optional: true },
+  // SIGKILL of a run's owner among three `serve` processes → another adopts the run (detection included).
+  { name: 'adoption', script: 'bench/adoption.ts', args: () => ['--kills', '10'], kind: 'figures', optional: true },
+  // The no-op engine at the commit before adoption against the last commit, interleaved (BENCH_BASE_REV overrides the base).
+  {
+    name: 'noop-versions',
+    script: 'bench/noop-versions.ts',
+    args: () => [
+      '--rev',
+      `${process.env.BENCH_BASE_REV ?? '78b38ff^'},HEAD`,
+      '--reps',
+      quick ? '3' : '5',
+      '--subjects',
+      String(subjects),
+      '--without-checkout',
+    ],
+    kind: 'figures',
+    slow: true,
+  },
   // CLI start-up against `node -e 0` (its own embedded server; DATABASE_URL is not used): bench/startup.ts.
   { name: 'startup', script: 'bench/startup.ts', args: () => ['--reps', quick ? '5' : '15'], kind: 'figures' },
 ];
