@@ -88,7 +88,13 @@ export class RunCoordinator {
   async close(cause: StopCause | null, graceMs: number): Promise<RunProgress | undefined> {
     if (this.timer) clearInterval(this.timer);
     if (cause?.kind === 'fenced' || cause?.kind === 'lock-lost') return undefined;
-    if (!(await hadParticipants(this.db, this.runId))) return undefined;
+    // A run whose connections were terminated (a force took it over) cannot
+    // coordinate anything: the end's fenced writes decide what it may still do.
+    const had = await hadParticipants(this.db, this.runId).catch((error: unknown) => {
+      this.log.warn({ err: error }, 'cannot look for participants; ending without them');
+      return false;
+    });
+    if (!had) return undefined;
     if (cause !== null) {
       const deadline = Date.now() + graceMs;
       while (Date.now() < deadline && (await participantsOf(this.db, this.runId)).some((r) => r.active)) {
