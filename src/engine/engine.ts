@@ -421,7 +421,9 @@ export class Engine extends EventEmitter {
       base: run.adopted?.progress,
       failed: run.adopted?.failed,
       careful: run.adopted?.careful,
-      verifyLock: () => lock.verify(),
+      // A lock connection that stays silent past two heartbeats (and at least 5 s, so a
+      // busy server is not mistaken for a partition) is not trusted to hold the lock.
+      verifyLock: () => lock.verify(Math.max(2 * this.options.heartbeatMs, 5_000)),
     });
     lock.onLost((error) => runner.abort({ kind: 'lock-lost', error: error.message }));
     lock.onControl((message) => {

@@ -23,13 +23,8 @@ export class RunLock {
 
   private constructor(client: pg.Client) {
     this.client = client;
-    const onLost = (error: Error) => {
-      if (this.lost || this.closed) return;
-      this.lost = true;
-      for (const listener of this.lostListeners) listener(error);
-    };
-    client.on('error', onLost);
-    client.on('end', () => onLost(new Error('lock connection ended')));
+    client.on('error', (error) => this.markLost(error));
+    client.on('end', () => this.markLost(new Error('lock connection ended')));
     client.on('notification', (message) => {
       if (message.channel !== CONTROL_CHANNEL || !message.payload) return;
       try {
@@ -39,6 +34,12 @@ export class RunLock {
         // Not ours to interpret.
       }
     });
+  }
+
+  private markLost(error: Error): void {
+    if (this.lost || this.closed) return;
+    this.lost = true;
+    for (const listener of this.lostListeners) listener(error);
   }
 
   static async connect(connectionString: string, applicationName: string): Promise<RunLock> {
@@ -67,14 +68,32 @@ export class RunLock {
     return ok;
   }
 
-  /** Whether the lock is still ours: the connection answers. Checked before a run's last writes. */
-  async verify(): Promise<boolean> {
+  /**
+   * Whether the lock is still ours: the connection answers within
+   * `timeoutMs`. Checked before a run's last writes and when ownership is in
+   * doubt. A connection that stays silent (a network partition sends no
+   * reset) counts as lost: the server may have ended the session and freed
+   * the lock long ago, and waiting for TCP to give up takes minutes.
+   */
+  async verify(timeoutMs = 5_000): Promise<boolean> {
     if (this.lost || this.closed) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<'silent'>((resolve) => {
+      timer = setTimeout(() => resolve('silent'), timeoutMs);
+    });
     try {
-      await this.client.query('SELECT 1');
+      const answer = await Promise.race([this.client.query('SELECT 1').then(() => 'answered' as const), silent]);
+      if (answer === 'silent') {
+        this.markLost(new Error(`lock connection silent for ${timeoutMs} ms`));
+        // Its socket is dropped so the pending query settles and nothing more is sent on it.
+        (this.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+        return false;
+      }
       return !this.lost;
     } catch {
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
