@@ -5,6 +5,7 @@ import { ensureEmbeddedDatabase } from './db/embedded.ts';
 import { applyGrants, checkAppRole, currentRole, grantsNeeded } from './db/grants.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { ensureWorkTrigger } from './db/queries/continuous.ts';
+import { clearFingerprint, recordFingerprint, storedFingerprint } from './db/queries/setup-fingerprint.ts';
 import { createCommands, type Commands } from './commands/commands.ts';
 import { Engine } from './engine/engine.ts';
 import { HealthMonitor } from './engine/monitor.ts';
@@ -14,6 +15,7 @@ import type { Logger } from './log.ts';
 import { checkWorkflowQueries } from './workflows/check-queries.ts';
 import { migrateWorkflows } from './workflows/module-migrations.ts';
 import { loadWorkflows, syncWorkflows, type WorkflowRegistry } from './workflows/registry.ts';
+import { setupFingerprint } from './workflows/setup-fingerprint.ts';
 
 /** Everything a surface needs, wired once: database, schema, workflows, engine, and the command layer's parts. */
 export interface App extends Commands {
@@ -38,20 +40,20 @@ const FIGURES_STATEMENT_TIMEOUT_MS = 4_000;
 /**
  * After migrating as the owner, gives the app's role (DATABASE_URL's) its
  * grants when something is missing (new tables, a fresh role), and warns when
- * that role could rewrite the audit log anyway.
+ * that role could rewrite the audit log anyway (then false).
  */
-async function grantAppRole(setup: Db, connectionString: string, log: Logger): Promise<void> {
-  const role = await roleOf(connectionString);
-  if (role === (await currentRole(setup)).role) return;
+async function grantAppRole(setup: Db, role: string, log: Logger): Promise<boolean> {
+  if (role === (await currentRole(setup)).role) return true;
   const check = await checkAppRole(setup, role);
   if (check.problem) {
     log.warn({ role }, `DATABASE_URL's role can rewrite the audit log: ${check.problem} (docs/security.md, The database)`);
-    return;
+    return false;
   }
   if (await grantsNeeded(setup, role)) {
     await applyGrants(setup, role);
     log.info({ role }, "granted the app's role its privileges (workflow db grants prints them)");
   }
+  return true;
 }
 
 /** The role a connection string logs in as: its user, or (none given) what the server says. */
@@ -92,16 +94,29 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const setupPool = createPool({ connectionString: migrationConnectionString, applicationName: 'workflow-setup', max: 1 });
   const setup = createKysely(setupPool);
   try {
-    await migrateToLatest(setup);
-    // A broken module is refused before it is registered: its own migrations
-    // first (its queries read their tables), then its queries, LIMIT 0 and
-    // rolled back. Only the module's migrations may have written by then.
-    await migrateWorkflows(setup, registry);
-    await checkWorkflowQueries(setup, registry);
-    await syncWorkflows(setup, registry);
-    // Made by the owner: the app's role may not create functions or triggers.
-    for (const w of registry.all()) if (w.continuous) await ensureWorkTrigger(setup, w.id, w.continuous.table);
-    if (migrationConnectionString !== connectionString) await grantAppRole(setup, connectionString, log);
+    const appRole = migrationConnectionString !== connectionString ? await roleOf(connectionString) : undefined;
+    // The same code, on a database it set up last: nothing below would
+    // change anything, so one SELECT replaces it (src/workflows/setup-fingerprint.ts).
+    const [fingerprint, stored] = await Promise.all([setupFingerprint(setup, registry, appRole), storedFingerprint(setup)]);
+    if (fingerprint !== undefined && fingerprint === stored) {
+      log.debug({ fingerprint }, 'setup fingerprint matches: migrations, query checks, sync, triggers and grants skipped');
+    } else {
+      log.debug({ fingerprint, stored }, 'setup fingerprint differs: running the whole setup');
+      // No other process may skip the setup on the strength of the old one while this one changes things.
+      if (stored !== undefined) await clearFingerprint(setup);
+      await migrateToLatest(setup);
+      // A broken module is refused before it is registered: its own migrations
+      // first (its queries read their tables), then its queries, LIMIT 0 and
+      // rolled back. Only the module's migrations may have written by then.
+      await migrateWorkflows(setup, registry);
+      await checkWorkflowQueries(setup, registry);
+      await syncWorkflows(setup, registry);
+      // Made by the owner: the app's role may not create functions or triggers.
+      for (const w of registry.all()) if (w.continuous) await ensureWorkTrigger(setup, w.id, w.continuous.table);
+      const granted = appRole === undefined || (await grantAppRole(setup, appRole, log));
+      // Not recorded after a warning about the app's role: it is said at every start until fixed.
+      if (fingerprint !== undefined && granted) await recordFingerprint(setup, fingerprint);
+    }
   } finally {
     await setup.destroy();
   }

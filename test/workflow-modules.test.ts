@@ -321,6 +321,79 @@ export default defineWorkflow<any>({
   });
 });
 
+describe('the setup fingerprint', () => {
+  let fresh: TestDatabase;
+  before(async () => {
+    fresh = await createTestDatabase('modules_fingerprint');
+  });
+  after(async () => {
+    await fresh?.drop();
+  });
+
+  const module = (pending: string) => `
+import { defineStep, defineWorkflow, type Kysely } from 'workflow-chatops';
+export default defineWorkflow<any>({
+  id: 7401,
+  name: 'fingerprinted',
+  subject: 'thing',
+  migrations: './migrations',
+  steps: [defineStep<any, {}, {}>({ name: 'only', pending: (db: Kysely<any>) => ${pending}, handle: async () => ({}), save: async () => {} })],
+  metrics: (db: Kysely<any>) => db.selectFrom('widgets').select((eb) => eb.fn.countAll().as('widgets')),
+});
+`;
+  /** What openApp said about the setup, at debug level. */
+  const setupOf = async (file: string) => {
+    const result = await runCli(['workflows'], { DATABASE_URL: fresh.url, WORKFLOW_MODULES: file, LOG_LEVEL: 'debug', LOG_FORMAT: 'json' });
+    const said = result.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => (JSON.parse(line) as { msg: string }).msg);
+    const skipped = said.some((m) => m.startsWith('setup fingerprint matches'));
+    const ran = said.some((m) => m.startsWith('setup fingerprint differs'));
+    assert.notEqual(skipped, ran, result.stderr);
+    return { result, skipped };
+  };
+
+  test('an unchanged module skips the setup; a changed one runs it again, and a broken one is still refused, its file and step named', async () => {
+    const file = write('fingerprint/workflow.ts', module("db.selectFrom('widgets').select(['id as subject_id'])"));
+    write(
+      'fingerprint/migrations/0001_widgets.ts',
+      "import { sql, type Kysely } from 'workflow-chatops';\nexport const up = (db: Kysely<unknown>) => sql`CREATE TABLE widgets (id bigint, done boolean)`.execute(db);\n",
+    );
+    const first = await setupOf(file);
+    assert.equal(first.result.code, 0, first.result.stderr);
+    assert.equal(first.skipped, false, 'the first start sets the database up');
+    const second = await setupOf(file);
+    assert.equal(second.result.code, 0, second.result.stderr);
+    assert.equal(second.skipped, true, 'the same code on the same database skips it');
+
+    // The same module with a query that no longer runs: checked again, and refused.
+    write('fingerprint/workflow.ts', module("db.selectFrom('widgets').select(['id'])"));
+    for (let i = 0; i < 2; i++) {
+      const broken = await setupOf(file);
+      assert.equal(broken.skipped, false);
+      assert.equal(broken.result.code, 2, broken.result.stderr);
+      assert.match(broken.result.stderr, new RegExp(`workflow module ${escapeRegExp(file)}: .*step "only": pending: selects no subject_id column`));
+    }
+
+    // Changed again, and fine: checked once, then skipped.
+    write('fingerprint/workflow.ts', module("db.selectFrom('widgets').select(['id as subject_id']).where('done', 'is not', true)"));
+    assert.equal((await setupOf(file)).skipped, false);
+    assert.equal((await setupOf(file)).skipped, true);
+
+    // A new migration of the module's: applied, so the setup runs.
+    write(
+      'fingerprint/migrations/0002_widget_names.ts',
+      "import { sql, type Kysely } from 'workflow-chatops';\nexport const up = (db: Kysely<unknown>) => sql`ALTER TABLE widgets ADD COLUMN name text`.execute(db);\n",
+    );
+    const migrated = await setupOf(file);
+    assert.equal(migrated.skipped, false);
+    assert.equal(migrated.result.code, 0, migrated.result.stderr);
+    const applied = await runCli(['workflows'], { DATABASE_URL: fresh.url, WORKFLOW_MODULES: file });
+    assert.equal(applied.code, 0, applied.stderr);
+  });
+});
+
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

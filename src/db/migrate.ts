@@ -57,6 +57,11 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
+/** The engine's migrations' names, from the folder, without loading them. */
+export function engineMigrationNames(): Promise<string[]> {
+  return new FolderMigrationProvider(MIGRATIONS_DIR).names();
+}
+
 /**
  * Brings the schema up to date. Safe to call from several processes at once:
  * kysely's Migrator serialises them with its own lock table.

@@ -68,6 +68,25 @@ export async function checkWorkflowQueries<DB>(db: Kysely<DB>, registry: Workflo
   throw new WorkflowModuleError(file, `a query fails against the database: ${described.join('; ')}`);
 }
 
+/**
+ * The SQL and parameters of every statement queryProblems would run, in
+ * order: what a check depends on in the code, for the setup fingerprint
+ * (src/workflows/setup-fingerprint.ts). Undefined when a query cannot even be
+ * built, so that the check runs and says why.
+ */
+export function checkedStatements<DB>(db: Kysely<DB>, workflows: readonly ResolvedWorkflow<DB>[]): string[] | undefined {
+  try {
+    return workflows
+      .flatMap((workflow) => checksOf(workflow))
+      .map((check) => {
+        const { sql: text, parameters } = check.statement(db).compile(db);
+        return `${check.workflow.id} ${check.where}: ${text} ${JSON.stringify(parameters, (_key, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value))}`;
+      });
+  } catch {
+    return undefined;
+  }
+}
+
 function checksOf<DB>(workflow: ResolvedWorkflow<DB>): Check<DB>[] {
   const checks: Check<DB>[] = [{ workflow, where: 'metrics', statement: (db) => sql`SELECT * FROM (${workflow.metrics(db)}) AS q LIMIT 0` }];
   for (const step of workflow.steps) {

@@ -39,3 +39,9 @@ function provider(source: MigrationSource): MigrationProvider {
   const migrations: Record<string, Migration> = source.migrations;
   return { getMigrations: async () => migrations };
 }
+
+/** A workflow's migrations' names, without loading a folder's files: what its migration history depends on. */
+export async function migrationNames(source: MigrationSource): Promise<string[]> {
+  if ('folder' in source) return new FolderMigrationProvider(source.folder, MODULE_MIGRATION_FILE).names();
+  return Object.keys(source.migrations).sort();
+}
