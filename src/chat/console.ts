@@ -314,5 +314,8 @@ function clickKey(action: ButtonAction, messageId: string): string {
       return `force:${action.runId}`;
     case 'force_start':
       return `force_start:${action.workflowId}:${messageId}`;
+    case 'force_approve':
+    case 'force_reject':
+      return `force_request:${action.requestId}:${messageId}`;
   }
 }

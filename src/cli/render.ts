@@ -53,6 +53,8 @@ export function renderResult(result: CommandResult | RunFinished): string {
       return renderPlan(result.plan);
     case 'whoami':
       return whoamiLines(result.whoami).join('\n');
+    case 'force_request':
+      return result.outcome === 'filed' ? result.message.replace(/`/g, '') : result.message;
     case 'schedules':
       return result.schedules.length === 0
         ? "no workflow is scheduled (a module's `schedule`, or WORKFLOW_SCHEDULES)"

@@ -43,6 +43,7 @@ export function requiredRole(command: Command): Role {
     case 'run':
       return command.force ? 'admin' : 'operator';
     case 'prune':
+    case 'force-decision':
       return 'admin';
     case 'stop':
     case 'pause':

@@ -17,6 +17,8 @@ export { DEMO_POSTINGS, HISTORY_LIMIT, usage };
 
 export type Command =
   | { verb: 'run'; workflow: string | undefined; mode: RunMode; subjectId?: number; runId?: number; force: boolean; detach: boolean }
+  /** `force --approve N` / `force --reject N`: a second admin decides a force request (two-person approval). */
+  | { verb: 'force-decision'; requestId: number; decision: 'approve' | 'reject' }
   | { verb: 'list' }
   | { verb: 'stop'; runId: number }
   | { verb: 'status'; runId: number }
@@ -114,8 +116,19 @@ function runSchema(word: 'run' | 'force'): z.ZodType<Command> {
       run: positiveInt.optional(),
       force: flag,
       detach: flag,
+      approve: positiveInt.optional(),
+      reject: positiveInt.optional(),
     })
     .transform((o, ctx): Command => {
+      if (o.approve !== undefined || o.reject !== undefined) {
+        if (o.approve !== undefined && o.reject !== undefined) return reject(ctx, 'give --approve or --reject, not both');
+        if (o.workflow !== undefined || o.mode !== undefined || o.subject !== undefined || o.run !== undefined || o.detach) {
+          return reject(ctx, `${o.approve !== undefined ? '--approve' : '--reject'} <request> decides a force request filed earlier: give it alone`);
+        }
+        return o.approve !== undefined
+          ? { verb: 'force-decision', requestId: o.approve, decision: 'approve' }
+          : { verb: 'force-decision', requestId: o.reject!, decision: 'reject' };
+      }
       const mode = resolveMode(o);
       if (typeof mode !== 'string') return reject(ctx, mode.error);
       // A resumed run already knows its workflow; the service takes it from the run.

@@ -112,6 +112,24 @@ export interface WhoamiView {
   grants: Grant[] | null;
 }
 
+/** A force waiting for a second admin (two-person approval), as every surface shows it. */
+export interface ForceRequestView {
+  id: number;
+  workflowId: number;
+  workflowName: string | null;
+  mode: RunRow['mode'];
+  subjectId: number | null;
+  resumeRunId: number | null;
+  requestedBy: string;
+  requestedAt: string;
+  expiresAt: string;
+  status: 'pending' | 'approved' | 'rejected' | 'expired';
+  decidedBy: string | null;
+  decidedAt: string | null;
+  /** The run the approved force started. */
+  runId: number | null;
+}
+
 /** `unavailable`: the database could not be reached (an outage); nothing was done. */
 export type RefusalReason = 'duplicate' | 'rate_limited' | 'not_resumable' | 'busy' | 'no_server' | 'permission' | 'not_continuous' | 'unavailable';
 
@@ -131,6 +149,12 @@ export type CommandResult =
   | { kind: 'plan'; plan: PlanView }
   | { kind: 'schedules'; schedules: ScheduleView[] }
   | { kind: 'whoami'; whoami: WhoamiView }
+  /**
+   * A force request: `filed` (approval required; nothing forced yet),
+   * `rejected` (by this decider), `not_pending` (already decided or expired:
+   * nothing done). An approved one answers with the run it started.
+   */
+  | { kind: 'force_request'; outcome: 'filed' | 'rejected' | 'not_pending'; request: ForceRequestView; message: string }
   | { kind: 'done'; message: string };
 
 /** `interrupted`: this process stopped the run itself (Ctrl-C, SIGTERM), rather than someone else. */
@@ -150,6 +174,9 @@ export function exitCode(result: CommandResult | RunFinished): number {
       return 2;
     case 'refused':
       return 3;
+    // Filed is not forced: a script must not go on as if the force had happened.
+    case 'force_request':
+      return result.outcome === 'rejected' ? 0 : 3;
     case 'stop':
       return result.outcome === 'not_running' ? 3 : 0;
     case 'run_finished':

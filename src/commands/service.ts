@@ -1,6 +1,6 @@
 import { DATABASE_BUSY, DATABASE_UNAVAILABLE, isBusyError, isConnectionError } from '../db/errors.ts';
 import { runAction, type RunAction } from '../db/run-states.ts';
-import type { RunRow } from '../db/schema.ts';
+import type { ForceRequestRow, RunRow } from '../db/schema.ts';
 import type { Engine, QueueRefusal, RunRequest } from '../engine/engine.ts';
 import { snake, type Retention } from '../engine/retention.ts';
 import type { PauseState } from '../engine/store.ts';
@@ -12,12 +12,18 @@ import { highestRole, requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
 import type { Health } from './health.ts';
 import { nextTick } from '../lib/cron.ts';
-import type { CommandResult, PlanView, RefusalReason, RunView, ScheduleView } from './results.ts';
+import type { CommandResult, ForceRequestView, PlanView, RefusalReason, RunView, ScheduleView } from './results.ts';
 import type { RunViews } from './run-views.ts';
 
 /** Who asked, and through which surface: every audit entry names both. */
 export interface Actor {
   id: string;
+  /**
+   * The person behind `id`, kept apart from the name it shows (the Slack user
+   * id): two-person approval compares it. Absent: `id` is the identity (the
+   * CLI's user@host).
+   */
+  userId?: string;
   source: string;
   /** The roles the surface resolved for this user; absent = unrestricted (the local CLI). */
   roles?: ReadonlySet<Role>;
@@ -39,7 +45,10 @@ export type ButtonAction =
   /** Force restart over a running run (the duplicate refusal's button). */
   | { type: 'force'; runId: number }
   /** Force a start the rate limit refused (no run to take over). */
-  | { type: 'force_start'; workflowId: number };
+  | { type: 'force_start'; workflowId: number }
+  /** A second admin's decision on a force request (two-person approval). */
+  | { type: 'force_approve'; requestId: number }
+  | { type: 'force_reject'; requestId: number };
 
 export interface WorkflowLookup {
   all(): ResolvedWorkflow[];
@@ -112,6 +121,8 @@ export class CommandService {
     switch (command.verb) {
       case 'run':
         return this.run(command, actor, surface);
+      case 'force-decision':
+        return this.decideForce(command.requestId, command.decision, actor, surface);
       case 'stop':
         return this.stop(command.runId, actor);
       case 'list': {
@@ -176,7 +187,8 @@ export class CommandService {
     }
   }
 
-  private async run(command: RunCommand, actor: Actor, surface: Surface): Promise<CommandResult> {
+  /** `approved`: the force request a second admin just approved, which this run carries out. */
+  private async run(command: RunCommand, actor: Actor, surface: Surface, approved?: ForceRequestRow): Promise<CommandResult> {
     const action = runAction(command);
     let workflow: ResolvedWorkflow | undefined;
     if (command.workflow !== undefined) {
@@ -197,6 +209,14 @@ export class CommandService {
       const elsewhere = running && (await this.outsideGrant(running, 'admin', action, actor));
       if (elsewhere) return elsewhere;
     }
+    const details: Record<string, unknown> = {
+      mode: command.mode,
+      subject_id: command.subjectId ?? null,
+      resume_run_id: command.runId ?? null,
+      force: command.force,
+      ...(approved ? { force_request: approved.id, requested_by: approved.requested_by, approved_by: actor.id } : {}),
+    };
+    if (command.force && workflow!.forceApproval && !approved) return this.fileForceRequest(command, workflow!, actor, surface, details);
     const request: RunRequest = {
       workflow: workflow!,
       mode: command.mode,
@@ -205,9 +225,9 @@ export class CommandService {
       force: command.force,
       requestedBy: actor.id,
       source: actor.source,
-      notifyChannel: actor.channel,
+      // An approved force reports where it was asked for.
+      notifyChannel: approved ? (approved.channel ?? actor.channel) : actor.channel,
     };
-    const details = { mode: command.mode, subject_id: command.subjectId ?? null, resume_run_id: command.runId ?? null, force: command.force };
 
     if (command.detach) return this.detach(request, actor, action, details);
 
@@ -219,6 +239,165 @@ export class CommandService {
       details: { ...details, forced_run_id: outcome.run.row.forced_run_id },
     });
     return { kind: 'run_started', run: outcome.run, view: this.view(outcome.run.row) };
+  }
+
+  /**
+   * A force of a workflow that requires approval: filed, audited, and
+   * answered with how a second admin approves it. Nothing is forced. The
+   * requester's access over the run it would take over was checked already.
+   */
+  private async fileForceRequest(
+    command: RunCommand,
+    workflow: ResolvedWorkflow,
+    actor: Actor,
+    surface: Surface,
+    details: Record<string, unknown>,
+  ): Promise<CommandResult> {
+    const row = await this.engine.store.fileForceRequest({
+      workflowId: workflow.id,
+      request: { mode: command.mode, subject_id: command.subjectId ?? null, resume_run_id: command.runId ?? null },
+      requestedBy: actor.id,
+      requester: identity(actor),
+      source: actor.source,
+      channel: actor.channel ?? null,
+      expiresInSeconds: workflow.forceApproval!.expiresAfterSeconds,
+    });
+    const view = this.forceView(row);
+    await this.audit(actor, 'force_request', 'accepted', {
+      workflowId: workflow.id,
+      details: { ...details, force_request: row.id, expires_at: view.expiresAt },
+    });
+    const prefix = surface === 'chat' ? '/workflow' : 'workflow';
+    const message = `approval required: request #${row.id}; another admin approves in Slack or with \`${prefix} force --approve ${row.id}\` before ${view.expiresAt} (\`${prefix} force --reject ${row.id}\` withdraws it)`;
+    return { kind: 'force_request', outcome: 'filed', request: view, message };
+  }
+
+  /**
+   * A second admin's decision on a force request. The requester cannot
+   * approve their own; an approval carries the force out through the same
+   * path as a typed force, with the approver's access checked now (their
+   * admin role, over the run it takes over) and the requester and approver
+   * both in its audit entry. Expiry is checked here as well as by the sweep.
+   */
+  private async decideForce(requestId: number, decision: 'approve' | 'reject', actor: Actor, surface: Surface): Promise<CommandResult> {
+    const action = decision === 'approve' ? 'force_approve' : 'force_reject';
+    await this.expireForceRequests(requestId);
+    const row = await this.engine.store.forceRequest(requestId);
+    if (!row) {
+      const message = `force request ${requestId} does not exist`;
+      await this.audit(actor, action, 'invalid', { reason: message, details: { force_request: requestId } });
+      return { kind: 'not_found', message };
+    }
+    if (row.status !== 'pending') return this.notPending(row, actor, action);
+    const entry = { workflowId: row.workflow_id, details: { force_request: row.id, requested_by: row.requested_by } };
+    if (decision === 'approve' && row.requester === identity(actor)) {
+      const message = `you filed force request #${row.id}: another admin must approve it (you may reject it to withdraw it)`;
+      await this.audit(actor, action, 'refused', { ...entry, reason: message, details: { ...entry.details, refusal: 'own_request' } });
+      return { kind: 'refused', reason: 'permission', message, workflowId: row.workflow_id };
+    }
+    const workflow = this.engine.workflow(row.workflow_id);
+    if (decision === 'approve') {
+      if (!workflow) return this.unknownWorkflow(String(row.workflow_id), actor, action, surface);
+      // Before deciding: an approver refused here leaves the request to the admins it is granted to.
+      if (actor.rolesOver) {
+        const running = (await this.engine.store.runsInProgress()).find((r) => r.workflow_id === row.workflow_id && r.status === 'running');
+        const elsewhere = running && (await this.outsideGrant(running, 'admin', action, actor));
+        if (elsewhere) return elsewhere;
+      }
+    }
+    const decided = await this.engine.store.decideForceRequest(row.id, decision === 'approve' ? 'approved' : 'rejected', {
+      id: actor.id,
+      identity: identity(actor),
+    });
+    if (!decided) {
+      await this.expireForceRequests(row.id);
+      return this.notPending((await this.engine.store.forceRequest(row.id)) ?? row, actor, action);
+    }
+    await this.audit(actor, action, 'accepted', entry);
+    if (decision === 'reject') {
+      return { kind: 'force_request', outcome: 'rejected', request: this.forceView(decided), message: `force request #${row.id} rejected; nothing was forced` };
+    }
+    const asked = decided.request;
+    const command: RunCommand = {
+      verb: 'run',
+      workflow: String(decided.workflow_id),
+      mode: asked.mode,
+      ...(asked.subject_id !== null && { subjectId: asked.subject_id }),
+      ...(asked.resume_run_id !== null && { runId: asked.resume_run_id }),
+      force: true,
+      detach: false,
+    };
+    const result = await this.run(command, actor, surface, decided);
+    if (result.kind === 'run_started') await this.engine.store.setForceRequestRun(decided.id, result.view.id);
+    return result;
+  }
+
+  /** A decision on a request no longer pending: nothing done, audited, and what became of it. */
+  private async notPending(row: ForceRequestRow, actor: Actor, action: string): Promise<CommandResult> {
+    const view = this.forceView(row);
+    const how = view.status === 'expired' ? `expired at ${view.expiresAt}` : `${view.status} by ${view.decidedBy ?? 'someone'}`;
+    const message = `force request #${row.id} was already ${how}${view.runId ? ` (run #${view.runId})` : ''}; nothing more was done`;
+    await this.audit(actor, action, 'refused', {
+      workflowId: row.workflow_id,
+      runId: row.run_id,
+      reason: message,
+      details: { force_request: row.id, refusal: 'not_pending', status: row.status },
+    });
+    return { kind: 'force_request', outcome: 'not_pending', request: view, message };
+  }
+
+  /**
+   * Marks pending force requests past their time expired (all, or one) and
+   * audits each once, whichever instance or request finds it: called when a
+   * request is decided and by the serving instances' sweep.
+   */
+  async expireForceRequests(requestId?: number): Promise<ForceRequestView[]> {
+    const expired = await this.engine.store.expireForceRequests(requestId);
+    for (const row of expired) {
+      await this.engine.store.audit({
+        actor: 'force-approval',
+        source: 'system',
+        action: 'force_expire',
+        outcome: 'event',
+        workflowId: row.workflow_id,
+        reason: `force request #${row.id} by ${row.requested_by} expired unapproved; nothing was forced`,
+        details: { force_request: row.id, requested_by: row.requested_by, expires_at: new Date(row.expires_at).toISOString() },
+      });
+    }
+    return expired.map((row) => this.forceView(row));
+  }
+
+  /**
+   * Force requests whose chat message is behind their status, each handed to
+   * this caller alone: to post (ts null) in its channel or `notifyChannel`,
+   * or to update to what it shows now.
+   */
+  async forceRequestMessages(notifyChannel: string | undefined): Promise<{ request: ForceRequestView; channel: string; ts: string | null }[]> {
+    const rows = await this.engine.store.claimForceRequestMessages(notifyChannel ?? null);
+    return rows.map((row) => ({ request: this.forceView(row), channel: row.message_channel!, ts: row.message_ts }));
+  }
+
+  setForceRequestMessageTs(requestId: number, ts: string): Promise<void> {
+    return this.engine.store.setForceRequestMessageTs(requestId, ts);
+  }
+
+  forceView(row: ForceRequestRow): ForceRequestView {
+    const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
+    return {
+      id: row.id,
+      workflowId: row.workflow_id,
+      workflowName: this.engine.workflow(row.workflow_id)?.name ?? null,
+      mode: row.request.mode,
+      subjectId: row.request.subject_id,
+      resumeRunId: row.request.resume_run_id,
+      requestedBy: row.requested_by,
+      requestedAt: iso(row.requested_at)!,
+      expiresAt: iso(row.expires_at)!,
+      status: row.status,
+      decidedBy: row.decided_by,
+      decidedAt: iso(row.decided_at),
+      runId: row.run_id,
+    };
   }
 
   /** `run --detach`: the engine queues it for a serving instance, or says at once why not. */
@@ -322,6 +501,17 @@ export class CommandService {
   }
 
   private async pressUnguarded(action: ButtonAction, actor: Actor, key: string): Promise<CommandResult> {
+    if (action.type === 'force_approve' || action.type === 'force_reject') {
+      const command: Command = { verb: 'force-decision', requestId: action.requestId, decision: action.type === 'force_approve' ? 'approve' : 'reject' };
+      if (actor.roles && !actor.roles.has('admin')) return this.forbidden(command, 'admin', actor);
+      // The decision itself acts once (one UPDATE of a pending row); the claim makes a double click say so.
+      const request = await this.engine.store.forceRequest(action.requestId);
+      const own = action.type === 'force_approve' && request?.requester === identity(actor);
+      if (!own && !(await this.engine.store.claimAction(key, actor.id))) {
+        return { kind: 'done', message: `that click on force request #${action.requestId} was already handled` };
+      }
+      return this.execute(command, actor);
+    }
     if (action.type === 'force_start') {
       const command: Command = { verb: 'run', workflow: String(action.workflowId), mode: 'global_batch', force: true, detach: false };
       if (actor.roles && !actor.roles.has('admin')) return this.forbidden(command, 'admin', actor);
@@ -394,7 +584,14 @@ export class CommandService {
 
   private async forbidden(command: Command, needed: Role, actor: Actor): Promise<CommandResult> {
     const has = actor.roles && actor.roles.size > 0 ? [...actor.roles].join(', ') : 'no role';
-    const what = command.verb === 'run' && command.force ? 'force' : command.verb;
+    const what =
+      command.verb === 'run' && command.force
+        ? 'force'
+        : command.verb === 'force-decision'
+          ? command.decision === 'approve'
+            ? 'force_approve'
+            : 'force_reject'
+          : command.verb;
     const message = `\`${what}\` needs the ${needed} role; you have ${has}. Ask an admin to grant it (WORKFLOW_ACCESS).`;
     await this.audit(actor, what, 'refused', { reason: message, details: { needed, refusal: 'permission' } });
     return { kind: 'refused', reason: 'permission', message };
@@ -559,6 +756,11 @@ const STOP_WAIT_MS = 15_000;
 /** How long `run --detach` waits for a serving instance to start or refuse its run: it is told at once (NOTIFY), so seconds at most. */
 const DETACH_WAIT_MS = 10_000;
 const REFUSAL_REASONS = ['duplicate', 'rate_limited', 'not_resumable', 'busy'] as const;
+
+/** Who a person is for two-person approval: the Slack user id, or the CLI's user@host. */
+function identity(actor: Actor): string {
+  return actor.userId ?? actor.id;
+}
 
 function pausedView(state: PauseState | undefined): { by: string | null; at: string | null } | null {
   if (!state?.paused) return null;

@@ -51,18 +51,30 @@ export interface VerbInfo {
 function runVerb(word: 'run' | 'force'): VerbInfo {
   return {
     positionals: [{ key: 'workflow', label: '<workflow>' }],
-    options: { mode: 'value', subject: 'value', run: 'value', force: 'switch', detach: 'switch' },
+    options: {
+      mode: 'value',
+      subject: 'value',
+      run: 'value',
+      force: 'switch',
+      detach: 'switch',
+      ...(word === 'force' ? { approve: 'value', reject: 'value' } : {}),
+    },
     aliases: { 'posting-id': 'subject', 'workflow-run-id': 'run' },
     cliOptions: ['detach'],
     synopsis:
       word === 'run'
         ? 'run <workflow> [--mode global_batch|single_subject|single_run] [--subject <id>] [--run <run-id>] [--force]'
-        : 'force <workflow> [--mode global_batch|single_subject|single_run] [--subject <id>] [--run <run-id>]',
+        : 'force <workflow> [--mode global_batch|single_subject|single_run] [--subject <id>] [--run <run-id>] | force --approve <request> | force --reject <request>',
     brief: `${word} <workflow> [options]`,
     summary: word === 'run' ? 'start a run of a workflow, by its number or name' : 'run --force: take over from a run already in progress',
     notes: [
       'Without --mode: --subject <id> means single_subject, --run <run-id> means single_run (resume that run; <workflow> may then be left out), neither means global_batch.',
       'Compatibility flags of run_workflow.py: --mode single_posting, --posting-id <id>, --workflow-run-id <id>.',
+      ...(word === 'force'
+        ? [
+            "A workflow with force approval turns a force into a request: another admin approves it (Slack's Approve button, or force --approve <request>) before it expires, or rejects it (--reject <request>; the requester may withdraw their own).",
+          ]
+        : []),
     ],
     cliNotes: ['--detach hands the run to a serving instance instead of running it here.'],
   };

@@ -138,6 +138,38 @@ export interface WorkflowSchedulesTable {
   updated_at: Generated<Date>;
 }
 
+/** A force waiting for a second admin's approval (migrations/0031_force_requests.ts). */
+export interface ForceRequestsTable {
+  id: Generated<number>;
+  workflow_id: number;
+  /** The run as asked: mode, subject_id, resume_run_id. */
+  request: Json<ForceRequestAsked>;
+  /** The requester as the audit log names them. */
+  requested_by: string;
+  /** The requester's identity, compared with the decider's (the Slack user id, or the CLI's user@host). */
+  requester: string;
+  source: string;
+  /** The chat channel it was asked in; null outside chat. */
+  channel: string | null;
+  requested_at: Generated<Date>;
+  expires_at: Timestamp;
+  status: Generated<ForceRequestStatus>;
+  decided_by: string | null;
+  decided_at: Timestamp | null;
+  run_id: number | null;
+  message_channel: string | null;
+  message_ts: string | null;
+  message_status: string | null;
+}
+
+export type ForceRequestStatus = 'pending' | 'approved' | 'rejected' | 'expired';
+
+export interface ForceRequestAsked {
+  mode: RunMode;
+  subject_id: number | null;
+  resume_run_id: number | null;
+}
+
 export interface AuditLogTable {
   id: Generated<number>;
   at: Generated<Date>;
@@ -172,10 +204,12 @@ export interface EngineTables {
   run_messages: RunMessagesTable;
   handled_actions: HandledActionsTable;
   workflow_schedules: WorkflowSchedulesTable;
+  force_requests: ForceRequestsTable;
 }
 
 export type RunRow = Selectable<WorkflowRunsTable>;
 export type NewRun = Insertable<WorkflowRunsTable>;
 export type InteractionRow = Selectable<InteractionsTable>;
 export type AuditRow = Selectable<AuditLogTable>;
+export type ForceRequestRow = Selectable<ForceRequestsTable>;
 export type NewAuditEntry = Insertable<AuditLogTable>;

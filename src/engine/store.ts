@@ -2,13 +2,14 @@ import type { Db } from '../db/connect.ts';
 import { appendAudit, type AuditEntry } from '../db/queries/audit.ts';
 import * as chat from '../db/queries/chat.ts';
 import * as continuous from '../db/queries/continuous.ts';
+import * as forceRequests from '../db/queries/force-requests.ts';
 import { failedItems, type FailedItem } from '../db/queries/failures.ts';
 import * as runs from '../db/queries/runs.ts';
 import * as schedules from '../db/queries/schedules.ts';
 import type { ScheduleState } from '../db/queries/schedules.ts';
 import * as stats from '../db/queries/stats.ts';
 import { recentBatchPace } from '../db/queries/throughput.ts';
-import type { ExpectedWork, RunRow } from '../db/schema.ts';
+import type { ExpectedWork, ForceRequestRow, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { PACE_RUNS, throughputFrom, type Throughput } from './estimates.ts';
 import { expectedWork } from './snapshot.ts';
@@ -113,6 +114,38 @@ export class Store {
   /** Tells the serving leader that a workflow has work, so it looks at once. */
   announceWork(workflowId: number): Promise<void> {
     return continuous.notifyWork(this.db, workflowId);
+  }
+
+  // ── Force requests (two-person approval) ──
+
+  fileForceRequest(entry: Parameters<typeof forceRequests.fileForceRequest>[1]): Promise<ForceRequestRow> {
+    return forceRequests.fileForceRequest(this.db, entry);
+  }
+
+  forceRequest(id: number): Promise<ForceRequestRow | undefined> {
+    return forceRequests.forceRequest(this.db, id);
+  }
+
+  /** The request as decided, or undefined when it was not pending (decided, expired) or the decider may not approve it. */
+  decideForceRequest(id: number, decision: 'approved' | 'rejected', decider: { id: string; identity: string }): Promise<ForceRequestRow | undefined> {
+    return forceRequests.decideForceRequest(this.db, id, decision, decider);
+  }
+
+  /** Pending requests past their time, now expired; each to one caller only. */
+  expireForceRequests(id?: number): Promise<ForceRequestRow[]> {
+    return forceRequests.expireForceRequests(this.db, id);
+  }
+
+  setForceRequestRun(id: number, runId: number): Promise<void> {
+    return forceRequests.setForceRequestRun(this.db, id, runId);
+  }
+
+  claimForceRequestMessages(notifyChannel: string | null, limit = 20): Promise<ForceRequestRow[]> {
+    return forceRequests.claimForceRequestMessages(this.db, notifyChannel, limit);
+  }
+
+  setForceRequestMessageTs(id: number, ts: string): Promise<void> {
+    return forceRequests.setForceRequestMessageTs(this.db, id, ts);
   }
 
   // ── Chat surfaces ──

@@ -176,6 +176,14 @@ export interface WorkflowDefinition<DB = any> {
    * participants' and its own stay within it. Default: no cap.
    */
   runConcurrency?: number;
+  /**
+   * Two-person approval for `force`: a force is filed as a request that a
+   * different admin must approve (Slack's Approve button, or `force --approve
+   * <request>`) before it expires, 15 minutes after it is filed unless
+   * `expiresAfterSeconds` says otherwise (docs/workflows.md, "Force approval").
+   * Default false.
+   */
+  forceApproval?: boolean | { expiresAfterSeconds: number };
 }
 
 /**
@@ -210,8 +218,10 @@ export function defineStep<DB, Input extends object, Output>(step: StepDefinitio
 
 /** A definition with every default filled in, as the engine uses it. */
 export type ResolvedWorkflow<DB = any> = Required<
-  Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'schedule' | 'services' | 'migrations' | 'maxAdoptions' | 'runConcurrency'>
+  Omit<WorkflowDefinition<DB>, 'description' | 'continuous' | 'schedule' | 'services' | 'migrations' | 'maxAdoptions' | 'runConcurrency' | 'forceApproval'>
 > & {
+  /** undefined: a force needs no approval. */
+  forceApproval: { expiresAfterSeconds: number } | undefined;
   description: string;
   continuous: ContinuousOptions | undefined;
   schedule: Schedule | undefined;
@@ -221,10 +231,19 @@ export type ResolvedWorkflow<DB = any> = Required<
   runConcurrency: number | undefined;
 };
 
+/** How long a force request waits for its approval unless the workflow says otherwise. */
+export const FORCE_APPROVAL_SECONDS = 15 * 60;
+
 export function resolveDefaults<DB>(definition: WorkflowDefinition<DB>): ResolvedWorkflow<DB> {
   // Migrations are applied before the engine starts; runs have no use for them.
-  const { migrations: _applied, ...rest } = definition;
+  const { migrations: _applied, forceApproval, ...rest } = definition;
   return {
+    forceApproval:
+      forceApproval === true
+        ? { expiresAfterSeconds: FORCE_APPROVAL_SECONDS }
+        : forceApproval
+          ? { expiresAfterSeconds: forceApproval.expiresAfterSeconds }
+          : undefined,
     description: '',
     concurrency: 8,
     maxConcurrency: 64,

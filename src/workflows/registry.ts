@@ -243,6 +243,11 @@ const workflowSchema = z.strictObject({
   maxAdoptions: positiveInt.optional(),
   distributed: z.boolean().optional(),
   runConcurrency: positiveInt.optional(),
+  forceApproval: z
+    .union([z.boolean(), z.strictObject({ expiresAfterSeconds: positiveInt.max(7 * 24 * 3600, 'must be at most 604800 (a week)') })], {
+      error: 'must be true, false or { expiresAfterSeconds: <seconds> }',
+    })
+    .optional(),
 });
 
 /** Every problem with a value as a workflow definition, one per field; empty when valid. */

@@ -1,5 +1,6 @@
 import type { Button, ConfirmationDialog, SectionBlock } from '@slack/types';
-import type { RunView } from '../../commands/results.ts';
+import type { ForceRequestView, RunView } from '../../commands/results.ts';
+import { person } from '../../lib/person.ts';
 import type { ButtonAction } from '../../commands/service.ts';
 import { SLACK_LIMITS as L } from '../block-limits.ts';
 import { mrkdwn, plain } from './primitives.ts';
@@ -9,7 +10,13 @@ import { progressLabel, runLine } from './run-lines.ts';
 // and read back here (buttonAction), so what a click asks for is checked
 // against exactly what was put on the button.
 
-export const ACTION_IDS = { stop: 'workflow_stop', force: 'workflow_force', forceStart: 'workflow_force_start' } as const;
+export const ACTION_IDS = {
+  stop: 'workflow_stop',
+  force: 'workflow_force',
+  forceStart: 'workflow_force_start',
+  forceApprove: 'workflow_force_approve',
+  forceReject: 'workflow_force_reject',
+} as const;
 
 /** A button's value parsed back into what it asks for; undefined for anything that is not exactly what we put there. */
 export function buttonAction(actionId: string, value: string): ButtonAction | undefined {
@@ -39,6 +46,14 @@ export function buttonAction(actionId: string, value: string): ButtonAction | un
     case ACTION_IDS.forceStart: {
       const workflowId = only('workflowId');
       return workflowId === undefined ? undefined : { type: 'force_start', workflowId };
+    }
+    case ACTION_IDS.forceApprove: {
+      const requestId = only('requestId');
+      return requestId === undefined ? undefined : { type: 'force_approve', requestId };
+    }
+    case ACTION_IDS.forceReject: {
+      const requestId = only('requestId');
+      return requestId === undefined ? undefined : { type: 'force_reject', requestId };
     }
     default:
       return undefined;
@@ -105,6 +120,36 @@ export function forceStartButton(workflowId: number, nextAllowedAt: string | und
       `The rate limit allows the next start${nextAllowedAt ? ` at ${nextAllowedAt}` : ' later'}. Forcing starts a run now, bypassing it. Admins only.`,
       'Force start',
     ),
+  };
+}
+
+/** A force request's Approve button: a different admin's, before it expires. */
+export function approveButton(request: ForceRequestView): Button {
+  return {
+    type: 'button',
+    action_id: ACTION_IDS.forceApprove,
+    text: plain(`Approve force #${request.id}`, L.buttonText),
+    style: 'danger',
+    value: JSON.stringify({ requestId: request.id }),
+    confirm: confirmDialog(
+      `Approve force request #${request.id}?`,
+      `Approving forces workflow ${request.workflowId} now, as requested by ${person(request.requestedBy).name}: a run in progress is stopped and a new run starts in its place. You must be an admin, and not the requester.`,
+      'Approve and force',
+    ),
+  };
+}
+
+/** A force request's Reject button: nothing is forced (the requester may withdraw their own). */
+export function rejectButton(request: ForceRequestView): Button {
+  return {
+    type: 'button',
+    action_id: ACTION_IDS.forceReject,
+    text: plain(`Reject #${request.id}`, L.buttonText),
+    value: JSON.stringify({ requestId: request.id }),
+    confirm: {
+      ...confirmDialog(`Reject force request #${request.id}?`, `Nothing is forced; the request is closed. Admins only.`, 'Reject'),
+      style: 'primary',
+    },
   };
 }
 

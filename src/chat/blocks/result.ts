@@ -51,6 +51,7 @@ function peopleIn(result: CommandResult): string[] {
   })();
   const people = views.flatMap((v) => [v.requestedBy, v.stopRequestedBy, v.stoppedBy, v.forcedBy].filter((p): p is string => p !== null));
   if (result.kind === 'whoami') people.push(result.whoami.actor);
+  if (result.kind === 'force_request') people.push(result.request.requestedBy, ...(result.request.decidedBy ? [result.request.decidedBy] : []));
   return people;
 }
 
@@ -107,5 +108,11 @@ function build(result: CommandResult, now: Date, workflowId: number | undefined)
       return whoamiMessage(result.whoami);
     case 'schedules':
       return schedulesMessage(result.schedules, now);
+    // What the asker is told; the request's own message, with its buttons, is posted for the channel (forceRequestMessage).
+    case 'force_request':
+      return message(truncate(oneLine(result.message), 200), [
+        section(`${result.outcome === 'filed' ? '🔐' : 'ℹ️'} ${esc(truncate(result.message, 2_000))}`),
+        context([`Force request #${result.request.id}: ${result.request.status}${result.request.decidedBy ? ` by ${who(result.request.decidedBy)}` : ''}`]),
+      ]);
   }
 }

@@ -80,6 +80,7 @@ export function createActorResolver(options: {
       const principal = { userId: user.userId, groups, channel: user.channel };
       return {
         id: actorId(user),
+        userId: user.userId,
         source: 'slack',
         channel: user.channel,
         roles: rolesFor(grants, principal),

@@ -11,6 +11,7 @@ import type { Logger } from '../../log.ts';
 import { createActorResolver } from './actor.ts';
 import { slackMode, type SlackMode } from './mode.ts';
 import { registerListeners, type ReplyClient, type SlackDeps } from './listeners.ts';
+import { createApprovalSweeper, type ApprovalSweeper } from './approvals.ts';
 import { createNotifier, type ChatClient, type Notifier, type NotifierOptions } from './notifier.ts';
 import { guardSlackRequests } from './request-guard.ts';
 import { teamGuard } from './team-guard.ts';
@@ -33,12 +34,15 @@ export interface SlackAppOptions {
   routes?: CustomRoute[];
   /** Run message timing (defaults: updates at most every 3 s, polled every 3 s). */
   notifier?: Pick<NotifierOptions, 'minUpdateMs' | 'pollMs' | 'discoverMs'>;
+  /** How often force requests are swept (posted, updated, expired); default: the notifier's pollMs, else 2 s. */
+  approvalsPollMs?: number;
 }
 
 export interface SlackApp {
   app: App;
   mode: SlackMode;
   notifier: Notifier;
+  approvals: ApprovalSweeper;
   /**
    * Starts the receiver and the run notifier; resolves with the bound HTTP port
    * (port 0 picks a free one; in Socket Mode the routes' server, 0 when there are no routes).
@@ -121,14 +125,24 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
     ...options.notifier,
   });
 
+  const approvals = createApprovalSweeper({
+    service,
+    client: app.client as unknown as ChatClient,
+    log: log.child({ component: 'slack-approvals' }),
+    notifyChannel: config.SLACK_NOTIFY_CHANNEL,
+    pollMs: options.approvalsPollMs ?? options.notifier?.pollMs,
+  });
+
   let started = false;
   return {
     app,
     mode,
     notifier,
+    approvals,
     async start(port = config.PORT) {
       await app.init();
       await notifier.start();
+      approvals.start();
       started = true;
       try {
         if (mode === 'http') {
@@ -146,6 +160,7 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
         return { port: (server.address() as AddressInfo).port };
       } catch (error) {
         await notifier.stop();
+        await approvals.stop();
         started = false;
         throw error;
       }
@@ -154,6 +169,7 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
       if (!started) return;
       started = false;
       await notifier.stop();
+      await approvals.stop();
       await app.stop();
     },
   };

@@ -129,7 +129,7 @@ export function deliveryKey(command: SlashCommandPayload): string {
 }
 
 /** What identifies a click's target: the service acts at most once per key. */
-export function actionKey(action: ButtonAction, body: Pick<BlockActionsPayload, 'container' | 'message' | 'actions'>): string {
+export function actionKey(action: ButtonAction, body: Pick<BlockActionsPayload, 'container' | 'message' | 'actions'> & { user?: { id: string } }): string {
   switch (action.type) {
     case 'stop':
       return `stop:${action.runId}`;
@@ -139,6 +139,10 @@ export function actionKey(action: ButtonAction, body: Pick<BlockActionsPayload, 
       const ts = body.container?.message_ts ?? body.message?.ts ?? body.actions[0]?.action_ts ?? 'unknown';
       return `force_start:${action.workflowId}:${ts}`;
     }
+    // Per clicker: one admin's refused click leaves the buttons to the others; the decision itself is one UPDATE of a pending row.
+    case 'force_approve':
+    case 'force_reject':
+      return `force_request:${action.requestId}:${body.user?.id ?? 'unknown'}`;
   }
 }
 
