@@ -36,7 +36,6 @@ export async function serve(app: App): Promise<number> {
       .map((w) => w.id),
     log: app.log,
   });
-  await adopter.start();
   // Running batches of distributed workflows that other instances own: this one works on them too (docs/architecture.md, Participants).
   const joiner = new Joiner(app.engine, {
     connectionString: app.connectionString,
@@ -45,14 +44,7 @@ export async function serve(app: App): Promise<number> {
     heartbeatMs: app.config.WORKFLOW_HEARTBEAT_MS,
     log: app.log,
   });
-  await joiner.start();
   const dispatcher = new Dispatcher(app.engine, app.config.DATABASE_LOCK_URL ?? app.connectionString);
-  await dispatcher.start();
-  // After the adopter's first pass: what is left without an owner nobody adopts.
-  const recovered = await app.engine.recoverAbandoned();
-  if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
-  // The health monitor: every instance ticks, one (the lock holder) recovers and alerts.
-  app.monitor.start();
   const continuous = new ContinuousStarter({
     engine: app.engine,
     connectionString: app.config.DATABASE_LOCK_URL ?? app.connectionString,
@@ -63,7 +55,6 @@ export async function serve(app: App): Promise<number> {
     if (!app.registry.find(id)?.continuous)
       app.log.warn({ workflowId: id }, 'WORKFLOW_CONTINUOUS lists a workflow that is not continuous here (not loaded, or its module ignores the setting)');
   }
-  await continuous.start();
   // Scheduled workflows: the leading instance starts them on time (src/engine/scheduler.ts).
   const scheduler = new Scheduler({
     engine: app.engine,
@@ -71,7 +62,21 @@ export async function serve(app: App): Promise<number> {
     workflows: app.registry.all(),
     log: app.log,
   });
-  await scheduler.start();
+  // Independent of one another, each on a connection of its own: started
+  // together, the prompt waits for the slowest of them, not for their sum.
+  await Promise.all([
+    adopter.start().then(async () => {
+      // After the adopter's first pass: what is left without an owner nobody adopts.
+      const recovered = await app.engine.recoverAbandoned();
+      if (recovered.length) app.log.warn({ runs: recovered.map((r) => r.id) }, 'marked runs abandoned');
+    }),
+    joiner.start(),
+    dispatcher.start(),
+    continuous.start(),
+    scheduler.start(),
+  ]);
+  // The health monitor: every instance ticks, one (the lock holder) recovers and alerts.
+  app.monitor.start();
   app.engine.on('run-started', (run: ActiveRun) => app.log.info({ runId: run.id, workflowId: run.workflow.id }, 'run started'));
   app.engine.on('run-ended', (summary: RunSummary) => app.log.info({ runId: summary.run.id, outcome: summary.outcome }, 'run ended'));
 
