@@ -240,3 +240,18 @@ test("the app's role is neither a superuser nor able to create roles or database
   assert.equal((await refusal(withPassword(appUrl, 'guess'))).code, '28P01');
   assert.deepEqual(await ensureEmbeddedDatabase(dir), { ownerUrl, appUrl }, 'the same on every call');
 });
+
+test("the app's role is put right when its password was changed, it may not log in, or it is gone", TIMEOUT, async () => {
+  const dir = await freshDataDir();
+  const { ownerUrl, appUrl } = await ensureEmbeddedDatabase(dir);
+  for (const breakIt of [
+    `ALTER ROLE ${EMBEDDED_APP_ROLE} PASSWORD 'changed by hand'`,
+    `ALTER ROLE ${EMBEDDED_APP_ROLE} NOLOGIN`,
+    `DROP ROLE ${EMBEDDED_APP_ROLE}`,
+  ]) {
+    await query(ownerUrl, breakIt);
+    assert.ok(await refusal(appUrl), `${breakIt}: the app cannot log in`);
+    assert.deepEqual(await ensureEmbeddedDatabase(dir), { ownerUrl, appUrl }, breakIt);
+    assert.deepEqual(await query(appUrl, 'SELECT current_user AS user'), [{ user: EMBEDDED_APP_ROLE }], `${breakIt}: logs in again`);
+  }
+});

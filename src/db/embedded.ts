@@ -26,7 +26,7 @@
 // process.exit, which would cut short our own graceful shutdown, and its
 // start() ties the server's life to ours.
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -76,9 +76,15 @@ export interface EmbeddedConnections {
  * time, with the password kept in credentials.json).
  */
 export async function ensureEmbeddedDatabase(dataDir: string, log?: Logger): Promise<EmbeddedConnections> {
-  const ownerUrl = await ensureEmbeddedServer(dataDir, log);
+  // The usual case, the role there with its password, is read on the
+  // connection that finds the server up: no connection of its own as the app.
+  let appLogsIn = false;
+  const ownerUrl = await ensureEmbeddedServer(dataDir, log, async (client) => {
+    appLogsIn = await appRoleLogsIn(client, (await ensureCredentials(path.resolve(dataDir))).app);
+  });
   const { app } = await ensureCredentials(path.resolve(dataDir));
   const appUrl = withUser(ownerUrl, EMBEDDED_APP_ROLE, app);
+  if (appLogsIn) return { ownerUrl, appUrl };
   const problem = await answers(appUrl);
   if (problem) {
     if (!isAuthError(problem)) throw problem;
@@ -98,7 +104,7 @@ export async function ensureEmbeddedDatabase(dataDir: string, log?: Logger): Pro
  * server if needed. Safe to call from several processes at once: they all
  * end up on the same server.
  */
-export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promise<string> {
+export async function ensureEmbeddedServer(dataDir: string, log?: Logger, whenUp?: (owner: pg.Client) => Promise<void>): Promise<string> {
   const dir = path.resolve(dataDir);
   const clusterDir = path.join(dir, CLUSTER_DIR);
   const logFile = path.join(clusterDir, SERVER_LOG);
@@ -131,7 +137,7 @@ export async function ensureEmbeddedServer(dataDir: string, log?: Logger): Promi
     }
     if (found !== 'unreadable' && found.port !== undefined) {
       const url = connectionString(found.port, credentials.owner);
-      const error = await answers(url);
+      const error = await answers(url, whenUp);
       if (!error) {
         await requirePasswords(clusterDir, url, runAs, log);
         log?.debug({ dataDir: dir, port: found.port }, 'embedded PostgreSQL is up');
@@ -484,18 +490,49 @@ function isZombie(pid: number): boolean {
   }
 }
 
-async function answers(url: string): Promise<Error | undefined> {
+/** Whether the server at `url` lets us in and answers; then `whenUp` runs on that connection (its errors are thrown, not returned). */
+async function answers(url: string, whenUp?: (client: pg.Client) => Promise<void>): Promise<Error | undefined> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000, application_name: 'workflow-embedded-check' });
   client.on('error', () => {});
   try {
-    await client.connect();
-    await client.query('SELECT 1');
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+    } catch (error) {
+      return error as Error;
+    }
+    await whenUp?.(client);
     return undefined;
-  } catch (error) {
-    return error as Error;
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * Whether the app's role would log in with `password`, read as the
+ * superuser: it may log in, has not expired, and its SCRAM verifier is the
+ * password's (RFC 5802: StoredKey = H(HMAC(PBKDF2(password), "Client Key")),
+ * the password being plain hex, which SASLprep leaves as it is). Anything
+ * else (no such role, another password, an MD5 one, no right to read
+ * pg_authid) is false, and the caller connects as the app to find out.
+ */
+async function appRoleLogsIn(owner: pg.Client, password: string): Promise<boolean> {
+  let verifier: string | null | undefined;
+  try {
+    const { rows } = await owner.query<{ verifier: string | null }>(
+      'SELECT rolpassword AS verifier FROM pg_authid WHERE rolname = $1 AND rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now())',
+      [EMBEDDED_APP_ROLE],
+    );
+    verifier = rows[0]?.verifier;
+  } catch {
+    return false;
+  }
+  const scram = verifier ? /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(verifier) : null;
+  if (!scram) return false;
+  const salted = pbkdf2Sync(password, Buffer.from(scram[2]!, 'base64'), Number(scram[1]), 32, 'sha256');
+  const storedKey = createHash('sha256').update(createHmac('sha256', salted).update('Client Key').digest()).digest();
+  const expected = Buffer.from(scram[3]!, 'base64');
+  return expected.length === storedKey.length && timingSafeEqual(expected, storedKey);
 }
 
 // --- processes ----------------------------------------------------------------
