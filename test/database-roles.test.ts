@@ -141,7 +141,7 @@ describe('the app runs as a role that may only append to the audit log', () => {
       assert.equal(applied.code, 0, applied.stderr);
       const privileges = await client.query<{ t: string; p: string }>(
         `SELECT t, string_agg(p, ',' ORDER BY p) AS p
-           FROM unnest(ARRAY['audit_log', 'interactions']) t, unnest(ARRAY['DELETE', 'INSERT', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE']) p
+           FROM unnest(ARRAY['audit_log', 'interactions', 'setup_fingerprint']) t, unnest(ARRAY['DELETE', 'INSERT', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE']) p
           WHERE has_table_privilege($1, t, p) GROUP BY t ORDER BY t`,
         [fresh],
       );

@@ -14,6 +14,8 @@ import { sql, type Kysely } from 'kysely';
 // no UPDATE: setval on it could make every later insert collide.
 
 const AUDIT_TABLE = 'audit_log';
+/** Written by the owner's start-up setup only (src/app.ts): the app's role could otherwise make the owner skip it. */
+const SETUP_TABLE = 'setup_fingerprint';
 
 /** The statements that give `role` exactly the app's privileges in the current schema, in order. */
 export function grantStatements(role: string, schema: string): string[] {
@@ -27,6 +29,7 @@ export function grantStatements(role: string, schema: string): string[] {
     `REVOKE ALL ON ${audit} FROM ${r}, PUBLIC`,
     `GRANT SELECT, INSERT ON ${audit} TO ${r}`,
     `REVOKE UPDATE ON SEQUENCE ${s}.${AUDIT_TABLE}_id_seq FROM ${r}, PUBLIC`,
+    `REVOKE ALL ON ${s}.${SETUP_TABLE} FROM ${r}, PUBLIC`,
   ];
 }
 
@@ -71,6 +74,10 @@ export async function grantsNeeded<DB>(db: Kysely<DB>, role: string): Promise<bo
                   THEN NOT has_table_privilege(${role}, c.oid, 'SELECT') OR NOT has_table_privilege(${role}, c.oid, 'INSERT')
                        OR has_table_privilege(${role}, c.oid, 'UPDATE') OR has_table_privilege(${role}, c.oid, 'DELETE')
                        OR has_table_privilege(${role}, c.oid, 'TRUNCATE') OR has_table_privilege(${role}, c.oid, 'TRIGGER')
+                  WHEN c.relname = ${SETUP_TABLE}
+                  THEN has_table_privilege(${role}, c.oid, 'SELECT') OR has_table_privilege(${role}, c.oid, 'INSERT')
+                       OR has_table_privilege(${role}, c.oid, 'UPDATE') OR has_table_privilege(${role}, c.oid, 'DELETE')
+                       OR has_table_privilege(${role}, c.oid, 'TRUNCATE')
                   ELSE NOT has_table_privilege(${role}, c.oid, 'SELECT') OR NOT has_table_privilege(${role}, c.oid, 'INSERT')
                        OR NOT has_table_privilege(${role}, c.oid, 'UPDATE') OR NOT has_table_privilege(${role}, c.oid, 'DELETE')
               END

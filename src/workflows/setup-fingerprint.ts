@@ -18,7 +18,7 @@ import { storedDefinition, type WorkflowRegistry } from './registry.ts';
 // the workflow is used.
 
 /** Bump when what the setup does changes, so that a database set up by an older version is set up again. */
-const SETUP_VERSION = 1;
+const SETUP_VERSION = 2;
 
 /** The hash of what the setup depends on in the code, or undefined when it cannot be computed (then the whole setup runs). */
 export async function setupFingerprint<DB>(db: Kysely<DB>, registry: WorkflowRegistry, appRole: string | undefined): Promise<string | undefined> {
