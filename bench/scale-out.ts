@@ -6,11 +6,12 @@
 // three, each run started with `run --detach`. Throughput is the run's
 // interactions over its own duration (started_at to ended_at).
 //
-//   node bench/scale-out.ts [--items 4000] [--delay-ms 200] [--concurrency 100] [--reps 1]
+//   node bench/scale-out.ts [--items 4000] [--delay-ms 200] [--concurrency 100] [--reps 1] [--timeline] [--profile DIR]
 //
 // Target: three instances ≥ 2.7× the throughput of one. Every (subject, step)
 // is checked saved exactly once.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startCallsStub } from '../test/helpers/calls-stub.ts';
@@ -28,6 +29,19 @@ const MODULE = fileURLToPath(new URL('../test/fixtures/adoption/workflow.ts', im
 watchdog();
 const server = await openServer();
 const calls = await startCallsStub({ delayMs });
+
+/** User + system CPU seconds of a process so far (/proc/<pid>/stat, in clock ticks of 10 ms). */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The machine's busy and total CPU time so far (/proc/stat's first line). */
+function machineCpu(): { busy: number; total: number } {
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  return { busy: total - ticks[3]! - (ticks[4] ?? 0), total };
+}
 
 function startServe(env: NodeJS.ProcessEnv): Promise<ChildProcess> {
   const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -59,11 +73,15 @@ async function runCase(instances: number, rep: number): Promise<number> {
     ADOPT_DISTRIBUTED: '1',
     ADOPT_CONCURRENCY: String(concurrency),
     ADOPT_BATCH: String(concurrency),
+    // --profile DIR: each instance writes a V8 CPU profile there as it exits (bench/profile-summary.ts reads it).
+    ...(typeof flags.get('profile') === 'string' ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${flags.get('profile')}` } : {}),
   };
   const servers: ChildProcess[] = [];
   try {
     for (let i = 0; i < instances; i++) servers.push(await startServe(env));
     calls.calls.length = 0;
+    const machineBefore = machineCpu();
+    const cpuBefore = servers.map((child) => processCpuSeconds(child.pid!));
     const detach = spawn(process.execPath, [BIN, 'run', String(ADOPT_WORKFLOW_ID), '--detach'], { env, stdio: 'ignore' });
     await new Promise((resolve) => detach.on('exit', resolve));
     let row: { id: number; status: string; seconds: number; completed: number } | undefined;
@@ -78,10 +96,24 @@ async function runCase(instances: number, rep: number): Promise<number> {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert(row.status === 'completed', `run ended ${row.status}`);
+    // CPU of each instance over the case, and how busy the whole machine was: a machine
+    // near 100% busy measures its cores, not how the run spreads over instances.
+    const instanceCpu = servers.map((child, i) => +(processCpuSeconds(child.pid!) - cpuBefore[i]!).toFixed(2));
+    const machineAfter = machineCpu();
+    const machineBusy = +((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)).toFixed(3);
     const { rows: dup } = await client.query('SELECT count(*)::int AS n FROM (SELECT 1 FROM adopt_saves GROUP BY subject, step HAVING count(*) > 1) d');
     const { rows: saves } = await client.query('SELECT count(*)::int AS n FROM adopt_saves');
     const { rows: byPid } = await client.query('SELECT pid, count(*)::int AS n FROM adopt_saves GROUP BY pid ORDER BY pid');
     assert(dup[0].n === 0 && saves[0].n === 2 * items && row.completed === 2 * items, 'every subject saved once per step');
+    // Saves per half second per instance, from the run's start: where a run waits (wave ends, joins, its end).
+    const { rows: timeline } = await client.query(
+      `SELECT slot, string_agg(n::text, '/' ORDER BY pid) AS shares
+         FROM (SELECT floor(extract(epoch FROM s.at - r.started_at) * 2)::int AS slot, s.pid, count(*) AS n
+                 FROM adopt_saves s, workflow_runs r WHERE r.id = $1 GROUP BY 1, 2) t
+        GROUP BY slot ORDER BY slot`,
+      [row.id],
+    );
+    if (flags.has('timeline')) for (const t of timeline) process.stderr.write(`  ${(t.slot / 2).toFixed(1)} s: ${t.shares}\n`);
     const perSecond = row.completed / row.seconds;
     printResult({
       system: 'workflow-chatops',
@@ -92,13 +124,18 @@ async function runCase(instances: number, rep: number): Promise<number> {
       peakRssMb: 0,
       sampledPeakRssMb: 0,
       cpuSeconds: 0,
-      details: { delayMs, concurrencyPerInstance: concurrency, sharesByPid: byPid.map((r: { n: number }) => r.n) },
+      details: { delayMs, concurrencyPerInstance: concurrency, sharesByPid: byPid.map((r: { n: number }) => r.n), instanceCpuSeconds: instanceCpu, machineBusy },
     });
     process.stderr.write(
-      `${instances} instance(s): ${row.completed} interactions in ${row.seconds.toFixed(2)} s = ${perSecond.toFixed(0)}/s; shares ${byPid.map((r: { n: number }) => r.n).join('/')}\n`,
+      `${instances} instance(s): ${row.completed} interactions in ${row.seconds.toFixed(2)} s = ${perSecond.toFixed(0)}/s; shares ${byPid.map((r: { n: number }) => r.n).join('/')}; ` +
+        `instance CPU ${instanceCpu.join('/')} s (${instanceCpu.map((c) => ((c * 1e6) / (row.completed / instances)).toFixed(0)).join('/')} µs per interaction); machine ${(machineBusy * 100).toFixed(0)}% busy\n`,
     );
     return perSecond;
   } finally {
+    if (flags.has('profile')) {
+      // A profile is written on a clean exit only.
+      await Promise.all(servers.map((child) => new Promise((resolve) => (child.kill('SIGTERM'), child.on('exit', resolve)))));
+    }
     for (const child of servers) child.kill('SIGKILL');
     await client.end();
     await database.drop();

@@ -11,7 +11,7 @@ import { ADOPT_POLL_MS } from './adoption.ts';
 import { runApplicationName, type Engine } from './engine.ts';
 import { EVENTS_CHANNEL, type RunEvent } from './events.ts';
 import { CONTROL_CHANNEL, type ControlMessage } from './run-lock.ts';
-import { Runner, type StopCause } from './runner.ts';
+import { Runner, participantStart, type StopCause } from './runner.ts';
 
 // Participants (docs/architecture.md, Participants): a serving instance works
 // on running batches of the distributed workflows it defines that another
@@ -113,7 +113,7 @@ export class Joiner {
     const workflow = this.workflows.find((w) => w.id === run.workflow_id)!;
     const token = randomUUID();
     const slots = workflow.concurrency === 'auto' ? workflow.maxConcurrency : workflow.concurrency;
-    const joined = await joinRun(this.engine.db, {
+    const ordinal = await joinRun(this.engine.db, {
       runId: run.id,
       token,
       instance: this.engine.instanceId,
@@ -121,7 +121,7 @@ export class Joiner {
       ownerSlots: slots,
       cap: workflow.runConcurrency ?? null,
     });
-    if (!joined) return;
+    if (ordinal === null) return;
     const log = this.log.child({ runId: run.id, workflowId: workflow.id, participant: token });
     // The run's application name: a force that terminates the run's connections ends a frozen participant's too.
     const pool = createPool({ connectionString: this.connectionString, applicationName: runApplicationName(run.id), max: PARTICIPANT_POOL_SIZE });
@@ -138,6 +138,7 @@ export class Joiner {
         heartbeatMs: this.heartbeatMs,
         log,
         failed,
+        startAt: participantStart(ordinal),
         beat: (progress) => participantHeartbeat(db, fence, progress),
       });
     } catch (error) {

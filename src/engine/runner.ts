@@ -61,6 +61,13 @@ export interface RunnerOptions {
    * make work for later steps: another wave looks).
    */
   settle?: (signal: AbortSignal) => Promise<boolean>;
+  /**
+   * Where in each feeder's slice this runner starts claiming, as a fraction
+   * of the slice (0: its start, the owner's). Participants start elsewhere
+   * (participantStart), so the runners of one run do not all begin at the
+   * same subjects and trail each other's claims, each conflict a detour.
+   */
+  startAt?: number;
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
@@ -76,6 +83,15 @@ const FEEDERS_PER_STEP = 2;
  * to 50 are in bench/RESULTS.md.
  */
 const STARTS_PER_TURN = 25;
+
+/**
+ * The start fraction of the `ordinal`-th participant of a run (1, 2, …): the
+ * golden-ratio sequence, which spreads any number of participants evenly
+ * over a slice without knowing how many will join.
+ */
+export function participantStart(ordinal: number): number {
+  return (ordinal * 0.6180339887498949) % 1;
+}
 
 /** (after, upTo] bounds that cover [min, max] in `parts` contiguous slices. */
 export function splitRange(min: number, max: number, parts: number): [number, number | null][] {
@@ -234,7 +250,16 @@ export class Runner {
     const range = await pendingRange(db, step.definition.pending(db));
     if (!range) return 0;
     const bounds = splitRange(range.min, range.max, FEEDERS_PER_STEP);
-    const found = await Promise.all(bounds.map(([after, upTo]) => this.feedRange(step, after, upTo)));
+    const startAt = this.options.startAt ?? 0;
+    const found = await Promise.all(
+      bounds.map(async ([after, upTo]) => {
+        const end = upTo ?? range.max;
+        const from = after + Math.floor((end - after) * startAt);
+        if (from <= after || from >= end) return this.feedRange(step, after, upTo);
+        // From the start point to the slice's end, then the part before it.
+        return (await this.feedRange(step, from, upTo)) + (await this.feedRange(step, after, from));
+      }),
+    );
     return found.reduce((a, b) => a + b, 0);
   }
 

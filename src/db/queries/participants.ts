@@ -32,8 +32,9 @@ export async function joinableRuns(db: Db, workflowIds: number[], instance: stri
 }
 
 /**
- * Joins a run as a participant with `slots` handler calls in flight at most.
- * Refused (false) when the run is no longer running with an owner, is being
+ * Joins a run as a participant with `slots` handler calls in flight at most;
+ * returns its ordinal among the run's participants (1 for the first).
+ * Refused (null) when the run is no longer running with an owner, is being
  * stopped, or when `cap` (the workflow's runConcurrency) would be exceeded by
  * the owner's slots, the active participants' and these. Joins of one run
  * are serialised by a transaction-scoped advisory lock, so two joiners do
@@ -42,7 +43,7 @@ export async function joinableRuns(db: Db, workflowIds: number[], instance: stri
 export async function joinRun(
   db: Db,
   join: { runId: number; token: string; instance: string; slots: number; ownerSlots: number; cap: number | null },
-): Promise<boolean> {
+): Promise<number | null> {
   return db.transaction().execute(async (tx) => {
     await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`workflow-chatops:join:${join.runId}`}, 0))`.execute(tx);
     const cap =
@@ -50,11 +51,13 @@ export async function joinRun(
         ? sql`true`
         : sql`${join.ownerSlots} + ${join.slots} + coalesce((SELECT sum(slots) FROM run_participants
                   WHERE run_id = r.id AND left_at IS NULL AND fenced_at IS NULL), 0) <= ${join.cap}`;
-    const result = await sql`
+    // The statement's snapshot does not see its own row: the count is of the participants before this one.
+    const { rows } = await sql<{ earlier: number }>`
       INSERT INTO run_participants (run_id, token, instance, slots)
       SELECT r.id, ${join.token}::uuid, ${join.instance}, ${join.slots} FROM workflow_runs r
-       WHERE r.id = ${join.runId} AND r.status = 'running' AND r.owner_token IS NOT NULL AND r.stop_requested_by IS NULL AND ${cap}`.execute(tx);
-    return Number(result.numAffectedRows ?? 0) === 1;
+       WHERE r.id = ${join.runId} AND r.status = 'running' AND r.owner_token IS NOT NULL AND r.stop_requested_by IS NULL AND ${cap}
+      RETURNING (SELECT count(*) FROM run_participants WHERE run_id = ${join.runId})::int AS earlier`.execute(tx);
+    return rows[0] ? rows[0].earlier + 1 : null;
   });
 }
 
