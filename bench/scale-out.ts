@@ -124,7 +124,13 @@ async function runCase(instances: number, rep: number): Promise<number> {
       peakRssMb: 0,
       sampledPeakRssMb: 0,
       cpuSeconds: 0,
-      details: { delayMs, concurrencyPerInstance: concurrency, sharesByPid: byPid.map((r: { n: number }) => r.n), instanceCpuSeconds: instanceCpu, machineBusy },
+      details: {
+        delayMs,
+        concurrencyPerInstance: concurrency,
+        sharesByPid: byPid.map((r: { n: number }) => r.n),
+        instanceCpuSeconds: instanceCpu,
+        machineBusy,
+      },
     });
     process.stderr.write(
       `${instances} instance(s): ${row.completed} interactions in ${row.seconds.toFixed(2)} s = ${perSecond.toFixed(0)}/s; shares ${byPid.map((r: { n: number }) => r.n).join('/')}; ` +
@@ -134,7 +140,9 @@ async function runCase(instances: number, rep: number): Promise<number> {
   } finally {
     if (flags.has('profile')) {
       // A profile is written on a clean exit only.
-      await Promise.all(servers.map((child) => new Promise((resolve) => (child.kill('SIGTERM'), child.on('exit', resolve)))));
+      const exits = servers.map((child) => new Promise((resolve) => child.on('exit', resolve)));
+      for (const child of servers) child.kill('SIGTERM');
+      await Promise.all(exits);
     }
     for (const child of servers) child.kill('SIGKILL');
     await client.end();
