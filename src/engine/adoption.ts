@@ -33,7 +33,7 @@ export type Ownership =
       kind: 'adopted';
       row: RunRow;
       reason: OwnershipReason;
-      /** What the run has finished so far, per step: the new owner's counters start here. */
+      /** What the run had finished at its last heartbeat, per step: the new owner's counters start here (exact at the run's end). */
       progress: RunProgress;
       failed: Record<string, number[]>;
       /** After an owner was lost without progress: one item at a time, each marked in flight first. */
@@ -60,11 +60,19 @@ export async function takeOwnership(
     const row = await lockRunningRun(tx, runId);
     if (!row) return { kind: 'gone' };
     const reason: OwnershipReason = row.owner_token === null ? 'handoff' : 'owner_lost';
-    const progress = await runTotals(tx, runId);
-    const finished = Object.values(progress).reduce((n, p) => n + p.done + p.failed, 0);
-    const now = new Date().toISOString();
     const owners: OwnerRecord[] = [...(row.owners ?? [])];
     const last = owners.at(-1);
+    // The counters carry on from the lost owner's last heartbeat: counting the
+    // run's interactions is a scan of the whole table (no index covers
+    // finished rows by run, on purpose: migrations/0006) and would delay every
+    // adoption by it; what the heartbeat missed is counted at the run's end.
+    // Progress is judged on the heartbeat too. An owner lost within a
+    // heartbeat of its last commit counts as lost without progress, which
+    // only makes the next owner careful; a careful owner writes its progress
+    // before each item (markInFlight), so its own streak is exact.
+    const progress = heartbeatProgress(row.progress);
+    const finished = finishedCount(progress);
+    const now = new Date().toISOString();
     const progressed = !last || finished > last.interactions_at_start;
     // A handoff is no crash: it neither counts nor resets the streak.
     const noProgress = reason === 'handoff' ? (last?.no_progress ?? 0) : progressed ? 0 : (last?.no_progress ?? 0) + 1;
@@ -89,6 +97,33 @@ export async function takeOwnership(
     const adopted = await transferOwnership(tx, runId, owner, { owners, progress });
     return { kind: 'adopted', row: adopted, reason, progress, failed, careful: noProgress >= 1, released };
   });
+}
+
+/**
+ * What a run really finished, per step, counted from its interactions: the
+ * end of a run whose counters began from a lost owner's heartbeat. Steps
+ * keep the order and the concurrency limit of `counters`, the runner's own.
+ */
+export async function exactTotals(db: Kysely<EngineTables>, runId: number, counters: RunProgress): Promise<RunProgress> {
+  const counted = await runTotals(db, runId);
+  const totals: RunProgress = {};
+  for (const [step, own] of Object.entries(counters)) {
+    const c = counted[step];
+    totals[step] = { ...own, done: c?.done ?? 0, failed: c?.failed ?? 0, running: 0 };
+  }
+  for (const [step, c] of Object.entries(counted)) totals[step] ??= c;
+  return totals;
+}
+
+/** A run row's last heartbeat of progress, as the new owner's starting counters (nothing is running for it yet). */
+function heartbeatProgress(progress: RunProgress | null): RunProgress {
+  const base: RunProgress = {};
+  for (const [step, p] of Object.entries(progress ?? {})) base[step] = { done: p.done, failed: p.failed, running: 0 };
+  return base;
+}
+
+function finishedCount(progress: RunProgress): number {
+  return Object.values(progress).reduce((n, p) => n + p.done + p.failed, 0);
 }
 
 /** What a lost owner was running: the item its careful mode marked, else the ranges it had claimed. */

@@ -16,7 +16,7 @@ import type { ExpectedWork, Metrics, RunMode, RunProgress, RunRow } from '../db/
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { enqueueRun, servingInstances } from './dispatcher.ts';
 import { publishRunEvent, RunEventListener } from './events.ts';
-import { ADOPT_CHANNEL, takeOwnership } from './adoption.ts';
+import { ADOPT_CHANNEL, exactTotals, takeOwnership } from './adoption.ts';
 import { RunCoordinator } from './participants.ts';
 import { announceRecovery, recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
@@ -436,7 +436,12 @@ export class Engine extends EventEmitter {
       try {
         coordinator?.start();
         const execution = await runner.execute();
-        if (coordinator) execution.progress = (await coordinator.close(execution.cause, 2 * this.options.heartbeatMs)) ?? execution.progress;
+        const totals = coordinator ? await coordinator.close(execution.cause, 2 * this.options.heartbeatMs) : undefined;
+        if (totals) execution.progress = totals;
+        else if (run.adopted && execution.cause?.kind !== 'fenced' && execution.cause?.kind !== 'lock-lost') {
+          // An adopted run's counters started from its lost owner's last heartbeat: its end counts what the run really finished.
+          execution.progress = await exactTotals(runDb, row.id, execution.progress);
+        }
         return await this.finish(runDb, workflow, startedRow, fence, stateBefore, execution, lock);
       } finally {
         this.active.delete(fence.runId);
