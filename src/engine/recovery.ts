@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import { adopterPresent, lockRunningRun, runTotals } from '../db/queries/adoption.ts';
+import { adopterPresent, lockRunningRun, runTotals, restartedUnder } from '../db/queries/adoption.ts';
 import { appendAudit } from '../db/queries/audit.ts';
 import { releaseLostClaims } from '../db/queries/release-claims.ts';
 import { endRunWithoutOwner } from '../db/queries/runs.ts';
@@ -8,6 +8,15 @@ import type { EngineTables, RunRow } from '../db/schema.ts';
 import type { ResolvedWorkflow } from '../workflows/define.ts';
 import { publishRunEvent } from './events.ts';
 import { delta, takeSnapshot } from './snapshot.ts';
+
+/**
+ * How long after the database server restarted under a run (restartedUnder)
+ * a lost run of an adoptable workflow is left to the adopters, seen or not:
+ * their sessions come back with the reconnect backoff (src/db/listener.ts,
+ * at most 5 s between tries), and a `list` answered first must not end the
+ * run `abandoned` under them. A stop still ends it at once.
+ */
+export const RESTART_GRACE_SECONDS = 30;
 
 /** The workflow definitions this process knows, by id (a lost run's claims are read with its steps' pending queries). */
 export type WorkflowLookup = (workflowId: number) => ResolvedWorkflow | undefined;
@@ -43,10 +52,11 @@ export async function recoverRun(
   const ended = await db.transaction().execute(async (tx) => {
     const row = await lockRunningRun(tx, runId);
     if (!row) return undefined;
-    if (reason === 'owner_lost' && !options.evenIfAdoptable && (await adopterPresent(tx, row.workflow_id))) {
+    if (reason === 'owner_lost' && !options.evenIfAdoptable) {
       const workflow = options.workflows(row.workflow_id);
       // This process may define it with `adopt: false` while others adopt: only the definition here says no.
-      if (!workflow || workflow.adopt) return undefined;
+      const adoptable = !workflow || workflow.adopt;
+      if (adoptable && ((await adopterPresent(tx, row.workflow_id)) || (await restartedUnder(tx, row, RESTART_GRACE_SECONDS)))) return undefined;
     }
     return endLostRun(tx, db, row, reason, options);
   });

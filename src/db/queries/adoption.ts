@@ -47,6 +47,21 @@ export async function adopterPresent<DB>(db: Kysely<DB>, workflowId: number): Pr
 }
 
 /**
+ * Whether the database server restarted under this run: it started less than
+ * `seconds` ago, after the run's last heartbeat. A restart ends every session
+ * at once, owners, adopters and their presence locks, all reconnecting with
+ * their backoff: a free run lock then says nothing of its owner, and no
+ * presence lock nothing of the adopters. A run started since is judged as
+ * usual.
+ */
+export async function restartedUnder<DB>(db: Kysely<DB>, run: { heartbeat_at: Date | string | null }, seconds: number): Promise<boolean> {
+  const { rows } = await sql<{ recent: boolean }>`
+    SELECT pg_postmaster_start_time() > now() - make_interval(secs => ${seconds})
+       AND coalesce(${run.heartbeat_at}::timestamptz, '-infinity') < pg_postmaster_start_time() AS recent`.execute(db);
+  return rows[0]?.recent ?? false;
+}
+
+/**
  * Running runs of these workflows whose lock nobody holds: their owner is
  * gone or released them. Why this shape: one statement every second per
  * serving instance, so it takes no lock and opens no connection; it reads
