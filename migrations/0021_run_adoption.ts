@@ -11,8 +11,7 @@ import { sql, type Kysely } from 'kysely';
 //   progress) is about to start, written before each handler call, so that a
 //   crash loop names the subject that kills its process.
 // The audit view gains `owners`. It is redefined with every key it had,
-// `pending_at_start` included where migrations/0020_run_forecast.ts added
-// pending_work.
+// `pending_at_start` (migrations/0020_run_forecast.ts) included.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE workflow_runs ADD COLUMN owners jsonb NOT NULL DEFAULT '[]', ADD COLUMN in_flight jsonb`.execute(db);
   await createView(db, true);
@@ -25,10 +24,6 @@ export async function down(db: Kysely<unknown>): Promise<void> {
 }
 
 async function createView(db: Kysely<unknown>, withOwners: boolean): Promise<void> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM information_schema.columns
-     WHERE table_schema = current_schema() AND table_name = 'workflow_runs' AND column_name = 'pending_work'`.execute(db);
-  const pendingAtStart = rows[0]!.n > 0 ? sql`, 'pending_at_start', r.pending_work` : sql``;
   const owners = withOwners ? sql`, 'owners', r.owners` : sql``;
   await sql`DROP VIEW IF EXISTS workflow_run_audit`.execute(db);
   await sql`
@@ -48,7 +43,7 @@ async function createView(db: Kysely<unknown>, withOwners: boolean): Promise<voi
              'source', r.source,
              'action', r.action,
              'state_before', r.state_before,
-             'expected_work', r.expected_work ${pendingAtStart}) AS input,
+             'expected_work', r.expected_work, 'pending_at_start', r.pending_work) AS input,
            jsonb_build_object(
              'status', r.status,
              'interactions_completed', r.interactions_completed,
