@@ -249,6 +249,22 @@ describe('what an operator reads in Slack', () => {
     const both = JSON.parse((await submit('UOPER', values(FLAKY, 'global_batch', '12'))).text);
     assert.equal(both.response_action, 'errors');
     assert.match(both.errors.target, /global_batch takes no id/);
+    const refusals = await eventually(
+      async () => {
+        const rows = await t.db.selectFrom('audit_log').selectAll().where('action', '=', 'dialog:run').orderBy('id').execute();
+        return rows.length === 2 ? rows : undefined;
+      },
+      'both invalid submissions audited',
+      10_000,
+    );
+    assert.deepEqual(
+      refusals.map((r) => [r.actor, r.outcome, r.source]),
+      [
+        ['UOPER (olga)', 'invalid', 'slack'],
+        ['UOPER (olga)', 'invalid', 'slack'],
+      ],
+    );
+    assert.match(String(refusals[0]!.reason), /single_subject needs the subject id/);
 
     // An operator who adds force (the dialog never offered it): refused by the access check, audited.
     since = stub.mark();

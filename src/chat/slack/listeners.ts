@@ -209,6 +209,14 @@ export function registerListeners(app: App, deps: SlackDeps, command = '/workflo
     const submitted = readSubmission(body as unknown as ViewSubmissionPayload);
     if ('errors' in submitted) {
       await ack({ response_action: 'errors', errors: submitted.errors });
+      // Refused like a malformed typed command: shown in the dialog, and audited.
+      const user = (body as unknown as ViewSubmissionPayload).user;
+      await deps.service
+        .reject(
+          { id: actorId({ userId: user.id, userName: user.username ?? user.name }), source: 'slack', channel: submitted.channel },
+          { action: 'dialog:run', outcome: 'invalid', reason: Object.values(submitted.errors).join(' '), details: { errors: submitted.errors } },
+        )
+        .catch((error: unknown) => deps.log.error({ err: error }, 'could not audit an invalid dialog submission'));
       return;
     }
     await ack();
