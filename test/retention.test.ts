@@ -63,6 +63,13 @@ before(async () => {
   await sql`INSERT INTO handled_actions (key, actor, handled_at) VALUES ('old-click', 'U1', now() - interval '40 days'), ('new-click', 'U1', now())`.execute(
     t.db,
   );
+  // Force requests: one decided and one left pending past its expiry that long ago, one decided today, one still pending.
+  await sql`
+    INSERT INTO force_requests (workflow_id, request, requested_by, requester, source, expires_at, status, decided_by, decided_at)
+    VALUES (9100, '{}', 'U1', 'U1', 'slack', now() - interval '40 days', 'approved', 'U2', now() - interval '40 days'),
+           (9100, '{}', 'U1', 'U1', 'slack', now() - interval '39 days', 'pending', NULL, NULL),
+           (9100, '{}', 'U1', 'U1', 'slack', now() + interval '10 minutes', 'rejected', 'U2', now()),
+           (9100, '{}', 'U1', 'U1', 'slack', now() + interval '10 minutes', 'pending', NULL, NULL)`.execute(t.db);
   // A run still going, whose finished interactions must stay whatever their age.
   gate = new Promise((resolve) => (release = resolve));
   const { result } = await t.service.handle('run 9101', { id: 'tester', source: 'test' }, 'chat');
@@ -81,7 +88,7 @@ after(async () => {
 test('a dry run counts what would go and deletes nothing', async () => {
   const retention = new Retention({ db: t.db, log: quietLog, retentionDays: 30, batchSize: 7 });
   const counts = await retention.prune({ olderThanDays: 30, dryRun: true });
-  assert.deepEqual(counts, { runs: 1, interactions: ITEMS, handledActions: 1, runMessages: 1, claims: 0 });
+  assert.deepEqual(counts, { runs: 1, interactions: ITEMS, handledActions: 1, runMessages: 1, claims: 0, forceRequests: 2 });
   assert.deepEqual(await interactionsOf(ids.old), { completed: ITEMS, pending: 1 });
 });
 
@@ -109,6 +116,12 @@ test('`prune` needs the admin role, deletes in batches only what old ended runs 
     messages.map((r) => r.run_id),
     [ids.recent],
   );
+  const { rows: requests } = await sql<{ status: string }>`SELECT status FROM force_requests ORDER BY id`.execute(t.db);
+  assert.deepEqual(
+    requests.map((r) => r.status),
+    ['rejected', 'pending'],
+    'force requests decided or expired 30 days ago are gone, recent and pending ones kept',
+  );
   const { rows: runs } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM workflow_runs`.execute(t.db);
   assert.equal(runs[0]!.n, 3, 'runs are kept');
   const { rows: audit } = await sql<{ actor: string; outcome: string; details: Record<string, unknown> }>`
@@ -128,6 +141,7 @@ test('`prune` needs the admin role, deletes in batches only what old ended runs 
     handled_actions: 1,
     run_messages: 1,
     claims: 0,
+    force_requests: 2,
   });
 });
 

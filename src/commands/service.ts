@@ -611,7 +611,7 @@ export class CommandService {
     }
     const counts = await this.retention.prune({ olderThanDays: days, dryRun });
     await this.audit(actor, 'prune', 'accepted', { details: { older_than_days: days, dry_run: dryRun, ...snake(counts) } });
-    const what = `${counts.interactions} interactions, ${counts.handledActions} handled button clicks, ${counts.runMessages} run messages and ${counts.claims} leftover claims of ${counts.runs} runs ended more than ${days} days ago`;
+    const what = `${counts.interactions} interactions, ${counts.handledActions} handled button clicks, ${counts.runMessages} run messages, ${counts.claims} leftover claims of ${counts.runs} runs ended more than ${days} days ago, and ${counts.forceRequests} force requests decided or expired before then`;
     return { kind: 'done', message: dryRun ? `would delete ${what} (dry run: nothing deleted)` : `deleted ${what}; runs and the audit log are kept` };
   }
 

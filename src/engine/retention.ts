@@ -7,7 +7,8 @@ import * as prune from '../db/queries/prune.ts';
 // WORKFLOW_RETENTION_DAYS ago left behind is deleted in small batches
 // (src/db/queries/prune.ts has the statements and the reasons for their
 // shape): their finished interactions, button clicks handled that long ago,
-// their run messages, claims they somehow left. Never a run still going,
+// their run messages, claims they somehow left, force requests decided or
+// expired that long ago. Never a run still going,
 // never a pending interaction (unfinished work the next run adopts), never
 // workflow_runs or audit_log: each run's record and the audit trail are kept
 // for good (trimming them is the owner's deliberate act; docs/operations.md).
@@ -23,6 +24,7 @@ export interface PruneCounts {
   handledActions: number;
   runMessages: number;
   claims: number;
+  forceRequests: number;
 }
 
 export interface PruneRequest {
@@ -88,7 +90,7 @@ export class Retention {
     const since = this.prunedBefore && new Date(this.prunedBefore.getTime() - OVERLAP_MS);
     const counts = await this.prune({ olderThanDays: this.options.retentionDays, shouldStop }, cutoff, since);
     if (!shouldStop()) this.prunedBefore = cutoff;
-    if (counts.interactions + counts.handledActions + counts.runMessages + counts.claims > 0) {
+    if (counts.interactions + counts.handledActions + counts.runMessages + counts.claims + counts.forceRequests > 0) {
       this.options.log.info({ ...counts, olderThanDays: this.options.retentionDays }, 'retention: pruned');
       await appendAudit(this.options.db, {
         actor: 'retention',
@@ -137,12 +139,13 @@ export class Retention {
     }
     counts.runMessages = await prune.deleteRunMessages(db, cutoff, dryRun);
     counts.claims = await prune.deleteEndedRunClaims(db, cutoff, dryRun);
+    counts.forceRequests = await prune.deleteForceRequests(db, cutoff, dryRun);
     return counts;
   }
 }
 
 function empty(): PruneCounts {
-  return { runs: 0, interactions: 0, handledActions: 0, runMessages: 0, claims: 0 };
+  return { runs: 0, interactions: 0, handledActions: 0, runMessages: 0, claims: 0, forceRequests: 0 };
 }
 
 /** The counts as the audit log's details spell them. */
@@ -153,5 +156,6 @@ export function snake(counts: PruneCounts): Record<string, number> {
     handled_actions: counts.handledActions,
     run_messages: counts.runMessages,
     claims: counts.claims,
+    force_requests: counts.forceRequests,
   };
 }

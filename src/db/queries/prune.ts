@@ -100,3 +100,19 @@ export async function deleteEndedRunClaims(db: Db, cutoff: Date, dryRun: boolean
   const result = await sql`DELETE FROM interaction_claims WHERE run_id IN (${old})`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/**
+ * Force requests decided (or past their expiry) before `cutoff`: the audit
+ * log keeps who asked, who decided and what ran; the row only served the
+ * request's message and its buttons. A pending request past its expiry is
+ * expired whether or not a sweep marked it so.
+ */
+export async function deleteForceRequests(db: Db, cutoff: Date, dryRun: boolean): Promise<number> {
+  const old = sql`coalesce(decided_at, expires_at) < ${cutoff}`;
+  if (dryRun) {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM force_requests WHERE ${old}`.execute(db);
+    return rows[0]!.n;
+  }
+  const result = await sql`DELETE FROM force_requests WHERE ${old}`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}
