@@ -7,11 +7,14 @@
 // `workflow stop <run>` (or `workflow force <workflow> --detach`) process
 // asks for the stop; then, per instance, from the moment the request took
 // effect (the run's stop_requested_at):
+//   - until it aborted its part of the run (its "run stopping" log line: the
+//     instances log at info), i.e. learned of the stop;
 //   - until the last handler call it started for that run (the stand-in
 //     stamps each call's arrival, with its process and run);
 //   - until its participation ended: run_participants.left_at or fenced_at
 //     for a participant, the run's ended_at for the owner.
-// The stand-in and the database are on this machine, so their clocks are one.
+// And when the stop's NOTIFY reached this process's own LISTEN. The stand-in,
+// the instances and the database are on this machine: one clock.
 //
 //   node bench/participant-stop.ts [--reps 10] [--mode stop|force|both] [--delay-ms 50] [--concurrency 8] [--items 40000]
 //
