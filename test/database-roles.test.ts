@@ -88,6 +88,18 @@ describe('the app runs as a role that may only append to the audit log', () => {
     assert.equal(summary.outcome, 'completed');
   });
 
+  test("`health` takes its turn and records its findings as the app's role, which cannot remove the limit", async () => {
+    const actor = { id: 'tester', source: 'test' };
+    const first = await app.service.handle('health', actor, 'chat');
+    assert.ok(first.result.kind === 'health' && !first.result.limited, JSON.stringify(first.result));
+    const second = await app.service.handle('health', actor, 'chat');
+    assert.ok(second.result.kind === 'health' && second.result.limited, 'the next within the interval is refused');
+    for (const statement of ['DELETE FROM health_checks', 'TRUNCATE health_checks', 'INSERT INTO health_checks (only_row) VALUES (false)']) {
+      await assert.rejects(client.query(statement), (error: { code?: string }) => error.code === '42501', statement);
+    }
+    assert.equal((await client.query('SELECT 1 FROM health_checks')).rowCount, 1);
+  });
+
   test('every way to change or remove an audit row fails', async () => {
     const before = await client.query('SELECT * FROM audit_log ORDER BY id');
     assert.ok(before.rows.length > 0, 'there is history to protect');
@@ -141,12 +153,13 @@ describe('the app runs as a role that may only append to the audit log', () => {
       assert.equal(applied.code, 0, applied.stderr);
       const privileges = await client.query<{ t: string; p: string }>(
         `SELECT t, string_agg(p, ',' ORDER BY p) AS p
-           FROM unnest(ARRAY['audit_log', 'interactions', 'setup_fingerprint']) t, unnest(ARRAY['DELETE', 'INSERT', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE']) p
+           FROM unnest(ARRAY['audit_log', 'health_checks', 'interactions', 'setup_fingerprint']) t, unnest(ARRAY['DELETE', 'INSERT', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE']) p
           WHERE has_table_privilege($1, t, p) GROUP BY t ORDER BY t`,
         [fresh],
       );
       assert.deepEqual(privileges.rows, [
         { t: 'audit_log', p: 'INSERT,SELECT' },
+        { t: 'health_checks', p: 'SELECT,UPDATE' },
         { t: 'interactions', p: 'DELETE,INSERT,SELECT,TRUNCATE,UPDATE' },
       ]);
       const refused = await runCli(['db', 'grants', '--role', OWNER], env);

@@ -48,7 +48,9 @@ export function renderResult(result: CommandResult | RunFinished): string {
         )
         .join('\n');
     case 'health':
-      return renderHealth(result.report);
+      return result.limited
+        ? `refused: ${result.limited.message}\nno pass now; the latest findings:\n${renderHealth(result.report, false)}`
+        : renderHealth(result.report);
     case 'plan':
       return renderPlan(result.plan);
     case 'whoami':
@@ -62,16 +64,19 @@ export function renderResult(result: CommandResult | RunFinished): string {
   }
 }
 
-/** `workflow health`: the monitor's findings after the pass it just made. */
-export function renderHealth(report: HealthReport): string {
+/**
+ * `workflow health`: the monitor's findings after the pass it just made, or
+ * (`passedHere` false: refused a pass) the latest pass's, made by `lastPassBy`.
+ */
+export function renderHealth(report: HealthReport, passedHere = true): string {
   const who = report.active
     ? `active on this instance (${report.instanceId})`
     : report.activeInstance
       ? `standby; active on ${report.activeInstance}`
-      : 'no serving instance is monitoring; this pass ran here';
+      : `no serving instance is monitoring${passedHere ? '; this pass ran here' : ''}`;
   const lines = [
     `health monitor: ${who}`,
-    `last pass: ${report.lastPassAt ?? 'never'} (every ${report.intervalMs / 1000} s; runs silent over ${report.staleAfterMs / 1000} s are checked)`,
+    `last pass: ${report.lastPassAt ?? 'never'}${report.lastPassBy ? ` on instance ${report.lastPassBy}` : ''} (every ${report.intervalMs / 1000} s; runs silent over ${report.staleAfterMs / 1000} s are checked)`,
   ];
   for (const r of report.recovered) {
     lines.push(

@@ -1,8 +1,8 @@
 import type { Engine } from '../engine/engine.ts';
-import type { HealthMonitor, HealthReport, MonitorEvent } from '../engine/monitor.ts';
+import type { HealthLimit, HealthMonitor, HealthReport, MonitorEvent } from '../engine/monitor.ts';
 import type { ObservabilityStats, Store } from '../engine/store.ts';
 
-/** On-demand health passes: at most one per this interval in a process. */
+/** On-demand health passes: at most one per this interval on a database, whichever process is asked. */
 export const HEALTH_CHECK_INTERVAL_MS = 10_000;
 
 /**
@@ -13,16 +13,11 @@ export const HEALTH_CHECK_INTERVAL_MS = 10_000;
 export class Health {
   private readonly engine: Engine;
   private monitor?: HealthMonitor;
-  private readonly checkIntervalMs: number;
-  private readonly now: () => number;
-  private checking: Promise<HealthReport> | undefined;
-  private lastCheckAt = Number.NEGATIVE_INFINITY;
+  private checking: Promise<{ report: HealthReport; limited?: HealthLimit }> | undefined;
 
-  constructor(engine: Engine, monitor?: HealthMonitor, options: { checkIntervalMs?: number; now?: () => number } = {}) {
+  constructor(engine: Engine, monitor?: HealthMonitor) {
     this.engine = engine;
     this.monitor = monitor;
-    this.checkIntervalMs = options.checkIntervalMs ?? HEALTH_CHECK_INTERVAL_MS;
-    this.now = options.now ?? Date.now;
   }
 
   /** The process's health monitor: `health` runs a pass on it, surfaces follow its events. */
@@ -50,18 +45,17 @@ export class Health {
   /**
    * The `health` command: one pass of the monitor now (recovering what it
    * finds, probing services); undefined without a monitor. Any chat user may
-   * ask and a pass costs queries and a probe of every service, so this
-   * process starts one at most every checkIntervalMs: a request meanwhile
-   * shares the pass in flight, or gets the findings of the last one (their
-   * time is in the report).
+   * ask, every CLI call is a process of its own, and a pass costs queries and
+   * a probe of every service, so one starts at most every
+   * HEALTH_CHECK_INTERVAL_MS on the database, whichever process is asked
+   * (HealthMonitor.checkAtMostEvery). A request meanwhile shares the one in
+   * flight in this process, or is refused one of its own and gets the latest
+   * findings (their time is in the report) and when the next is allowed.
    */
-  async check(): Promise<HealthReport | undefined> {
+  check(): Promise<{ report: HealthReport; limited?: HealthLimit }> | undefined {
     const monitor = this.monitor;
     if (!monitor) return undefined;
-    if (this.checking) return this.checking;
-    if (this.now() - this.lastCheckAt < this.checkIntervalMs) return monitor.report();
-    this.lastCheckAt = this.now();
-    this.checking = monitor.check().finally(() => (this.checking = undefined));
+    this.checking ??= monitor.checkAtMostEvery(HEALTH_CHECK_INTERVAL_MS).finally(() => (this.checking = undefined));
     return this.checking;
   }
 

@@ -145,7 +145,12 @@ export type CommandResult =
   | { kind: 'workflows'; workflows: WorkflowView[] }
   | { kind: 'stop'; outcome: 'stopped' | 'stop_requested' | 'recovered' | 'not_running'; run: RunView; message: string }
   | { kind: 'help'; text: string }
-  | { kind: 'health'; report: HealthReport }
+  /**
+   * `limited`: no pass was made, one having started on the database within
+   * the interval (`message` says when, and when the next is allowed); the
+   * report is the latest findings.
+   */
+  | { kind: 'health'; report: HealthReport; limited?: { message: string; lastStartAt: string; nextAllowedAt: string } }
   | { kind: 'plan'; plan: PlanView }
   | { kind: 'schedules'; schedules: ScheduleView[] }
   | { kind: 'whoami'; whoami: WhoamiView }
@@ -162,7 +167,7 @@ export type RunFinished = { kind: 'run_finished'; summary: RunSummary; view: Run
 
 /**
  * Exit codes (README, "Exit codes"): 0 done, 1 run failed, 2 bad usage, 3
- * refused, 4 the run was stopped or forced out by someone else; a foreground
+ * refused (a `health` pass as well), 4 the run was stopped or forced out by someone else; a foreground
  * run stopped here ends as a signal would, 130 for Ctrl-C and 143 for SIGTERM.
  */
 export const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3, stoppedByOther: 4, interrupted: 130, terminated: 143 } as const;
@@ -179,6 +184,8 @@ export function exitCode(result: CommandResult | RunFinished): number {
       return result.outcome === 'rejected' ? 0 : 3;
     case 'stop':
       return result.outcome === 'not_running' ? 3 : 0;
+    case 'health':
+      return result.limited ? 3 : 0;
     case 'run_finished':
       switch (result.summary.outcome) {
         case 'completed':

@@ -10,8 +10,9 @@ import { secondsFor } from '../engine/estimates.ts';
 import type { Grant } from '../access-grants.ts';
 import { highestRole, requiredRole, type Role } from './access.ts';
 import { parseCommand, usage, type Command, type Surface } from './grammar.ts';
-import type { Health } from './health.ts';
+import { HEALTH_CHECK_INTERVAL_MS, type Health } from './health.ts';
 import { nextTick } from '../lib/cron.ts';
+import { relativeTime, utcText } from '../lib/relative-time.ts';
 import type { CommandResult, ForceRequestView, PlanView, RefusalReason, RunView, ScheduleView } from './results.ts';
 import type { RunViews } from './run-views.ts';
 
@@ -172,7 +173,7 @@ export class CommandService {
       case 'prune':
         return this.prune(command.olderThanDays, command.dryRun, actor);
       case 'health':
-        return this.checkHealth();
+        return this.checkHealth(actor);
       case 'pause':
       case 'resume':
         return this.setPaused(command.workflow, command.verb === 'pause', actor, surface);
@@ -615,11 +616,24 @@ export class CommandService {
     return { kind: 'done', message: dryRun ? `would delete ${what} (dry run: nothing deleted)` : `deleted ${what}; runs and the audit log are kept` };
   }
 
-  /** The health monitor's findings after one pass now (recovering what it finds, probing services). */
-  private async checkHealth(): Promise<CommandResult> {
-    const report = await this.health.check();
-    if (!report) return { kind: 'done', message: 'no health monitor in this process' };
-    return { kind: 'health', report };
+  /**
+   * The health monitor's findings after one pass now (recovering what it
+   * finds, probing services), or, when a pass started on the database within
+   * the interval, the latest findings and when the next pass is allowed:
+   * refused and audited like any other rate limit.
+   */
+  private async checkHealth(actor: Actor): Promise<CommandResult> {
+    const checked = await this.health.check();
+    if (!checked) return { kind: 'done', message: 'no health monitor in this process' };
+    const { report, limited } = checked;
+    if (!limited) return { kind: 'health', report };
+    const { lastStartAt, lastStartBy, nextAllowedAt } = limited;
+    const message = `the last health pass on this database started at ${utcText(lastStartAt)} (${relativeTime(lastStartAt)}${lastStartBy ? `, on instance ${lastStartBy}` : ''}); the next is allowed at ${utcText(nextAllowedAt)} (${relativeTime(nextAllowedAt)}): one pass every ${HEALTH_CHECK_INTERVAL_MS / 1000} s, whoever asks`;
+    await this.audit(actor, 'health', 'refused', {
+      reason: message,
+      details: { refusal: 'rate_limited', last_start_at: lastStartAt, last_start_by: lastStartBy, next_allowed_at: nextAllowedAt },
+    });
+    return { kind: 'health', report, limited: { message, lastStartAt, nextAllowedAt } };
   }
 
   /**

@@ -16,6 +16,12 @@ import { sql, type Kysely } from 'kysely';
 const AUDIT_TABLE = 'audit_log';
 /** Written by the owner's start-up setup only (src/app.ts): the app's role could otherwise make the owner skip it. */
 const SETUP_TABLE = 'setup_fingerprint';
+/**
+ * One row (the `health` limit and the latest findings), inserted by its
+ * migration: the app reads and updates it; deleting it would take `health`
+ * away, so it may not, nor insert.
+ */
+const HEALTH_TABLE = 'health_checks';
 
 /** The statements that give `role` exactly the app's privileges in the current schema, in order. */
 export function grantStatements(role: string, schema: string): string[] {
@@ -30,6 +36,8 @@ export function grantStatements(role: string, schema: string): string[] {
     `GRANT SELECT, INSERT ON ${audit} TO ${r}`,
     `REVOKE UPDATE ON SEQUENCE ${s}.${AUDIT_TABLE}_id_seq FROM ${r}, PUBLIC`,
     `REVOKE ALL ON ${s}.${SETUP_TABLE} FROM ${r}, PUBLIC`,
+    `REVOKE ALL ON ${s}.${HEALTH_TABLE} FROM ${r}, PUBLIC`,
+    `GRANT SELECT, UPDATE ON ${s}.${HEALTH_TABLE} TO ${r}`,
   ];
 }
 
@@ -77,6 +85,10 @@ export async function grantsNeeded<DB>(db: Kysely<DB>, role: string): Promise<bo
                   WHEN c.relname = ${SETUP_TABLE}
                   THEN has_table_privilege(${role}, c.oid, 'SELECT') OR has_table_privilege(${role}, c.oid, 'INSERT')
                        OR has_table_privilege(${role}, c.oid, 'UPDATE') OR has_table_privilege(${role}, c.oid, 'DELETE')
+                       OR has_table_privilege(${role}, c.oid, 'TRUNCATE')
+                  WHEN c.relname = ${HEALTH_TABLE}
+                  THEN NOT has_table_privilege(${role}, c.oid, 'SELECT') OR NOT has_table_privilege(${role}, c.oid, 'UPDATE')
+                       OR has_table_privilege(${role}, c.oid, 'INSERT') OR has_table_privilege(${role}, c.oid, 'DELETE')
                        OR has_table_privilege(${role}, c.oid, 'TRUNCATE')
                   ELSE NOT has_table_privilege(${role}, c.oid, 'SELECT') OR NOT has_table_privilege(${role}, c.oid, 'INSERT')
                        OR NOT has_table_privilege(${role}, c.oid, 'UPDATE') OR NOT has_table_privilege(${role}, c.oid, 'DELETE')

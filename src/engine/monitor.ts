@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createClient } from '../db/connect.ts';
+import { claimHealthPass, healthChecks, recordHealthFindings } from '../db/queries/health-checks.ts';
 import { advisoryUnlock, tryAdvisoryLock } from '../db/queries/locks.ts';
 import * as monitor from '../db/queries/monitor.ts';
 import { releaseLostClaims, runsWithOrphanedClaims } from '../db/queries/release-claims.ts';
@@ -91,8 +92,10 @@ export interface HealthReport {
   activeInstance: string | null;
   intervalMs: number;
   staleAfterMs: number;
-  /** The last full pass (recovery and probes) made by this instance. */
+  /** The last full pass (recovery and probes) made by this instance, or by `lastPassBy`. */
   lastPassAt: string | null;
+  /** Set when the findings are another instance's: the latest pass on the database, which it made. */
+  lastPassBy?: string;
   /** What that pass fixed or found. */
   recovered: RecoveredRun[];
   stuck: StuckRun[];
@@ -103,6 +106,14 @@ export interface HealthReport {
   totals: { passes: number; runsRecovered: number; orphanedClaims: number; interactionsPending: number };
   /** The last pass's error, if it failed. */
   error: string | null;
+}
+
+/** A `health` request refused a pass of its own: the latest findings are answered instead. */
+export interface HealthLimit {
+  /** When the last pass on demand started on this database, and where. */
+  lastStartAt: string;
+  lastStartBy: string | null;
+  nextAllowedAt: string;
 }
 
 export type MonitorEvent =
@@ -120,6 +131,9 @@ export interface OrphanedClaims {
   /** Interactions left pending from them. */
   interactionsReleased: number;
 }
+
+/** What a pass recorded in health_checks for other processes to show. */
+type RecordedFindings = Pick<HealthReport, 'recovered' | 'stuck' | 'orphans' | 'error' | 'services'>;
 
 interface TrackedService {
   service: ExternalService;
@@ -215,6 +229,39 @@ export class HealthMonitor extends EventEmitter {
       await this.pass();
       return this.reportNow();
     });
+  }
+
+  /**
+   * `health` from any surface: a full pass now (as check) unless one started
+   * on this database less than `minIntervalMs` ago, in whichever process; one
+   * UPDATE of health_checks decides. Refused, the latest findings on the
+   * database (this process's, or those another one recorded), and when the
+   * next pass is allowed.
+   */
+  async checkAtMostEvery(minIntervalMs: number): Promise<{ report: HealthReport; limited?: HealthLimit }> {
+    if (await claimHealthPass(this.options.db, minIntervalMs, this.options.instanceId)) return { report: await this.check() };
+    const row = await healthChecks(this.options.db);
+    // Only the owner can remove the row; without it there is no limit to apply, and no pass is made unlimited.
+    if (!row?.started_at) throw new Error('health_checks has no row (migrations/0033_health_checks.ts inserts it): no health pass without its limit');
+    const report = await this.reportNow();
+    const recorded = row.findings as RecordedFindings | null;
+    const latest =
+      recorded && row.findings_at && (this.lastPassAt === null || row.findings_at.getTime() > this.lastPassAt.getTime())
+        ? {
+            ...report,
+            ...recorded,
+            lastPassAt: row.findings_at.toISOString(),
+            ...(row.findings_by && row.findings_by !== this.options.instanceId && { lastPassBy: row.findings_by }),
+          }
+        : report;
+    return {
+      report: latest,
+      limited: {
+        lastStartAt: row.started_at.toISOString(),
+        lastStartBy: row.started_by,
+        nextAllowedAt: new Date(row.started_at.getTime() + minIntervalMs).toISOString(),
+      },
+    };
   }
 
   /** The latest findings without a pass (for /healthz and /metrics). */
@@ -335,6 +382,11 @@ export class HealthMonitor extends EventEmitter {
     }
     const stuckIds = new Set(stuck.map((r) => r.runId));
     for (const id of this.stuckSeen) if (!stuckIds.has(id)) this.stuckSeen.delete(id);
+    // After the events: a database that does not answer delays no alert.
+    const recorded: RecordedFindings = { ...this.last, services: this.buildReport(null).services };
+    await recordHealthFindings(this.options.db, at, this.options.instanceId, recorded).catch((e: unknown) =>
+      this.options.log.warn({ err: e }, 'health monitor: cannot record its findings for other processes'),
+    );
   }
 
   /**

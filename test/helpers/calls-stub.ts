@@ -1,7 +1,8 @@
 // A local HTTP server the adoption fixture's handlers call
 // (test/fixtures/adoption/workflow.ts): it records which process called for
-// which subject, and answers after a delay the test can change, or, while
-// held (hold()), not until the test releases the calls (release()).
+// which subject of which run, and when, and answers after a delay the test
+// can change, or, while held (hold()), not until the test releases the calls
+// (release()).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -9,8 +10,12 @@ export interface Call {
   pid: number;
   step: string;
   subject: number;
+  /** The run the call is for (as the handler's log names it). */
+  run?: number;
   /** Order of arrival. */
   seq: number;
+  /** When it arrived, in ms since the epoch to the microsecond: comparable with the timestamps of a database on this machine. */
+  at: number;
 }
 
 export interface CallsStub {
@@ -37,8 +42,8 @@ export async function startCallsStub(options: { delayMs?: number } = {}): Promis
     let body = '';
     req.on('data', (chunk) => (body += chunk));
     req.on('end', () => {
-      const call = JSON.parse(body) as Omit<Call, 'seq'>;
-      calls.push({ ...call, seq: calls.length });
+      const call = JSON.parse(body) as Omit<Call, 'seq' | 'at'>;
+      calls.push({ ...call, seq: calls.length, at: performance.timeOrigin + performance.now() });
       if (holding) {
         held.set(res, call.pid);
         res.on('close', () => held.delete(res));

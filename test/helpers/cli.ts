@@ -25,10 +25,11 @@ export interface CliProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
-export function startCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
+/** `stdin`: a pipe (child.stdin) for what a user types, e.g. into `serve`'s console chat; otherwise none. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv, options: { stdin?: boolean } = {}): CliProcess {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';

@@ -9,6 +9,8 @@ export interface OllamaStub {
   requests: { model: string; prompt: string }[];
   /** Requests whose client went away before the answer (aborted). */
   aborted: number;
+  /** Requests on /api/tags: the health monitor's probes. */
+  probes: number;
   /** Answers held back until released (for stop/abort tests); see `hold`. */
   setDelay(ms: number): void;
   close(): Promise<void>;
@@ -17,9 +19,10 @@ export interface OllamaStub {
 /** Answers summary prompts with a sentence and skills prompts with a JSON array. */
 export async function startOllamaStub(options: { delayMs?: number } = {}): Promise<OllamaStub> {
   let delayMs = options.delayMs ?? 0;
-  const stub: Omit<OllamaStub, 'url' | 'close' | 'setDelay'> = { requests: [], aborted: 0 };
+  const stub: Omit<OllamaStub, 'url' | 'close' | 'setDelay'> = { requests: [], aborted: 0, probes: 0 };
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/api/tags') {
+      stub.probes++;
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ models: [{ name: 'llama3.2' }] }));
       return;

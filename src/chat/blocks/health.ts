@@ -5,8 +5,13 @@ import { code, context, esc, formatDuration, formatTime, linesBlocks, message, t
 // The health monitor: its report (`workflow health`) and the alerts the
 // active monitor posts to the notify channel.
 
-/** `workflow health`: who monitors, what the last pass fixed or found, and each external service. */
-export function healthMessage(report: HealthReport): Message {
+/**
+ * `workflow health`: who monitors, what the last pass fixed or found, and each
+ * external service; when `limited` (a pass started on the database within the
+ * interval), why no pass was made now and when the next is allowed, above the
+ * latest findings.
+ */
+export function healthMessage(report: HealthReport, limited?: { message: string; nextAllowedAt: string }, now: Date = new Date()): Message {
   const who = report.active
     ? `active on this instance (${code(report.instanceId, 60)})`
     : report.activeInstance
@@ -26,9 +31,13 @@ export function healthMessage(report: HealthReport): Message {
   for (const o of report.orphans) fixed.push(`♻️ ${orphanLine(o)}`);
   if (report.error) fixed.push(`❌ the pass failed: ${esc(truncate(report.error, 500))}`);
   const services = report.services.map(serviceLine);
-  return message(`health: ${report.recovered.length} run(s) recovered, ${report.services.filter((s) => s.up === false).length} service(s) down`, [
+  const summary = `health: ${report.recovered.length} run(s) recovered, ${report.services.filter((s) => s.up === false).length} service(s) down`;
+  const when =
+    limited && `${formatTime(limited.nextAllowedAt)} (in ${formatDuration(Math.max(0, (Date.parse(limited.nextAllowedAt) - now.getTime()) / 1000))})`;
+  return message(limited ? `⏱️ no health pass now; the latest findings: ${summary}` : summary, [
+    ...(limited ? [section(`⏱️ *Rate limited.* ${esc(truncate(limited.message, 1_500))}\nThe next pass is allowed ${when}. The latest findings:`)] : []),
     section(`🩺 *Health monitor* ${who}
-last pass ${report.lastPassAt ? formatTime(report.lastPassAt) : 'never'}; every ${formatDuration(report.intervalMs / 1000)}, runs silent over ${formatDuration(report.staleAfterMs / 1000)} are checked`),
+last pass ${report.lastPassAt ? formatTime(report.lastPassAt) : 'never'}${report.lastPassBy ? ` on ${code(report.lastPassBy, 60)}` : ''}; every ${formatDuration(report.intervalMs / 1000)}, runs silent over ${formatDuration(report.staleAfterMs / 1000)} are checked`),
     ...linesBlocks(fixed.length ? fixed : ['✅ nothing to fix: no stale runs, no orphaned claims'], 10, 'findings'),
     ...(services.length ? linesBlocks(services, 8, 'services') : [context(['no external services declared'])]),
   ]);

@@ -101,7 +101,7 @@ function build(result: CommandResult, now: Date, workflowId: number | undefined)
     case 'refused':
       return refusedMessage(result, now, options.workflowId);
     case 'health':
-      return healthMessage(result.report);
+      return healthMessage(result.report, result.limited, now);
     case 'plan':
       return planMessage(result.plan, now);
     case 'whoami':
