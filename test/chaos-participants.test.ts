@@ -10,90 +10,19 @@
 //   wakes up, its writes are fenced (nothing saved by it after it froze), and
 //   the forced run still saves every subject once per step.
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { ADOPT_TABLES_SQL, ADOPT_WORKFLOW_ID } from './fixtures/adoption/workflow.ts';
+import { ADOPT_MODULE, WF, assertSavedOnce, chaosProcesses, createItems, runRow, runningRun, savesByPid, waitForEnd } from './helpers/chaos-runs.ts';
 import { startCallsStub, type CallsStub } from './helpers/calls-stub.ts';
-import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
+import { eventually, runCli } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { migratedDatabase, type TestDb } from './helpers/engine.ts';
-
-const MODULE = fileURLToPath(new URL('./fixtures/adoption/workflow.ts', import.meta.url));
-const WF = String(ADOPT_WORKFLOW_ID);
 
 let database: TestDatabase;
 let db: TestDb;
 let calls: CallsStub;
 let env: NodeJS.ProcessEnv;
-const started: CliProcess[] = [];
-
-async function serve(): Promise<CliProcess> {
-  const server = startCli(['serve'], env);
-  started.push(server);
-  await server.waitFor(/serving/, 60_000);
-  return server;
-}
-
-async function createItems(count: number): Promise<void> {
-  for (const statement of ADOPT_TABLES_SQL) await sql.raw(statement).execute(db);
-  await sql`INSERT INTO adopt_items (id) SELECT g FROM generate_series(1, ${count}) g`.execute(db);
-}
-
-interface RunRecord {
-  id: number;
-  status: string;
-  ended_reason: string | null;
-  error: string | null;
-  owner_instance: string | null;
-  interactions_completed: number;
-  interactions_failed: number;
-  ended_at: Date | null;
-}
-
-async function runRow(id: number): Promise<RunRecord> {
-  return (await db.selectFrom('workflow_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow()) as unknown as RunRecord;
-}
-
-async function runningRun(): Promise<number> {
-  return eventually(async () => {
-    const row = await db
-      .selectFrom('workflow_runs')
-      .select('id')
-      .where('status', '=', 'running')
-      .where('workflow_id', '=', ADOPT_WORKFLOW_ID)
-      .executeTakeFirst();
-    return row?.id;
-  }, 'a running run');
-}
-
-async function waitForEnd(id: number, timeoutMs = 120_000): Promise<RunRecord> {
-  return eventually(
-    async () => {
-      const row = await runRow(id);
-      return row.status !== 'running' ? row : undefined;
-    },
-    `run #${id} to end`,
-    timeoutMs,
-  );
-}
-
-/** Saves per process id. */
-async function savesByPid(): Promise<Map<number, number>> {
-  const { rows } = await sql<{ pid: number; n: number }>`SELECT pid, count(*)::int AS n FROM adopt_saves GROUP BY pid`.execute(db);
-  return new Map(rows.map((r) => [r.pid, r.n]));
-}
-
-/** Every (subject, step) saved at most once; exactly `expected` saves and as many completed interactions. */
-async function assertSavedOnce(expected: number): Promise<void> {
-  const { rows } = await sql<{ subject: number; step: string; n: number }>`
-    SELECT subject, step, count(*)::int AS n FROM adopt_saves GROUP BY subject, step HAVING count(*) > 1`.execute(db);
-  assert.deepEqual(rows, [], 'no subject saved twice in a step');
-  const { rows: total } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db);
-  assert.equal(total[0]!.n, expected, 'saves');
-  const { rows: interactions } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE status = 'completed'`.execute(db);
-  assert.equal(interactions[0]!.n, expected, 'one completed interaction per save');
-}
+const { serve, killAll } = chaosProcesses(() => env);
 
 /** Participants of the run that are neither gone nor fenced. */
 async function activeParticipants(runId: number): Promise<number> {
@@ -107,7 +36,7 @@ beforeEach(async () => {
   calls = await startCallsStub({ delayMs: 20 });
   env = {
     DATABASE_URL: database.url,
-    WORKFLOW_MODULES: MODULE,
+    WORKFLOW_MODULES: ADOPT_MODULE,
     ADOPT_CALLS_URL: calls.url,
     ADOPT_DISTRIBUTED: '1',
     WORKFLOW_HEARTBEAT_MS: '300',
@@ -116,11 +45,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const child of started.splice(0)) {
-    if (child.child.signalCode === 'SIGSTOP' || child.child.exitCode === null) child.child.kill('SIGCONT');
-    if (child.child.exitCode === null && child.child.signalCode === null) child.child.kill('SIGKILL');
-    await child.exited;
-  }
+  await killAll();
   await calls.close();
   await db.destroy();
   await database.drop();
@@ -129,16 +54,16 @@ afterEach(async () => {
 describe('participants', () => {
   test('three instances on one run: each processes more than 20 %, every subject saved once per step, true totals', { timeout: 180_000 }, async () => {
     const ITEMS = 600;
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     const servers = [await serve(), await serve(), await serve()];
     const detached = await runCli(['run', WF, '--detach'], env);
     assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun();
-    const ended = await waitForEnd(runId);
+    const runId = await runningRun(db);
+    const ended = await waitForEnd(db, runId);
     assert.equal(ended.status, 'completed', ended.error ?? '');
     assert.equal(ended.interactions_completed, 2 * ITEMS, 'the run counts every instance');
-    await assertSavedOnce(2 * ITEMS);
-    const byPid = await savesByPid();
+    await assertSavedOnce(db, 2 * ITEMS);
+    const byPid = await savesByPid(db);
     for (const server of servers) {
       const share = (byPid.get(server.child.pid!) ?? 0) / (2 * ITEMS);
       assert.ok(share > 0.2, `instance ${server.child.pid} processed ${(share * 100).toFixed(1)} % (${[...byPid.entries()].join('; ')})`);
@@ -151,18 +76,18 @@ describe('participants', () => {
   test('stop during a distributed run: every participant stops, nothing written after the end', { timeout: 180_000 }, async () => {
     const ITEMS = 3000;
     calls.setDelay(50);
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     const servers = [await serve(), await serve(), await serve()];
     const detached = await runCli(['run', WF, '--detach'], env);
     assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun();
+    const runId = await runningRun(db);
     await eventually(async () => {
-      const byPid = await savesByPid();
+      const byPid = await savesByPid(db);
       return servers.every((s) => (byPid.get(s.child.pid!) ?? 0) >= 5);
     }, 'every instance to save');
     const stop = await runCli(['stop', String(runId)], env);
     assert.equal(stop.code, 0, stop.stderr);
-    const ended = await waitForEnd(runId);
+    const ended = await waitForEnd(db, runId);
     assert.equal(ended.status, 'stopped');
     assert.equal(ended.ended_reason, 'stop_requested');
     await eventually(async () => (await activeParticipants(runId)) === 0, 'every participant to stop');
@@ -183,12 +108,12 @@ describe('participants', () => {
   test('force against a SIGSTOPped participant that is not the owner: its writes are fenced', { timeout: 180_000 }, async () => {
     const ITEMS = 400;
     calls.setDelay(300);
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     const servers = [await serve(), await serve(), await serve()];
     const detached = await runCli(['run', WF, '--detach'], env);
     assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun();
-    const owner = (await runRow(runId)).owner_instance!;
+    const runId = await runningRun(db);
+    const owner = (await runRow(db, runId)).owner_instance!;
     const participants = servers.filter((s) => !owner.startsWith(`${s.child.pid}-`));
     assert.equal(participants.length, 2);
     // Freeze a participant with handler calls in flight: their answers come while it sleeps.
@@ -199,7 +124,7 @@ describe('participants', () => {
 
     const force = await runCli(['force', WF], { ...env, WORKFLOW_FORCE_GRACE_MS: '3000' });
     assert.equal(force.code, 0, force.stderr);
-    const old = await runRow(runId);
+    const old = await runRow(db, runId);
     assert.equal(old.status, 'stopped');
 
     frozen.child.kill('SIGCONT');
@@ -207,7 +132,7 @@ describe('participants', () => {
     const { rows: late } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM adopt_saves WHERE pid = ${frozen.child.pid!} AND at > ${frozenAt[0]!.now}`.execute(db);
     assert.equal(late[0]!.n, 0, 'nothing saved by the frozen participant after it froze');
-    await assertSavedOnce(2 * ITEMS);
+    await assertSavedOnce(db, 2 * ITEMS);
     // It had work in flight when it froze, which the forced run did instead: the fence is what kept it from saving it twice.
     const called = calls.calls.filter((c) => c.pid === frozen.child.pid);
     const { rows: redone } = await sql<{ n: number }>`
