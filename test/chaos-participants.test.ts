@@ -8,11 +8,26 @@
 //   of the run is written after its end;
 // - force against a SIGSTOPped participant that is not the owner: once it
 //   wakes up, its writes are fenced (nothing saved by it after it froze), and
-//   the forced run still saves every subject once per step.
+//   the forced run still saves every subject once per step;
+// - SIGKILL of the owner of a run with participants at work: the same run is
+//   adopted and completed with its true totals, the lost owner's
+//   participants fenced, the instance not adopting it joins it again, and
+//   every subject is saved once per step.
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { ADOPT_MODULE, WF, assertSavedOnce, chaosProcesses, createItems, runRow, runningRun, savesByPid, waitForEnd } from './helpers/chaos-runs.ts';
+import {
+  ADOPT_MODULE,
+  WF,
+  adoptedRun,
+  assertSavedOnce,
+  chaosProcesses,
+  createItems,
+  runRow,
+  runningRun,
+  savesByPid,
+  waitForEnd,
+} from './helpers/chaos-runs.ts';
 import { startCallsStub, type CallsStub } from './helpers/calls-stub.ts';
 import { eventually, runCli } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
@@ -29,6 +44,26 @@ async function activeParticipants(runId: number): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM run_participants WHERE run_id = ${runId} AND left_at IS NULL AND fenced_at IS NULL`.execute(db);
   return rows[0]!.n;
+}
+
+interface ParticipantRecord {
+  token: string;
+  instance: string;
+  joined_at: Date;
+  left_at: Date | null;
+  fenced_at: Date | null;
+}
+
+/** The run's rows in run_participants, past and present, in the order they joined. */
+async function participantRows(runId: number): Promise<ParticipantRecord[]> {
+  const { rows } = await sql<ParticipantRecord>`
+    SELECT token::text AS token, instance, joined_at, left_at, fenced_at FROM run_participants WHERE run_id = ${runId} ORDER BY joined_at`.execute(db);
+  return rows;
+}
+
+/** Whether `instance` (an engine's instance id, `<pid>-<hex>`) is that of `pid`. */
+function instanceOf(pid: number | undefined, instance: string | null | undefined): boolean {
+  return pid !== undefined && instance?.startsWith(`${pid}-`) === true;
 }
 
 beforeEach(async () => {
@@ -141,5 +176,74 @@ describe('participants', () => {
           ON s.subject = c.subject AND s.step = c.step
        WHERE s.pid <> ${frozen.child.pid!}`.execute(db);
     assert.ok(redone[0]!.n > 0, 'subjects the frozen participant had called for were saved by another instance');
+  });
+
+  test("SIGKILL of the owner of a run with participants at work: the same run adopted and completed, true totals, the lost owner's participants fenced, the other instance joins again, every subject saved once per step", {
+    timeout: 180_000,
+  }, async () => {
+    const ITEMS = 600;
+    await createItems(db, ITEMS);
+    const servers = [await serve(), await serve(), await serve()];
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun(db);
+    await eventually(async () => {
+      const byPid = await savesByPid(db);
+      return servers.every((s) => (byPid.get(s.child.pid!) ?? 0) >= 5);
+    }, 'every instance to save');
+    // Every instance has handler calls in flight when the owner dies; held, the run cannot end before the checks below.
+    calls.hold();
+    await eventually(() => Promise.resolve(servers.every((s) => calls.heldBy(s.child.pid!) > 0)), 'every instance to have calls in flight');
+    const before = await runRow(db, runId);
+    const owner = servers.find((s) => instanceOf(s.child.pid, before.owner_instance));
+    assert.ok(owner, `the owner ${before.owner_instance} is one of the three`);
+    const survivors = servers.filter((s) => s !== owner);
+    const lost = (await participantRows(runId)).filter((p) => p.left_at === null && p.fenced_at === null);
+    assert.deepEqual(
+      survivors.map((s) => lost.filter((p) => instanceOf(s.child.pid, p.instance)).length),
+      [1, 1],
+      'the two other instances are participants of the run',
+    );
+
+    owner.child.kill('SIGKILL');
+    await owner.exited;
+    // The participants' answers come after their owner died: they commit them, or are fenced first.
+    for (const s of survivors) calls.answerHeld(s.child.pid!);
+
+    const adopted = await adoptedRun(db, runId);
+    assert.equal(adopted.id, runId);
+    assert.equal(adopted.owners[0]!.ended, 'owner_lost');
+    assert.equal(adopted.owners[1]!.reason, 'owner_lost');
+    const adopter = survivors.find((s) => instanceOf(s.child.pid, adopted.owner_instance));
+    assert.ok(adopter, `the run was adopted by one of the two left (${adopted.owner_instance})`);
+    const other = survivors.find((s) => s !== adopter)!;
+    const afterAdoption = await participantRows(runId);
+    for (const p of lost) {
+      assert.ok(afterAdoption.find((r) => r.token === p.token)?.fenced_at, `the lost owner's participant ${p.instance} was fenced with it`);
+    }
+    // The other instance goes on: it joins the adopted run with a new token and calls handlers for it.
+    const rejoined = await eventually(async () => {
+      const rows = await participantRows(runId);
+      return rows.find((r) => instanceOf(other.child.pid, r.instance) && r.fenced_at === null && !lost.some((p) => p.token === r.token));
+    }, 'the other instance to join the adopted run');
+    const mark = calls.calls.length;
+    await eventually(
+      () => Promise.resolve(survivors.every((s) => calls.calls.slice(mark).some((c) => c.pid === s.child.pid))),
+      'both instances left to call handlers for the adopted run',
+    );
+
+    calls.release();
+    const ended = await waitForEnd(db, runId);
+    assert.equal(ended.status, 'completed', ended.error ?? '');
+    assert.equal(ended.ended_reason, 'finished');
+    assert.equal(ended.owners.length, 2, 'one adoption');
+    assert.equal(ended.interactions_completed, 2 * ITEMS, 'the true total across owners and participants');
+    assert.equal(ended.interactions_failed, 0);
+    assert.deepEqual(ended.delta, { items: 0, items_first: ITEMS, items_second: ITEMS });
+    await assertSavedOnce(db, 2 * ITEMS);
+    const { rows: late } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM adopt_saves WHERE pid = ${other.child.pid!} AND at > ${rejoined.joined_at}`.execute(db);
+    assert.ok(late[0]!.n > 0, 'the other instance saved items of the adopted run');
+    assert.equal(await activeParticipants(runId), 0, 'no participant is left once the run has ended');
   });
 });
