@@ -12,7 +12,10 @@
 // - SIGKILL of the owner of a run with participants at work: the same run is
 //   adopted and completed with its true totals, the lost owner's
 //   participants fenced, the instance not adopting it joins it again, and
-//   every subject is saved once per step.
+//   every subject is saved once per step;
+// - runConcurrency 8 over instances of concurrency 4: of three instances,
+//   the owner and one participant work on the run, never more than 8 handler
+//   calls at once; without the cap both others join.
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -29,7 +32,7 @@ import {
   waitForEnd,
 } from './helpers/chaos-runs.ts';
 import { startCallsStub, type CallsStub } from './helpers/calls-stub.ts';
-import { eventually, runCli } from './helpers/cli.ts';
+import { eventually, runCli, type CliProcess } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 
@@ -245,5 +248,68 @@ describe('participants', () => {
       SELECT count(*)::int AS n FROM adopt_saves WHERE pid = ${other.child.pid!} AND at > ${rejoined.joined_at}`.execute(db);
     assert.ok(late[0]!.n > 0, 'the other instance saved items of the adopted run');
     assert.equal(await activeParticipants(runId), 0, 'no participant is left once the run has ended');
+  });
+
+  describe('runConcurrency', () => {
+    const ITEMS = 300;
+    const CONCURRENCY = 4;
+
+    /**
+     * Three instances with concurrency 4 on a run whose calls the stub holds
+     * from its start: what is in flight is what each instance took on.
+     * Debug logs, where an instance says it was refused a join.
+     */
+    async function heldRun(extra: NodeJS.ProcessEnv): Promise<{ runId: number; servers: CliProcess[]; held: () => number }> {
+      await createItems(db, ITEMS);
+      calls.hold();
+      const serverEnv = { ADOPT_CONCURRENCY: String(CONCURRENCY), LOG_LEVEL: 'debug', ...extra };
+      const servers = [await serve(serverEnv), await serve(serverEnv), await serve(serverEnv)];
+      const detached = await runCli(['run', WF, '--detach'], env);
+      assert.equal(detached.code, 0, detached.stderr);
+      const runId = await runningRun(db);
+      return { runId, servers, held: () => servers.reduce((n, s) => n + calls.heldBy(s.child.pid!), 0) };
+    }
+
+    /** Releases the calls: the run completes, every subject saved once per step. */
+    async function completes(runId: number): Promise<void> {
+      calls.release();
+      const ended = await waitForEnd(db, runId);
+      assert.equal(ended.status, 'completed', ended.error ?? '');
+      assert.equal(ended.interactions_completed, 2 * ITEMS);
+      await assertSavedOnce(db, 2 * ITEMS);
+    }
+
+    test('runConcurrency 8, concurrency 4, three instances: one participant joins, the third is refused, never more than 8 handler calls in flight at once', {
+      timeout: 180_000,
+    }, async () => {
+      const { runId, servers, held } = await heldRun({ ADOPT_RUN_CONCURRENCY: '8' });
+      const owner = (await runRow(db, runId)).owner_instance;
+      const [joined] = await eventually(async () => {
+        const rows = await participantRows(runId);
+        return rows.length > 0 ? rows : undefined;
+      }, 'a participant to join');
+      const third = servers.find((s) => !instanceOf(s.child.pid, owner) && !instanceOf(s.child.pid, joined!.instance));
+      assert.ok(third, 'an instance is neither owner nor participant');
+      await third.waitFor(new RegExp(`"runId":${runId},[^\\n]*not joined: the run is at its runConcurrency`), 30_000);
+      await eventually(() => Promise.resolve(held() === 2 * CONCURRENCY), 'the owner and the participant to have their pools full of held calls');
+      // Refused again at a look while the owner and the participant are at work, their calls held.
+      const refusals = (): number => third.stderr.split('\n').filter((line) => line.includes(`"runId":${runId},`) && line.includes('not joined')).length;
+      const seen = refusals();
+      await eventually(() => Promise.resolve(refusals() > seen), 'the third instance to be refused again');
+      assert.equal(held(), 2 * CONCURRENCY, 'the owner and one participant have calls in flight');
+      assert.equal(calls.heldBy(third.child.pid!), 0, 'the third instance calls no handler');
+      assert.equal((await participantRows(runId)).length, 1, 'one participant joined');
+
+      await completes(runId);
+      assert.ok(calls.maxInFlight() <= 8, `at most 8 handler calls in flight at once (${calls.maxInFlight()})`);
+    });
+
+    test('no runConcurrency, concurrency 4, three instances: both others join, 12 handler calls in flight at once', { timeout: 180_000 }, async () => {
+      const { runId, servers, held } = await heldRun({});
+      await eventually(async () => new Set((await participantRows(runId)).map((r) => r.instance)).size === 2, 'both other instances to join');
+      await eventually(() => Promise.resolve(held() === servers.length * CONCURRENCY), 'every instance to have its pool full of held calls');
+      assert.equal(calls.maxInFlight(), 12);
+      await completes(runId);
+    });
   });
 });
