@@ -15,9 +15,13 @@
 //   every subject is saved once per step;
 // - runConcurrency 8 over instances of concurrency 4: of three instances,
 //   the owner and one participant work on the run, never more than 8 handler
-//   calls at once; without the cap both others join.
+//   calls at once; without the cap both others join;
+// - live progress: while the owner's calls are held and a participant's are
+//   answered, the run's progress (its row, `workflow status`) counts what
+//   the participant finished, before the run ends.
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
+import type { RunProgress } from '../src/db/schema.ts';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import {
   ADOPT_MODULE,
@@ -311,5 +315,55 @@ describe('participants', () => {
       assert.equal(calls.maxInFlight(), 12);
       await completes(runId);
     });
+  });
+
+  test("live progress: while the owner's calls are held and a participant's answered, the run's progress (its row, `workflow status`) counts the participant's finished items", {
+    timeout: 180_000,
+  }, async () => {
+    const ITEMS = 200;
+    await createItems(db, ITEMS);
+    // Held from the run's start: whatever the run finishes until release is the participant's.
+    calls.hold();
+    const servers = [await serve(), await serve()];
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun(db);
+    const ownerInstance = (await runRow(db, runId)).owner_instance;
+    const owner = servers.find((s) => instanceOf(s.child.pid, ownerInstance));
+    assert.ok(owner, `the owner ${ownerInstance} is one of the two`);
+    const participant = servers.find((s) => s !== owner)!;
+    const pid = participant.child.pid!;
+    const done = (progress: RunProgress | null): number => Object.values(progress ?? {}).reduce((n, p) => n + p.done, 0);
+
+    // Each look answers the participant's calls held so far; the owner's stay held.
+    const saved = await eventually(async () => {
+      calls.answerHeld(pid);
+      const n = (await savesByPid(db)).get(pid) ?? 0;
+      return n >= 20 ? n : undefined;
+    }, 'the participant to save 20 items');
+    const row = await eventually(async () => {
+      calls.answerHeld(pid);
+      const r = await runRow(db, runId);
+      return done(r.progress) >= saved ? r : undefined;
+    }, "the run's progress to count the participant's items");
+    assert.equal(row.status, 'running', 'the run is still going');
+    assert.equal((await savesByPid(db)).get(owner.child.pid!) ?? 0, 0, 'the owner has finished nothing');
+    assert.ok(calls.heldBy(owner.child.pid!) > 0, "the owner's calls are held");
+
+    const status = await runCli(['status', String(runId), '--json'], env);
+    assert.equal(status.code, 0, status.stderr);
+    const shown = (JSON.parse(status.stdout) as { run: { status: string; progress: RunProgress | null } }).run;
+    assert.equal(shown.status, 'running');
+    assert.ok(done(shown.progress) >= saved, `workflow status counts the participant's ${saved} items: ${JSON.stringify(shown.progress)}`);
+    const text = await runCli(['status', String(runId)], env);
+    assert.equal(text.code, 0, text.stderr);
+    const so = text.stdout.match(/^interactions so far: (\d+) done, 0 failed \(first \d+ done; second \d+ done\)$/m);
+    assert.ok(so && Number(so[1]) >= saved, `workflow status says what the run has done so far, the participant's ${saved} items counted:\n${text.stdout}`);
+
+    calls.release();
+    const ended = await waitForEnd(db, runId);
+    assert.equal(ended.status, 'completed', ended.error ?? '');
+    assert.equal(ended.interactions_completed, 2 * ITEMS);
+    await assertSavedOnce(db, 2 * ITEMS);
   });
 });
