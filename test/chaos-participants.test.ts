@@ -228,16 +228,12 @@ describe('participants', () => {
     for (const p of lost) {
       assert.ok(afterAdoption.find((r) => r.token === p.token)?.fenced_at, `the lost owner's participant ${p.instance} was fenced with it`);
     }
-    // The other instance goes on: it joins the adopted run with a new token and calls handlers for it.
+    // The other instance goes on: it joins the adopted run with a new token (what it saves there is checked at the end).
+    // Calls are still held, so the run cannot end before it has joined.
     const rejoined = await eventually(async () => {
       const rows = await participantRows(runId);
       return rows.find((r) => instanceOf(other.child.pid, r.instance) && r.fenced_at === null && !lost.some((p) => p.token === r.token));
     }, 'the other instance to join the adopted run');
-    const mark = calls.calls.length;
-    await eventually(
-      () => Promise.resolve(survivors.every((s) => calls.calls.slice(mark).some((c) => c.pid === s.child.pid))),
-      'both instances left to call handlers for the adopted run',
-    );
 
     calls.release();
     const ended = await waitForEnd(db, runId);
