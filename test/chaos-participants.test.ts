@@ -44,7 +44,7 @@ let database: TestDatabase;
 let db: TestDb;
 let calls: CallsStub;
 let env: NodeJS.ProcessEnv;
-const { serve, killAll } = chaosProcesses(() => env);
+const { cli, serve, killAll } = chaosProcesses(() => env);
 
 /** Participants of the run that are neither gone nor fenced. */
 async function activeParticipants(runId: number): Promise<number> {
@@ -162,12 +162,14 @@ describe('participants', () => {
     const frozen = await eventually(async () => participants.find((s) => calls.calls.some((c) => c.pid === s.child.pid)), 'a participant to call a handler');
     frozen.child.kill('SIGSTOP');
     const { rows: frozenAt } = await sql<{ now: Date }>`SELECT clock_timestamp() AS now`.execute(db);
-    calls.setDelay(10);
 
-    const force = await runCli(['force', WF], { ...env, WORKFLOW_FORCE_GRACE_MS: '3000' });
-    assert.equal(force.code, 0, force.stderr);
-    const old = await runRow(db, runId);
+    const forcing = cli(['force', WF], { WORKFLOW_FORCE_GRACE_MS: '3000' });
+    // Calls are answered fast only once the force has ended the run: sooner, the run could complete before the force came.
+    const old = await waitForEnd(db, runId);
     assert.equal(old.status, 'stopped');
+    calls.setDelay(10);
+    const force = await forcing.exited;
+    assert.equal(force.code, 0, force.stderr);
 
     frozen.child.kill('SIGCONT');
     await frozen.waitFor(/participation ended: fenced/, 30_000);
