@@ -14,109 +14,41 @@
 //   ended, a resume recovers it first and completes the work, and the dead
 //   run's audit has its true totals, state after and delta.
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { ADOPT_TABLES_SQL, ADOPT_WORKFLOW_ID } from './fixtures/adoption/workflow.ts';
 import { recordFigure } from './helpers/chaos.ts';
+import {
+  ADOPT_MODULE,
+  WF,
+  adoptedRun,
+  assertSavedOnce,
+  chaosProcesses,
+  createItems,
+  runRow,
+  runningRun,
+  savedAtLeast,
+  waitForEnd,
+  type RunRecord,
+} from './helpers/chaos-runs.ts';
 import { startCallsStub, type CallsStub } from './helpers/calls-stub.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
-import { eventually, runCli, startCli, type CliProcess } from './helpers/cli.ts';
+import { eventually, runCli, type CliProcess } from './helpers/cli.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import { migratedDatabase, type TestDb } from './helpers/engine.ts';
 import { messageText, startSlackStub, type SlackStub } from './helpers/slack-stub.ts';
-
-const MODULE = fileURLToPath(new URL('./fixtures/adoption/workflow.ts', import.meta.url));
-const WF = String(ADOPT_WORKFLOW_ID);
 
 let database: TestDatabase;
 let db: TestDb;
 let calls: CallsStub;
 let env: NodeJS.ProcessEnv;
-const started: CliProcess[] = [];
-
-function cli(args: string[], extra: NodeJS.ProcessEnv = {}): CliProcess {
-  const child = startCli(args, { ...env, ...extra });
-  started.push(child);
-  return child;
-}
-
-async function serve(extra: NodeJS.ProcessEnv = {}): Promise<CliProcess> {
-  const server = cli(['serve'], extra);
-  await server.waitFor(/serving/, 60_000);
-  return server;
-}
-
-async function createItems(count: number): Promise<void> {
-  for (const statement of ADOPT_TABLES_SQL) await sql.raw(statement).execute(db);
-  await sql`INSERT INTO adopt_items (id) SELECT g FROM generate_series(1, ${count}) g`.execute(db);
-}
-
-interface RunRecord {
-  id: number;
-  status: string;
-  ended_reason: string | null;
-  error: string | null;
-  owner_instance: string | null;
-  owner_token: string | null;
-  interactions_completed: number;
-  interactions_failed: number;
-  state_after: Record<string, number> | null;
-  delta: Record<string, number> | null;
-  owners: { instance: string; reason: string; since: string; ended?: string; no_progress: number; in_flight_at_loss?: string }[];
-}
-
-async function runRow(id: number): Promise<RunRecord> {
-  return (await db.selectFrom('workflow_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow()) as unknown as RunRecord;
-}
-
-async function runningRun(): Promise<number> {
-  return eventually(async () => {
-    const row = await db
-      .selectFrom('workflow_runs')
-      .select('id')
-      .where('status', '=', 'running')
-      .where('workflow_id', '=', ADOPT_WORKFLOW_ID)
-      .executeTakeFirst();
-    return row?.id;
-  }, 'a running run');
-}
-
-async function savedAtLeast(n: number): Promise<void> {
-  await eventually(async () => {
-    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db);
-    return rows[0]!.n >= n;
-  }, `${n} saves`);
-}
-
-async function waitForEnd(id: number, timeoutMs = 120_000): Promise<RunRecord> {
-  return eventually(
-    async () => {
-      const row = await runRow(id);
-      return row.status !== 'running' ? row : undefined;
-    },
-    `run #${id} to end`,
-    timeoutMs,
-  );
-}
-
-/** Every (subject, step) saved exactly once, and how many saves in all. */
-async function assertSavedOnce(expected: number): Promise<void> {
-  const { rows } = await sql<{ subject: number; step: string; n: number }>`
-    SELECT subject, step, count(*)::int AS n FROM adopt_saves GROUP BY subject, step HAVING count(*) > 1`.execute(db);
-  assert.deepEqual(rows, [], 'no subject saved twice in a step');
-  const { rows: total } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM adopt_saves`.execute(db);
-  assert.equal(total[0]!.n, expected, 'saves');
-  const { rows: interactions } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE status = 'completed'`.execute(db);
-  assert.equal(interactions[0]!.n, expected, 'one completed interaction per save');
-}
+const { cli, serve, killAll } = chaosProcesses(() => env);
 
 beforeEach(async () => {
   ({ database, db } = await migratedDatabase('chaos_adoption'));
   calls = await startCallsStub({ delayMs: 30 });
   env = {
     DATABASE_URL: database.url,
-    WORKFLOW_MODULES: MODULE,
+    WORKFLOW_MODULES: ADOPT_MODULE,
     ADOPT_CALLS_URL: calls.url,
     WORKFLOW_HEARTBEAT_MS: '300',
     WORKFLOW_SHUTDOWN_GRACE_MS: '2000',
@@ -124,10 +56,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const child of started.splice(0)) {
-    if (child.child.exitCode === null && child.child.signalCode === null) child.child.kill('SIGKILL');
-    await child.exited;
-  }
+  await killAll();
   await calls.close();
   await db.destroy();
   await database.drop();
@@ -138,7 +67,7 @@ describe('adoption', () => {
     timeout: 180_000,
   }, async () => {
     const ITEMS = 120;
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     const slack: SlackStub = await startSlackStub();
     try {
       const slackEnv = {
@@ -151,31 +80,28 @@ describe('adoption', () => {
       const servers = [await serve(slackEnv), await serve(slackEnv), await serve(slackEnv)];
       const detached = await runCli(['run', WF, '--detach'], env);
       assert.equal(detached.code, 0, detached.stderr);
-      const runId = await runningRun();
-      await savedAtLeast(20);
-      const before = await runRow(runId);
+      const runId = await runningRun(db);
+      await savedAtLeast(db, 20);
+      const before = await runRow(db, runId);
       const owner = servers.find((s) => before.owner_instance?.startsWith(`${s.child.pid}-`));
       assert.ok(owner, `the owner ${before.owner_instance} is one of the three`);
       const killedAt = performance.now();
       owner.child.kill('SIGKILL');
 
-      const adopted = await eventually(async () => {
-        const row = await runRow(runId);
-        return row.owners.length > 1 ? row : undefined;
-      }, 'the run to be adopted');
+      const adopted = await adoptedRun(db, runId);
       const adoptedMs = performance.now() - killedAt;
       assert.equal(adopted.owners[1]!.reason, 'owner_lost');
       assert.equal(adopted.owners[0]!.ended, 'owner_lost');
       assert.notEqual(adopted.owner_instance, before.owner_instance);
 
-      const ended = await waitForEnd(runId);
+      const ended = await waitForEnd(db, runId);
       assert.equal(ended.status, 'completed', ended.error ?? '');
       assert.equal(ended.ended_reason, 'finished');
       assert.equal(ended.interactions_completed, 2 * ITEMS, 'the true total across owners');
       assert.equal(ended.interactions_failed, 0);
       assert.deepEqual(ended.delta, { items: 0, items_first: ITEMS, items_second: ITEMS });
       assert.equal(ended.state_after?.items_second, ITEMS);
-      await assertSavedOnce(2 * ITEMS);
+      await assertSavedOnce(db, 2 * ITEMS);
       const audit = await db.selectFrom('workflow_run_audit').selectAll().where('id', '=', runId).execute();
       assert.equal(audit.length, 1, 'one audit record');
       const output = audit[0]!.output as { interactions_completed: number; owners: unknown[]; status: string };
@@ -211,15 +137,15 @@ describe('adoption', () => {
     timeout: 180_000,
   }, async () => {
     const ITEMS = 150;
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     calls.setDelay(150);
     const servers = [await serve(), await serve(), await serve()];
     const detached = await runCli(['run', WF, '--detach'], env);
     assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun();
+    const runId = await runningRun(db);
     for (let i = 0; i < 3; i++) {
-      await savedAtLeast(5 + i * 20);
-      assert.equal((await runRow(runId)).status, 'running', `the run is still going at restart ${i + 1}`);
+      await savedAtLeast(db, 5 + i * 20);
+      assert.equal((await runRow(db, runId)).status, 'running', `the run is still going at restart ${i + 1}`);
       const old = servers[i]!;
       old.child.kill('SIGTERM');
       const exit = await old.exited;
@@ -227,10 +153,10 @@ describe('adoption', () => {
       servers[i] = await serve();
     }
     calls.setDelay(0);
-    const ended = await waitForEnd(runId);
+    const ended = await waitForEnd(db, runId);
     assert.equal(ended.status, 'completed', ended.error ?? '');
     assert.equal(ended.interactions_completed, 2 * ITEMS);
-    await assertSavedOnce(2 * ITEMS);
+    await assertSavedOnce(db, 2 * ITEMS);
     const handoffs = ended.owners.filter((o) => o.reason === 'handoff');
     assert.ok(handoffs.length >= 1, `handed off at least once: ${JSON.stringify(ended.owners)}`);
     assert.ok(
@@ -249,7 +175,7 @@ describe('adoption', () => {
   test('a handler that kills its process on one subject: bounded adoptions, then abandoned (crash_loop) naming the subject', { timeout: 240_000 }, async () => {
     const ITEMS = 12;
     const POISON = 3;
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     const poisonEnv = { ADOPT_POISON: String(POISON), ADOPT_CONCURRENCY: '2', ADOPT_BATCH: '5' };
     const servers = new Set<CliProcess>();
     let deaths = 0;
@@ -269,8 +195,8 @@ describe('adoption', () => {
     await Promise.all([keep(), keep(), keep()].map((s) => s.waitFor(/serving/, 60_000)));
     const detached = await runCli(['run', WF, '--detach'], env);
     assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun();
-    const ended = await waitForEnd(runId, 200_000);
+    const runId = await runningRun(db);
+    const ended = await waitForEnd(db, runId, 200_000);
     stopping = true;
     assert.equal(ended.status, 'abandoned');
     assert.equal(ended.ended_reason, 'crash_loop');
@@ -297,10 +223,10 @@ describe('no serving instance', () => {
     timeout: 120_000,
   }, async () => {
     const ITEMS = 80;
-    await createItems(ITEMS);
+    await createItems(db, ITEMS);
     const owner = cli(['run', WF]);
-    const runId = await runningRun();
-    await savedAtLeast(20);
+    const runId = await runningRun(db);
+    await savedAtLeast(db, 20);
     owner.child.kill('SIGKILL');
     await owner.exited;
 
@@ -309,7 +235,7 @@ describe('no serving instance', () => {
     const shown = (JSON.parse(history.stdout) as { runs: { id: number; status: string }[] }).runs.find((r) => r.id === runId);
     assert.equal(shown?.status, 'abandoned', 'history does not show a dead run as running');
 
-    const dead = await runRow(runId);
+    const dead = await runRow(db, runId);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE run_id = ${runId} AND status = 'completed'`.execute(db);
     assert.ok(rows[0]!.n >= 20);
     assert.equal(dead.interactions_completed, rows[0]!.n, 'the dead run counts what it committed');
@@ -322,59 +248,70 @@ describe('no serving instance', () => {
       const row = await db.selectFrom('workflow_runs').select('id').where('resumes_run_id', '=', runId).where('status', '=', 'running').executeTakeFirst();
       return row?.id;
     }, 'the resume to start');
-    await savedAtLeast(rows[0]!.n + 5);
+    await savedAtLeast(db, rows[0]!.n + 5);
     second.child.kill('SIGKILL');
     await second.exited;
     const resume = await runCli(['run', WF, '--mode', 'single_run', '--run', String(secondId)], env);
     assert.equal(resume.code, 0, resume.stderr);
-    assert.equal((await runRow(secondId)).status, 'abandoned');
-    await assertSavedOnce(2 * ITEMS);
+    assert.equal((await runRow(db, secondId)).status, 'abandoned');
+    await assertSavedOnce(db, 2 * ITEMS);
   });
 });
 
 describe('ownership in doubt', () => {
-  // The owner is frozen (SIGSTOP) with its pool full of calls the stub holds,
-  // and its lock connection is cut while it is frozen, as a network partition
-  // or a force would: a serving instance adopts the run. On SIGCONT the held
-  // calls are answered at once, so a runner that did not doubt its ownership
-  // would fill its pool again with new handler calls (paid model calls).
-  test('an owner frozen with SIGSTOP and taken over starts no new handler call after SIGCONT, and says it was taken over', { timeout: 120_000 }, async () => {
-    const ITEMS = 200;
-    const CONCURRENCY = 4;
-    const HEARTBEAT = 300;
-    await createItems(ITEMS);
+  const ITEMS = 200;
+  const CONCURRENCY = 4;
+  const HEARTBEAT = 300;
+
+  interface FrozenOwner {
+    /** The serving instance that is to adopt the run. */
+    adopter: CliProcess;
+    owner: CliProcess;
+    runId: number;
+    before: RunRecord;
+    /** Handler calls the owner has started (its trace lines). */
+    started(): number;
+    /** The owner's calls that reached the stub. */
+    received(): number;
+    startedAtStop: number;
+    stoppedAt: number;
+  }
+
+  /**
+   * A serving instance, and a foreground run of the fixture over ITEMS items
+   * frozen by SIGSTOP with its pool full of calls the stub holds, every call
+   * it has started among them (none between its start and its request).
+   */
+  async function freezeOwner(extra: NodeJS.ProcessEnv = {}): Promise<FrozenOwner> {
+    await createItems(db, ITEMS);
     const adopter = await serve();
-    const owner = cli(['run', WF], { ADOPT_TRACE_CALLS: '1', ADOPT_CONCURRENCY: String(CONCURRENCY), WORKFLOW_HEARTBEAT_MS: String(HEARTBEAT) });
+    const owner = cli(['run', WF], { ADOPT_TRACE_CALLS: '1', ADOPT_CONCURRENCY: String(CONCURRENCY), WORKFLOW_HEARTBEAT_MS: String(HEARTBEAT), ...extra });
     const pid = owner.child.pid!;
     const started = (): number => owner.stderr.split('\n').filter((line) => line.startsWith(`adopt-call pid=${pid} `)).length;
     const received = (): number => calls.calls.filter((c) => c.pid === pid).length;
-    const runId = await runningRun();
-    await savedAtLeast(10);
-    const before = await runRow(runId);
+    const runId = await runningRun(db);
+    await savedAtLeast(db, 10);
+    const before = await runRow(db, runId);
     assert.ok(before.owner_instance?.startsWith(`${pid}-`), 'the foreground process owns the run');
 
-    // Every call it has started has reached the stub and is held: none is between its start and its request.
     calls.hold();
     await eventually(() => Promise.resolve(calls.heldBy(pid) === CONCURRENCY && started() === received()), 'the owner to have its pool full of held calls');
     owner.child.kill('SIGSTOP');
-    const stoppedAt = Date.now();
-    const startedAtStop = started();
+    return { adopter, owner, runId, before, started, received, startedAtStop: started(), stoppedAt: Date.now() };
+  }
 
-    const { rows: cut } = await sql<{ ok: boolean }>`
-      SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
-       WHERE application_name = ${`workflow-lock:${before.owner_instance}`} AND datname = current_database()`.execute(db);
-    assert.ok(cut.length > 0 && cut.every((r) => r.ok), "the frozen owner's lock connection was cut");
-    const adopted = await eventually(async () => {
-      const row = await runRow(runId);
-      return row.owners.length > 1 ? row : undefined;
-    }, 'the run to be adopted');
-    assert.ok(adopted.owner_instance?.startsWith(`${adopter.child.pid}-`), 'the serving instance adopted it');
+  /** The serving instance adopts the run, and the freeze outlasts the two heartbeat intervals a runner trusts its ownership for. */
+  async function adoptedWhileFrozen(frozen: FrozenOwner): Promise<RunRecord> {
+    const adopted = await adoptedRun(db, frozen.runId);
+    assert.ok(adopted.owner_instance?.startsWith(`${frozen.adopter.child.pid}-`), 'the serving instance adopted it');
     assert.equal(adopted.owners[0]!.ended, 'owner_lost');
-    // The freeze outlasts the two heartbeat intervals a runner trusts its ownership for.
-    await eventually(() => Promise.resolve(Date.now() - stoppedAt > 3 * HEARTBEAT), 'the freeze to outlast the trust window');
+    await eventually(() => Promise.resolve(Date.now() - frozen.stoppedAt > 3 * HEARTBEAT), 'the freeze to outlast the trust window');
+    return adopted;
+  }
 
-    calls.release();
-    owner.child.kill('SIGCONT');
+  /** The woken owner has exited: it started and sent nothing more and said it was taken over; the adopter completes the run. */
+  async function assertTakenOver(frozen: FrozenOwner, adopted: RunRecord): Promise<void> {
+    const { owner, runId, started, received, startedAtStop } = frozen;
     const exit = await owner.exited;
     assert.equal(started(), startedAtStop, `the frozen owner started no handler call after SIGCONT (${started() - startedAtStop} started)`);
     assert.equal(received(), startedAtStop, 'no call of the frozen owner reached the model server after SIGCONT');
@@ -383,13 +320,32 @@ describe('ownership in doubt', () => {
     assert.match(exit.stderr, /started no new handler calls and wrote nothing more/);
     assert.doesNotMatch(exit.stderr + exit.stdout, /abandoned|lost its lock connection/);
 
-    const ended = await waitForEnd(runId);
+    calls.release();
+    const ended = await waitForEnd(db, runId);
     assert.equal(ended.status, 'completed', ended.error ?? '');
     assert.equal(ended.interactions_completed, 2 * ITEMS);
-    await assertSavedOnce(2 * ITEMS);
-    adopter.child.kill('SIGTERM');
-    assert.equal((await adopter.exited).code, 0);
-    await recordFigure('adoption-sigstop', { startedAtStop, startedAfterCont: started() - startedAtStop, frozenMs: Date.now() - stoppedAt });
+    await assertSavedOnce(db, 2 * ITEMS);
+    frozen.adopter.child.kill('SIGTERM');
+    assert.equal((await frozen.adopter.exited).code, 0);
+    await recordFigure('adoption-sigstop', { startedAtStop, startedAfterCont: started() - startedAtStop, frozenMs: Date.now() - frozen.stoppedAt });
+  }
+
+  // The owner is frozen (SIGSTOP) with its pool full of calls the stub holds,
+  // and its lock connection is cut while it is frozen, as a network partition
+  // or a force would: a serving instance adopts the run. On SIGCONT the held
+  // calls are answered at once, so a runner that did not doubt its ownership
+  // would fill its pool again with new handler calls (paid model calls).
+  test('an owner frozen with SIGSTOP and taken over starts no new handler call after SIGCONT, and says it was taken over', { timeout: 120_000 }, async () => {
+    const frozen = await freezeOwner();
+    const { rows: cut } = await sql<{ ok: boolean }>`
+      SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+       WHERE application_name = ${`workflow-lock:${frozen.before.owner_instance}`} AND datname = current_database()`.execute(db);
+    assert.ok(cut.length > 0 && cut.every((r) => r.ok), "the frozen owner's lock connection was cut");
+    const adopted = await adoptedWhileFrozen(frozen);
+
+    calls.release();
+    frozen.owner.child.kill('SIGCONT');
+    await assertTakenOver(frozen, adopted);
   });
 
   // The owner is frozen (SIGSTOP) with its pool full of calls the stub holds;
@@ -403,68 +359,25 @@ describe('ownership in doubt', () => {
   test('the same behind a network partition of its lock connection (no reset reaches it): starts no new handler call after SIGCONT, gives the run up, says it was taken over', {
     timeout: 180_000,
   }, async () => {
-    const ITEMS = 200;
-    const CONCURRENCY = 4;
-    const HEARTBEAT = 300;
-    await createItems(ITEMS);
     const proxy = await startTcpProxy(database.url);
     try {
-      const adopter = await serve();
-      const owner = cli(['run', WF], {
-        ADOPT_TRACE_CALLS: '1',
-        ADOPT_CONCURRENCY: String(CONCURRENCY),
-        WORKFLOW_HEARTBEAT_MS: String(HEARTBEAT),
-        DATABASE_LOCK_URL: proxy.url(database.url),
-      });
-      const pid = owner.child.pid!;
-      const started = (): number => owner.stderr.split('\n').filter((line) => line.startsWith(`adopt-call pid=${pid} `)).length;
-      const received = (): number => calls.calls.filter((c) => c.pid === pid).length;
-      const runId = await runningRun();
-      await savedAtLeast(10);
-      const before = await runRow(runId);
-      assert.ok(before.owner_instance?.startsWith(`${pid}-`), 'the foreground process owns the run');
-
-      // Every call it has started has reached the stub and is held: none is between its start and its request.
-      calls.hold();
-      await eventually(() => Promise.resolve(calls.heldBy(pid) === CONCURRENCY && started() === received()), 'the owner to have its pool full of held calls');
-      owner.child.kill('SIGSTOP');
-      const stoppedAt = Date.now();
-      const startedAtStop = started();
+      const frozen = await freezeOwner({ DATABASE_LOCK_URL: proxy.url(database.url) });
       // Its answers wait in its sockets; the adopter's calls stay held, so the run is still going when it wakes.
-      calls.answerHeld(pid);
+      calls.answerHeld(frozen.owner.child.pid!);
       proxy.partition();
+      const adopted = await adoptedWhileFrozen(frozen);
 
-      const adopted = await eventually(async () => {
-        const row = await runRow(runId);
-        return row.owners.length > 1 ? row : undefined;
-      }, 'the run to be adopted');
-      assert.ok(adopted.owner_instance?.startsWith(`${adopter.child.pid}-`), 'the serving instance adopted it');
-      assert.equal(adopted.owners[0]!.ended, 'owner_lost');
-      // The freeze outlasts the two heartbeat intervals a runner trusts its ownership for.
-      await eventually(() => Promise.resolve(Date.now() - stoppedAt > 3 * HEARTBEAT), 'the freeze to outlast the trust window');
-
-      owner.child.kill('SIGCONT');
+      frozen.owner.child.kill('SIGCONT');
       // Awake: its runner has acted on the run (a heartbeat on its terminated run pool failed, or it gave the run up).
-      await owner.waitFor(/heartbeat failed|run given up without writing/, 60_000);
-      assert.equal(started(), startedAtStop, `the frozen owner started no handler call after SIGCONT (${started() - startedAtStop} started)`);
+      await frozen.owner.waitFor(/heartbeat failed|run given up without writing/, 60_000);
+      assert.equal(
+        frozen.started(),
+        frozen.startedAtStop,
+        `the frozen owner started no handler call after SIGCONT (${frozen.started() - frozen.startedAtStop} started)`,
+      );
       // Its lock connection, silent past its deadline, counted as lost; healing the partition changes nothing for it.
       proxy.heal();
-      const exit = await owner.exited;
-      assert.equal(started(), startedAtStop, `the frozen owner started no handler call after SIGCONT (${started() - startedAtStop} started)`);
-      assert.equal(received(), startedAtStop, 'no call of the frozen owner reached the model server after SIGCONT');
-      assert.equal(exit.code, 4, `taken over: exit 4 (README, "Exit codes"): ${exit.stderr}`);
-      assert.match(exit.stderr, new RegExp(`run #${runId} was taken over by instance ${adopted.owner_instance}`));
-      assert.match(exit.stderr, /started no new handler calls and wrote nothing more/);
-      assert.doesNotMatch(exit.stderr + exit.stdout, /abandoned|lost its lock connection/);
-
-      calls.release();
-      const ended = await waitForEnd(runId);
-      assert.equal(ended.status, 'completed', ended.error ?? '');
-      assert.equal(ended.interactions_completed, 2 * ITEMS);
-      await assertSavedOnce(2 * ITEMS);
-      adopter.child.kill('SIGTERM');
-      assert.equal((await adopter.exited).code, 0);
-      await recordFigure('adoption-sigstop', { startedAtStop, startedAfterCont: started() - startedAtStop, frozenMs: Date.now() - stoppedAt });
+      await assertTakenOver(frozen, adopted);
     } finally {
       await proxy.close();
     }

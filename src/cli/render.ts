@@ -1,4 +1,5 @@
 import { summariseProgress } from '../engine/engine.ts';
+import { isActive } from '../db/run-states.ts';
 import { formatDelta, formatNumber, formatWork, metricChanges, numeric, statusWords } from '../commands/format.ts';
 import type { FailedItem } from '../engine/store.ts';
 import { oneLine } from '../lib/one-line.ts';
@@ -126,7 +127,7 @@ export function runLine(run: RunView): string {
 export function renderSummary(run: RunView): string {
   const lines = [
     `run #${run.id} ${statusWords(run)}${run.durationSeconds !== null ? ` in ${run.durationSeconds.toFixed(1)} s` : ''} — ${describeRun(run)}`,
-    `interactions: ${run.interactionsCompleted} done, ${run.interactionsFailed} failed`,
+    interactionsLine(run),
   ];
   if (run.status === 'completed' && run.interactionsCompleted + run.interactionsFailed === 0) lines.push('no pending work: nothing to do');
   if (run.takenOverByRunId !== null) lines.push(`replaced by run #${run.takenOverByRunId}, which carries on with the unfinished work`);
@@ -134,6 +135,19 @@ export function renderSummary(run: RunView): string {
   if (run.error) lines.push(`${run.endedReason === 'refused' ? 'refused' : 'error'}: ${run.error}`);
   if (run.stateBefore) lines.push(metricsTable(run));
   return lines.join('\n');
+}
+
+/**
+ * A run's interaction counters are written when it ends; until then its
+ * progress (the owner's heartbeat, its participants' work included) is what
+ * it has done so far.
+ */
+function interactionsLine(run: RunView): string {
+  if (!isActive(run.status) || !run.progress) return `interactions: ${run.interactionsCompleted} done, ${run.interactionsFailed} failed`;
+  const steps = Object.values(run.progress);
+  const done = steps.reduce((n, p) => n + p.done, 0);
+  const failed = steps.reduce((n, p) => n + p.failed, 0);
+  return `interactions so far: ${done} done, ${failed} failed (${summariseProgress(run.progress, run.steps)})`;
 }
 
 /** Changed metrics as a table (before, after, delta), in the declared order; the unchanged ones on one line after it. */

@@ -121,7 +121,11 @@ export class Joiner {
       ownerSlots: slots,
       cap: workflow.runConcurrency ?? null,
     });
-    if (ordinal === null) return;
+    if (ordinal === null) {
+      // At debug: a run at its cap is refused again at every look, each second.
+      this.log.debug({ runId: run.id, workflowId: workflow.id }, 'not joined: the run is at its runConcurrency, being stopped or no longer owned');
+      return;
+    }
     const log = this.log.child({ runId: run.id, workflowId: workflow.id, participant: token });
     // The run's application name: a force that terminates the run's connections ends a frozen participant's too.
     const pool = createPool({ connectionString: this.connectionString, applicationName: runApplicationName(run.id), max: PARTICIPANT_POOL_SIZE });

@@ -2,7 +2,8 @@
 // (test/fixtures/adoption/workflow.ts): it records which process called for
 // which subject of which run, and when, and answers after a delay the test
 // can change, or, while held (hold()), not until the test releases the calls
-// (release()).
+// (release()). It also counts the calls it has not answered yet, and the most
+// at once.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -30,6 +31,10 @@ export interface CallsStub {
   answerHeld(pid: number): void;
   /** The calls held (not answered yet), by process. */
   heldBy(pid: number): number;
+  /** Calls received and not answered yet (held or waiting for their delay), from every process. */
+  inFlight(): number;
+  /** The most calls in flight at once so far. */
+  maxInFlight(): number;
   close(): Promise<void>;
 }
 
@@ -38,12 +43,17 @@ export async function startCallsStub(options: { delayMs?: number } = {}): Promis
   const calls: Call[] = [];
   let holding = false;
   const held = new Map<http.ServerResponse, number>();
+  let inFlight = 0;
+  let maxInFlight = 0;
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
     req.on('end', () => {
       const call = JSON.parse(body) as Omit<Call, 'seq' | 'at'>;
       calls.push({ ...call, seq: calls.length, at: performance.timeOrigin + performance.now() });
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      // 'close' comes once a response is answered or its caller gone.
+      res.on('close', () => inFlight--);
       if (holding) {
         held.set(res, call.pid);
         res.on('close', () => held.delete(res));
@@ -75,6 +85,8 @@ export async function startCallsStub(options: { delayMs?: number } = {}): Promis
     heldBy(pid: number) {
       return [...held.values()].filter((p) => p === pid).length;
     },
+    inFlight: () => inFlight,
+    maxInFlight: () => maxInFlight,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -49,8 +49,8 @@ export async function joinRun(
     const cap =
       join.cap === null
         ? sql`true`
-        : sql`${join.ownerSlots} + ${join.slots} + coalesce((SELECT sum(slots) FROM run_participants
-                  WHERE run_id = r.id AND left_at IS NULL AND fenced_at IS NULL), 0) <= ${join.cap}`;
+        : sql`${join.ownerSlots}::int + ${join.slots}::int + coalesce((SELECT sum(slots) FROM run_participants
+                  WHERE run_id = r.id AND left_at IS NULL AND fenced_at IS NULL), 0) <= ${join.cap}::int`;
     // The statement's snapshot does not see its own row: the count is of the participants before this one.
     const { rows } = await sql<{ earlier: number }>`
       INSERT INTO run_participants (run_id, token, instance, slots)
