@@ -18,7 +18,9 @@
 //   calls at once; without the cap both others join;
 // - live progress: while the owner's calls are held and a participant's are
 //   answered, the run's progress (its row, `workflow status`) counts what
-//   the participant finished, before the run ends.
+//   the participant finished, before the run ends;
+// - a subject that fails under one instance is not tried again by another:
+//   one handler call for it in the whole run, one failed interaction.
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import type { RunProgress } from '../src/db/schema.ts';
@@ -113,6 +115,27 @@ describe('participants', () => {
     const { rows } = await sql<{ n: number }>`SELECT count(DISTINCT instance)::int AS n FROM run_participants WHERE run_id = ${runId}`.execute(db);
     assert.ok(rows[0]!.n >= 2, 'the two other instances joined as participants');
     assert.equal(await activeParticipants(runId), 0, 'no participant is left once the run has ended');
+  });
+
+  test('a subject that fails under one instance is not tried again by another: one call, one failed interaction', { timeout: 180_000 }, async () => {
+    const ITEMS = 900;
+    const FAILING = 7;
+    env.ADOPT_FAIL = String(FAILING);
+    await createItems(db, ITEMS);
+    await Promise.all([serve(), serve(), serve()]);
+    const detached = await runCli(['run', WF, '--detach'], env);
+    assert.equal(detached.code, 0, detached.stderr);
+    const runId = await runningRun(db);
+    const ended = await waitForEnd(db, runId);
+    assert.equal(ended.status, 'completed', ended.error ?? '');
+    const { rows } = await sql<{ n: number }>`SELECT count(DISTINCT instance)::int AS n FROM run_participants WHERE run_id = ${runId}`.execute(db);
+    assert.ok(rows[0]!.n >= 1, 'another instance took part');
+    const tries = calls.calls.filter((c) => c.subject === FAILING && c.step === 'first');
+    assert.equal(tries.length, 1, `handler calls for the failing subject: ${tries.map((c) => c.pid).join(', ')}`);
+    assert.equal(ended.interactions_failed, 1);
+    const { rows: failed } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE status = 'failed'`.execute(db);
+    assert.equal(failed[0]!.n, 1, 'one failed interaction');
+    await assertSavedOnce(db, 2 * ITEMS - 2);
   });
 
   test('stop during a distributed run: every participant stops, nothing written after the end', { timeout: 180_000 }, async () => {

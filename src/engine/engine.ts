@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { createKysely, createPool, type Db } from '../db/connect.ts';
 import { personLabel } from '../lib/person.ts';
 import { relativeTime, utcText } from '../lib/relative-time.ts';
-import { adopterPresent, releaseRun } from '../db/queries/adoption.ts';
+import { adopterPresent, failedSubjects, releaseRun } from '../db/queries/adoption.ts';
 import { appendAudit, notify } from '../db/queries/audit.ts';
 import { leaveUnfinished } from '../db/queries/release-claims.ts';
 import { computeLockKey, lockHolderPid, terminateBackends } from '../db/queries/locks.ts';
@@ -320,8 +320,7 @@ export class Engine extends EventEmitter {
    */
   private async takeOver(lock: RunLock, lockKey: number, holder: RunRow | undefined, by: string): Promise<RunRow | undefined> {
     if (holder) {
-      await runs.requestStop(this.db, holder.id, by);
-      await notify(this.db, CONTROL_CHANNEL, { type: 'stop', runId: holder.id, by });
+      await runs.requestStop(this.db, holder.id, by, { channel: CONTROL_CHANNEL, payload: { type: 'stop', runId: holder.id, by } });
     }
     if (await lock.waitAcquire(lockKey, this.options.forceGraceMs)) return holder;
     const pid = await lockHolderPid(this.db, lockKey);
@@ -412,6 +411,7 @@ export class Engine extends EventEmitter {
     const runner = new Runner({
       extraProgress: coordinator?.progress,
       settle: coordinator?.settle,
+      failedInRun: coordinator && (() => failedSubjects(runDb, row.id)),
       db: runDb,
       workflow,
       fence,
@@ -598,9 +598,8 @@ export class Engine extends EventEmitter {
     if (run.status !== 'running') return { kind: 'not_running', run };
     const recovered = await this.recoverIfOwnerGone(run, true);
     if (recovered) return { kind: 'recovered', run: recovered };
-    const requested = await runs.requestStop(this.db, runId, by);
+    const requested = await runs.requestStop(this.db, runId, by, { channel: CONTROL_CHANNEL, payload: { type: 'stop', runId, by } });
     if (!requested) return { kind: 'not_running', run: await runs.getRun(this.db, runId) };
-    await notify(this.db, CONTROL_CHANNEL, { type: 'stop', runId, by });
     this.active.get(runId)?.stop({ kind: 'stop', by });
     return { kind: 'requested', run: requested };
   }

@@ -133,7 +133,7 @@ export class Joiner {
     const fence: WorkFence = { runId: run.id, ownerToken: token, participant: true };
     let runner: Runner;
     try {
-      const failed = await db.transaction().execute((tx) => failedSubjects(tx, run.id));
+      const failed = await failedSubjects(db, run.id);
       runner = new Runner({
         db,
         workflow,
@@ -143,6 +143,7 @@ export class Joiner {
         log,
         failed,
         startAt: participantStart(ordinal),
+        failedInRun: () => failedSubjects(db, run.id),
         beat: (progress) => participantHeartbeat(db, fence, progress),
       });
     } catch (error) {

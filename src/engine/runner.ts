@@ -68,6 +68,13 @@ export interface RunnerOptions {
    * same subjects and trail each other's claims, each conflict a detour.
    */
   startAt?: number;
+  /**
+   * A distributed run: the subjects that failed under any of its runners,
+   * read again before each claim, so that a subject one instance failed is
+   * not tried again by another (each runner's own failures it knows
+   * already). One query per page, over the failed rows only.
+   */
+  failedInRun?: () => Promise<Record<string, number[]>>;
 }
 
 const NO_CURSOR = Number.MIN_SAFE_INTEGER;
@@ -227,6 +234,13 @@ export class Runner {
     return { cause: this.cause, progress: this.progress(), unfinished: this.unfinished() };
   }
 
+  private addFailed(failed: Record<string, number[]>): void {
+    for (const step of this.steps) {
+      const known = new Set(step.failedSubjects);
+      for (const subject of failed[step.name] ?? []) if (!known.has(subject)) step.failedSubjects.push(subject);
+    }
+  }
+
   private unfinished(): UnfinishedItem[] {
     const items: UnfinishedItem[] = [];
     for (const page of this.openPages) {
@@ -279,6 +293,8 @@ export class Runner {
       // Backpressure: keep about one page waiting per feeder, no more.
       await this.pool.onSizeLessThan(workflow.batchSize);
       if (this.signal.aborted) break;
+      // Another runner's failure is committed before its claim ends, so read now it is excluded from this claim.
+      if (this.options.failedInRun) this.addFailed(await this.options.failedInRun());
       const outcome = await claimPage(db, {
         fence,
         workflowId: workflow.id,

@@ -102,11 +102,16 @@ export async function runTotals<DB>(db: Kysely<DB>, runId: number): Promise<RunP
   return progress;
 }
 
-/** Subjects that failed in the run, per step: its next owner does not claim them again. */
-export async function failedSubjects(tx: Transaction<EngineTables>, runId: number): Promise<Record<string, number[]>> {
+/**
+ * Subjects that failed in the run, per step: its next owner, a participant,
+ * and every runner of a distributed run at each wave do not claim them
+ * again. Read through interactions_run_failed (failed rows only), so its
+ * cost is the run's failures, not its size.
+ */
+export async function failedSubjects(db: Kysely<EngineTables>, runId: number): Promise<Record<string, number[]>> {
   const { rows } = await sql<{ step: string; subjects: number[] }>`
     SELECT step, array_agg(subject_id ORDER BY subject_id) AS subjects
-      FROM interactions WHERE run_id = ${runId} AND status = 'failed' GROUP BY step`.execute(tx);
+      FROM interactions WHERE run_id = ${runId} AND status = 'failed' GROUP BY step`.execute(db);
   return Object.fromEntries(rows.map((r) => [r.step, r.subjects.map(Number)]));
 }
 
