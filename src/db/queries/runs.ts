@@ -219,14 +219,20 @@ export async function lockOwnedRun(tx: Transaction<EngineTables>, fence: Fence):
   return row !== undefined;
 }
 
-export async function requestStop(db: Db, runId: number, by: string): Promise<RunRow | undefined> {
-  return db
-    .updateTable('workflow_runs')
-    .set({ stop_requested_by: sql`coalesce(stop_requested_by, ${by})`, stop_requested_at: sql`coalesce(stop_requested_at, now())` })
-    .where('id', '=', runId)
-    .where('status', '=', 'running')
-    .returningAll()
-    .executeTakeFirst();
+export async function requestStop(db: Db, runId: number, by: string, notice: { channel: string; payload: object }): Promise<RunRow | undefined> {
+  // The flag and the NOTIFY in one statement: the owner and every participant
+  // hear of the stop one round trip sooner, which under load was up to a
+  // quarter of a second (bench/participant-stop.ts). The NOTIFY is sent only
+  // if the run was running, and delivered at the flag's commit.
+  const { rows } = await sql<RunRow>`
+    WITH flagged AS (
+      UPDATE workflow_runs
+         SET stop_requested_by = coalesce(stop_requested_by, ${by}), stop_requested_at = coalesce(stop_requested_at, now())
+       WHERE id = ${runId} AND status = 'running'
+      RETURNING *
+    )
+    SELECT flagged.* FROM flagged, LATERAL (SELECT pg_notify(${notice.channel}, ${JSON.stringify(notice.payload)})) AS sent`.execute(db);
+  return rows[0];
 }
 
 /** What a run ended without its owner did in all (counted from its interactions) and the state it left. */
