@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { createKysely, createPool } from '../src/db/connect.ts';
 import { claimPage, readClaimedPage, type PageRequest } from '../src/db/queries/claim-interactions.ts';
 import type { Fence } from '../src/db/queries/runs.ts';
 import { createItems, itemsWorkflow } from './fixtures/items-workflow.ts';
@@ -236,5 +237,43 @@ describe('claims', () => {
       assert.equal(rows.find((r) => r.subject_id === p.subject_id)!.attempts, p.attempts + 1, `subject ${p.subject_id}: attempts carried on`);
     }
     assert.deepEqual(await claims(t), []);
+  });
+
+  test('claim and page read are named prepared statements: parsed once per connection, then only executed', async () => {
+    const one = createKysely(createPool({ connectionString: t.database.url, applicationName: 'workflow-test-prepared', max: 1 }));
+    try {
+      await sql`UPDATE items SET result = NULL WHERE id <= 15`.execute(t.db);
+      const fence = await liveRun(t);
+      let after = 0;
+      for (let n = 0; n < 3; n++) {
+        const claimed = await claimPage(one, { ...page(t, fence), pending: t.workflows[0]!.steps[0]!.pending(one), after, limit: 5 });
+        assert.equal(claimed.kind, 'claimed');
+        if (claimed.kind !== 'claimed') return;
+        after = claimed.last;
+        const subjects = await readClaimedPage(one, {
+          ...page(t, fence),
+          pending: t.workflows[0]!.steps[0]!.pending(one),
+          first: claimed.first,
+          last: claimed.last,
+        });
+        assert.equal(subjects.length, 5);
+      }
+      await sql`SELECT 1`.execute(one);
+      const { rows } = await sql<{ statement: string; calls: number }>`
+        SELECT statement, (generic_plans + custom_plans)::int AS calls FROM pg_prepared_statements`.execute(one);
+      const kind = (statement: string) =>
+        statement.includes('INSERT INTO interaction_claims') ? 'claim' : statement.includes('to_jsonb(p)') ? 'read' : statement;
+      assert.deepEqual(
+        rows.map((r) => [kind(r.statement), r.calls]).sort(),
+        [
+          ['claim', 3],
+          ['read', 3],
+        ],
+        'each hot statement prepared once and executed three times; other statements are not prepared',
+      );
+      await endRun(t, fence);
+    } finally {
+      await one.destroy();
+    }
   });
 });

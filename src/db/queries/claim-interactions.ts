@@ -1,4 +1,5 @@
 import { sql, type Expression, type Kysely } from 'kysely';
+import { executePrepared } from '../prepared.ts';
 import type { EngineTables } from '../schema.ts';
 import { claimHolder, fenceCte, type WorkFence } from './fence.ts';
 
@@ -66,14 +67,16 @@ export type ClaimOutcome =
  *   the other run's range.
  */
 export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Promise<ClaimOutcome> {
-  const { rows } = await sql<{
-    first: number | null;
-    last: number | null;
-    seen: number;
-    owned: boolean;
-    claim_id: number | null;
-    claimed_at_ms: number | null;
-  }>`
+  const { rows } = await executePrepared(
+    db,
+    sql<{
+      first: number | null;
+      last: number | null;
+      seen: number;
+      owned: boolean;
+      claim_id: number | null;
+      claimed_at_ms: number | null;
+    }>`
     WITH fence AS (${fenceCte(page.fence)}), candidates AS (
       SELECT p.subject_id::bigint AS subject_id
         FROM (${page.pending}) AS p
@@ -93,7 +96,8 @@ export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Pr
     SELECT span.first, span.last, span.seen, EXISTS (SELECT 1 FROM fence) AS owned,
            (SELECT id FROM claimed) AS claim_id,
            (SELECT extract(epoch FROM claimed_at) * 1000 FROM claimed)::float8 AS claimed_at_ms
-      FROM span`.execute(db);
+      FROM span`,
+  );
   const row = rows[0]!;
   if (row.last === null) return { kind: 'empty' };
   if (!row.owned) return { kind: 'fenced' };
@@ -140,7 +144,9 @@ export async function readClaimedPage(
   db: Kysely<EngineTables>,
   page: Omit<PageRequest, 'fence' | 'after' | 'upTo' | 'limit'> & { first: number; last: number },
 ): Promise<ClaimedSubject[]> {
-  const { rows } = await sql<{ subject_id: number; input: string; pending_id: number | null }>`
+  const { rows } = await executePrepared(
+    db,
+    sql<{ subject_id: number; input: string; pending_id: number | null }>`
     SELECT p.subject_id::bigint AS subject_id, (to_jsonb(p) - 'subject_id')::text AS input, left_over.id AS pending_id
       FROM (${page.pending}) AS p
       LEFT JOIN LATERAL (
@@ -150,7 +156,8 @@ export async function readClaimedPage(
          LIMIT 1
       ) AS left_over ON true
      WHERE p.subject_id BETWEEN ${page.first} AND ${page.last} ${subjectFilters({ ...page, upTo: null })}
-     ORDER BY p.subject_id`.execute(db);
+     ORDER BY p.subject_id`,
+  );
   const subjects: ClaimedSubject[] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i]!;

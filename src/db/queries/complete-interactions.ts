@@ -1,4 +1,5 @@
 import { sql, type Transaction } from 'kysely';
+import { executePrepared } from '../prepared.ts';
 import type { EngineTables } from '../schema.ts';
 import { storable } from '../storable.ts';
 import { fenceCte, type WorkFence } from './fence.ts';
@@ -61,7 +62,9 @@ export async function recordResults(
                WHERE u.workflow_id = ${batch.workflowId} AND u.subject_id = ${subject}
                  AND u.step = ${batch.previousStep} AND u.status = 'completed')`;
   const adopted = batch.items.flatMap((item) => (item.pendingId === null ? [] : [item.pendingId]));
-  const { rows } = await sql<{ owned: boolean; written: [number, number][] | null }>`
+  const { rows } = await executePrepared(
+    tx,
+    sql<{ owned: boolean; written: [number, number][] | null }>`
     WITH fence AS (${fenceCte(fence)}), v AS (
       SELECT s, coalesce(st, 'completed') AS st, p, coalesce(a, 1) AS a, i, o, e, c
         FROM jsonb_to_recordset(${itemsDocument(batch.items)}::jsonb)
@@ -86,7 +89,8 @@ export async function recordResults(
     )
     SELECT EXISTS (SELECT 1 FROM fence) AS owned,
            (SELECT json_agg(json_build_array(w.subject_id, w.id))
-              FROM (SELECT * FROM inserted UNION ALL SELECT * FROM adopted) w) AS written`.execute(tx);
+              FROM (SELECT * FROM inserted UNION ALL SELECT * FROM adopted) w) AS written`,
+  );
   const row = rows[0]!;
   const interactionIds = new Map<number, number>();
   for (const [subjectId, id] of row.written ?? []) interactionIds.set(subjectId, id);
