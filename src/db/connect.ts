@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
-import { PreparingClient } from './prepared.ts';
+import { CUSTOM_PLANS, PreparingClient } from './prepared.ts';
 import type { EngineTables } from './schema.ts';
 
 // int8 (ids, counts) as JS numbers: every id this engine makes stays far below
@@ -62,7 +62,11 @@ export function createPool(options: PoolOptions): pg.Pool {
   // process, idle or checked out between two queries of a transaction; the
   // next query on that client reports it where it matters.
   pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    // Queued before anything else on the new connection (src/db/prepared.ts: why custom plans).
+    client.query(CUSTOM_PLANS).catch(() => {});
+  });
   return pool;
 }
 
