@@ -148,27 +148,23 @@ export async function readClaimedPage(
   page: Omit<PageRequest, 'fence' | 'after' | 'upTo' | 'limit'> & { first: number; last: number },
 ): Promise<ClaimedSubject[]> {
   const { workflowId, step, first, last } = page;
+  // The rows come back in ClaimedSubject's shape: pg's row objects are the result, not copied into others.
   const { rows } = await executePrepared(
     db,
-    sql<{ subject_id: number; input: string; pending_id: number | null }>`
-    SELECT p.subject_id::bigint AS subject_id, (to_jsonb(p) - 'subject_id')::text AS input,
+    sql<ClaimedSubject>`
+    SELECT p.subject_id::bigint AS "subjectId", (to_jsonb(p) - 'subject_id')::text AS "inputJson",
            CASE WHEN (SELECT EXISTS (SELECT 1 FROM interactions r
                                       WHERE r.workflow_id = ${workflowId} AND r.step = ${step} AND r.status = 'pending'
                                         AND r.subject_id BETWEEN ${first} AND ${last}))
                 THEN (SELECT i.id FROM interactions i
                        WHERE i.workflow_id = ${workflowId} AND i.step = ${step} AND i.subject_id = p.subject_id AND i.status = 'pending'
                        LIMIT 1)
-           END AS pending_id
+           END AS "pendingId"
       FROM (${page.pending}) AS p
      WHERE p.subject_id BETWEEN ${first} AND ${last} ${subjectFilters({ ...page, upTo: null })}
      ORDER BY p.subject_id`,
   );
-  const subjects: ClaimedSubject[] = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    subjects[i] = { subjectId: row.subject_id, inputJson: row.input, pendingId: row.pending_id };
-  }
-  return subjects;
+  return rows;
 }
 
 function subjectFilters(page: Pick<PageRequest, 'upTo' | 'subjectId' | 'exclude'>) {

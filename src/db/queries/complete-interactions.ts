@@ -4,19 +4,24 @@ import type { EngineTables } from '../schema.ts';
 import { storable } from '../storable.ts';
 import { fenceCte, type WorkFence } from './fence.ts';
 
-/** One finished item, as the runner hands it over (JSON texts already rendered). */
+/**
+ * One finished item, as the runner hands it over (JSON texts already
+ * rendered): the shape of the engine's results, which are passed as they are.
+ */
 export interface FinishedItem {
-  subjectId: number;
   status: 'completed' | 'failed';
-  /** The interaction a stopped or lost run left pending for this subject: it is updated instead of a new row inserted. */
-  pendingId: number | null;
-  /** Handler calls this run made for the item. */
-  attempts: number;
-  inputJson: string;
-  /** JSON text of the output; 'null' for failures. */
-  outputJson: string;
   error: string | null;
-  claimedAtMs: number;
+  item: {
+    subjectId: number;
+    /** The interaction a stopped or lost run left pending for this subject: it is updated instead of a new row inserted. */
+    pendingId: number | null;
+    /** Handler calls this run made for the item. */
+    attempts: number;
+    inputJson: string;
+    /** JSON text of the accepted output; written for completed items only. */
+    outputJson: string | null;
+    claimedAtMs: number;
+  };
 }
 
 export interface RecordedResults {
@@ -80,21 +85,21 @@ export async function recordResults(
   let usual = true;
   let adopting = false;
   for (let k = 0; k < items.length; k++) {
-    const item = items[k]!;
+    const { item, status, error } = items[k]!;
     const comma = k === 0 ? '' : ',';
     subjects += comma + item.subjectId;
     claimedAt += comma + item.claimedAtMs;
     inputs += comma + item.inputJson;
-    outputs += comma + item.outputJson;
-    if (item.status !== 'completed' || item.attempts !== 1 || item.error !== null) usual = false;
+    outputs += comma + (status === 'completed' ? item.outputJson : 'null');
+    if (status !== 'completed' || item.attempts !== 1 || error !== null) usual = false;
     if (item.pendingId !== null) adopting = true;
   }
   const columns = sql`ROWS FROM (
           unnest(${`{${subjects}}`}::bigint[]), unnest(${`{${claimedAt}}`}::float8[]),
           jsonb_array_elements(${`[${inputs}]`}::jsonb), jsonb_array_elements(${`[${outputs}]`}::jsonb),
-          unnest(${usual ? null : items.map((item) => item.status)}::text[]), unnest(${usual ? null : items.map((item) => item.attempts)}::int[]),
-          unnest(${usual ? null : items.map((item) => (item.error === null ? null : storable(item.error)))}::text[]),
-          unnest(${adopting ? items.map((item) => item.pendingId) : null}::bigint[])
+          unnest(${usual ? null : items.map((r) => r.status)}::text[]), unnest(${usual ? null : items.map((r) => r.item.attempts)}::int[]),
+          unnest(${usual ? null : items.map((r) => (r.error === null ? null : storable(r.error)))}::text[]),
+          unnest(${adopting ? items.map((r) => r.item.pendingId) : null}::bigint[])
         ) AS v(s, c, i, o, st, a, e, p)`;
   const insert = (from: ReturnType<typeof sql>) => sql`
       INSERT INTO interactions (run_id, workflow_id, step, subject_id, status, parent_id, attempts, input, output, error, claimed_at, finished_at)
@@ -112,7 +117,7 @@ export async function recordResults(
          SET run_id = ${fence.runId}, status = coalesce(v.st, 'completed'), attempts = i.attempts + coalesce(v.a, 1), input = v.i, output = v.o,
              error = v.e, parent_id = ${parent}, claimed_at = to_timestamp(v.c / 1000), finished_at = now()
         FROM v
-       WHERE v.p IS NOT NULL AND i.id = v.p AND i.id = ANY(${items.map((item) => item.pendingId)}::bigint[]) AND i.status = 'pending'
+       WHERE v.p IS NOT NULL AND i.id = v.p AND i.id = ANY(${items.map((r) => r.item.pendingId)}::bigint[]) AND i.status = 'pending'
          AND EXISTS (SELECT 1 FROM fence)
       RETURNING i.id, i.subject_id
     ), inserted AS (${insert(sql`FROM v, fence WHERE v.p IS NULL`)}), released AS (${released})
