@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { createKysely, createPool } from '../src/db/connect.ts';
 import { claimPage, readClaimedPage, type PageRequest } from '../src/db/queries/claim-interactions.ts';
 import type { Fence } from '../src/db/queries/runs.ts';
 import { createItems, itemsWorkflow } from './fixtures/items-workflow.ts';
@@ -236,5 +237,45 @@ describe('claims', () => {
       assert.equal(rows.find((r) => r.subject_id === p.subject_id)!.attempts, p.attempts + 1, `subject ${p.subject_id}: attempts carried on`);
     }
     assert.deepEqual(await claims(t), []);
+  });
+
+  test('claim and page read are named prepared statements, planned per call (a generic plan could not use a partial index on the pending predicate)', async () => {
+    const one = createKysely(createPool({ connectionString: t.database.url, applicationName: 'workflow-test-prepared', max: 1 }));
+    try {
+      await sql`UPDATE items SET result = NULL WHERE id <= 15`.execute(t.db);
+      const fence = await liveRun(t);
+      let after = 0;
+      // More calls than the five after which the server may switch a prepared statement to its generic plan.
+      for (let n = 0; n < 8; n++) {
+        const claimed = await claimPage(one, { ...page(t, fence), pending: t.workflows[0]!.steps[0]!.pending(one), after, limit: 1 });
+        assert.equal(claimed.kind, 'claimed');
+        if (claimed.kind !== 'claimed') return;
+        after = claimed.last;
+        const subjects = await readClaimedPage(one, {
+          ...page(t, fence),
+          pending: t.workflows[0]!.steps[0]!.pending(one),
+          first: claimed.first,
+          last: claimed.last,
+        });
+        assert.equal(subjects.length, 1);
+      }
+      await sql`SELECT 1`.execute(one);
+      const { rows } = await sql<{ statement: string; generic: number; custom: number }>`
+        SELECT statement, generic_plans::int AS generic, custom_plans::int AS custom FROM pg_prepared_statements`.execute(one);
+      const kind = (statement: string) =>
+        statement.includes('INSERT INTO interaction_claims') ? 'claim' : statement.includes('to_jsonb(p)') ? 'read' : statement;
+      // A text is named from its second call on (earlier tests of this process may have called it already).
+      assert.deepEqual(
+        rows.map((r) => [kind(r.statement), r.generic, r.custom >= 7]).sort(),
+        [
+          ['claim', 0, true],
+          ['read', 0, true],
+        ],
+        'each hot statement prepared once, run again with a plan of its own each time; other statements are not prepared',
+      );
+      await endRun(t, fence);
+    } finally {
+      await one.destroy();
+    }
   });
 });

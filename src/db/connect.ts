@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
+import { CUSTOM_PLANS, PreparingClient } from './prepared.ts';
 import type { EngineTables } from './schema.ts';
 
 // int8 (ids, counts) as JS numbers: every id this engine makes stays far below
@@ -50,6 +51,8 @@ export function createPool(options: PoolOptions): pg.Pool {
     connectionString: options.connectionString,
     application_name: options.applicationName,
     max: options.max ?? 10,
+    // The hot statements go as named prepared statements (src/db/prepared.ts).
+    Client: PreparingClient,
     types: typeParsers,
     connectionTimeoutMillis: connectTimeoutMs,
     ...(options.statementTimeoutMs !== undefined && { statement_timeout: options.statementTimeoutMs }),
@@ -59,7 +62,11 @@ export function createPool(options: PoolOptions): pg.Pool {
   // process, idle or checked out between two queries of a transaction; the
   // next query on that client reports it where it matters.
   pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    // Queued before anything else on the new connection (src/db/prepared.ts: why custom plans).
+    client.query(CUSTOM_PLANS).catch(() => {});
+  });
   return pool;
 }
 

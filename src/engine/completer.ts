@@ -1,5 +1,5 @@
 import type { Db } from '../db/connect.ts';
-import { recordResults, type FinishedItem } from '../db/queries/complete-interactions.ts';
+import { recordResults } from '../db/queries/complete-interactions.ts';
 import { releaseClaims } from '../db/queries/release-claims.ts';
 import { isConnectionError } from '../db/errors.ts';
 import type { Fence } from '../db/queries/runs.ts';
@@ -70,16 +70,20 @@ export class Completer {
     this.events = events;
   }
 
-  /** Resolves at once unless results are piling up faster than they commit (backpressure). */
-  add(result: Result): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+  /**
+   * Buffers a result; a promise back means results are piling up faster than
+   * they commit, and the caller waits for it (backpressure). Nothing back
+   * otherwise: a promise per item costs a no-op workflow more than its handler.
+   */
+  add(result: Result): Promise<void> | undefined {
+    if (this.stopped) return undefined;
     result.item.state = 'finished';
     const step = result.item.page.step;
     let buffer = this.buffers.get(step);
     if (!buffer) this.buffers.set(step, (buffer = []));
     buffer.push(result);
     this.schedule(step);
-    if (buffer.length < this.batchSize * 4) return Promise.resolve();
+    if (buffer.length < this.batchSize * 4) return undefined;
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -186,7 +190,7 @@ export class Completer {
           workflowId: this.workflowId,
           step: step.name,
           previousStep: step.previousStep,
-          items: batch.map(toFinishedItem),
+          items: batch,
           releaseClaims: releasing,
         });
         if (!recorded.owned) throw new FencedError();
@@ -227,18 +231,4 @@ export class Completer {
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
   }
-}
-
-function toFinishedItem(result: Result): FinishedItem {
-  const { item } = result;
-  return {
-    subjectId: item.subjectId,
-    status: result.status,
-    pendingId: item.pendingId,
-    attempts: item.attempts,
-    inputJson: item.inputJson,
-    outputJson: result.status === 'completed' ? item.outputJson! : 'null',
-    error: result.error,
-    claimedAtMs: item.claimedAtMs,
-  };
 }

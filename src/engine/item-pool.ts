@@ -283,10 +283,6 @@ export class ItemPool {
   #end(call: Call): void {
     this.#calls.delete(call);
     call.item.page.step.counter.running--;
-    if (this.#calls.size === 0 && this.#sweeper) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-    }
   }
 
   /** Retry, or hand the final outcome over. */
@@ -350,6 +346,13 @@ export class ItemPool {
       const quiet = this.#quietWaiters;
       this.#quietWaiters = [];
       for (const resolve of quiet) resolve();
+    }
+    // Kept while workers hold slots, not stopped whenever no call runs: that
+    // is every turn of the event loop (STARTS_PER_TURN), and a timer set and
+    // cleared per turn costs more than the sweeps.
+    if (this.#workers === 0 && this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
     }
     if (!this.#idle()) return;
     const waiters = this.#idleWaiters;

@@ -1,4 +1,5 @@
 import { sql, type Expression, type Kysely } from 'kysely';
+import { executePrepared } from '../prepared.ts';
 import type { EngineTables } from '../schema.ts';
 import { claimHolder, fenceCte, type WorkFence } from './fence.ts';
 
@@ -66,14 +67,16 @@ export type ClaimOutcome =
  *   the other run's range.
  */
 export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Promise<ClaimOutcome> {
-  const { rows } = await sql<{
-    first: number | null;
-    last: number | null;
-    seen: number;
-    owned: boolean;
-    claim_id: number | null;
-    claimed_at_ms: number | null;
-  }>`
+  const { rows } = await executePrepared(
+    db,
+    sql<{
+      first: number | null;
+      last: number | null;
+      seen: number;
+      owned: boolean;
+      claim_id: number | null;
+      claimed_at_ms: number | null;
+    }>`
     WITH fence AS (${fenceCte(page.fence)}), candidates AS (
       SELECT p.subject_id::bigint AS subject_id
         FROM (${page.pending}) AS p
@@ -93,7 +96,8 @@ export async function claimPage(db: Kysely<EngineTables>, page: PageRequest): Pr
     SELECT span.first, span.last, span.seen, EXISTS (SELECT 1 FROM fence) AS owned,
            (SELECT id FROM claimed) AS claim_id,
            (SELECT extract(epoch FROM claimed_at) * 1000 FROM claimed)::float8 AS claimed_at_ms
-      FROM span`.execute(db);
+      FROM span`,
+  );
   const row = rows[0]!;
   if (row.last === null) return { kind: 'empty' };
   if (!row.owned) return { kind: 'fenced' };
@@ -128,35 +132,39 @@ export interface ClaimedSubject {
  * the top of this file), with their input and any pending interaction left
  * for them.
  *
- * The pending interaction is looked up per subject: an index probe into the
- * tiny partial unique index `interactions_pending_key`, whatever the
- * statistics say of the interactions table. The LIMIT keeps the planner from
- * flattening the LATERAL subquery into a join, which it planned as a hash join
- * over a scan of the whole interactions table while its statistics were
- * stale (never analysed), which made a recovered run's resume slow to start
- * (bench/kill-restart.ts; the figures are in bench/RESULTS.md).
+ * The pending interaction is looked up per subject, and only when the range
+ * has one at all: one probe of the range into the tiny partial unique index
+ * `interactions_pending_key` (an InitPlan, run once), then, if it found one,
+ * a probe per subject. Usually there is none, and 500 probes a page were a
+ * third of the statement's server CPU. The per-subject lookup is a scalar
+ * subquery in the select list, which the planner never turns into a join:
+ * written as a join it planned a hash join over a scan of the whole
+ * interactions table while its statistics were stale (never analysed),
+ * which made a recovered run's resume slow to start (bench/kill-restart.ts;
+ * the figures are in bench/RESULTS.md).
  */
 export async function readClaimedPage(
   db: Kysely<EngineTables>,
   page: Omit<PageRequest, 'fence' | 'after' | 'upTo' | 'limit'> & { first: number; last: number },
 ): Promise<ClaimedSubject[]> {
-  const { rows } = await sql<{ subject_id: number; input: string; pending_id: number | null }>`
-    SELECT p.subject_id::bigint AS subject_id, (to_jsonb(p) - 'subject_id')::text AS input, left_over.id AS pending_id
+  const { workflowId, step, first, last } = page;
+  // The rows come back in ClaimedSubject's shape: pg's row objects are the result, not copied into others.
+  const { rows } = await executePrepared(
+    db,
+    sql<ClaimedSubject>`
+    SELECT p.subject_id::bigint AS "subjectId", (to_jsonb(p) - 'subject_id')::text AS "inputJson",
+           CASE WHEN (SELECT EXISTS (SELECT 1 FROM interactions r
+                                      WHERE r.workflow_id = ${workflowId} AND r.step = ${step} AND r.status = 'pending'
+                                        AND r.subject_id BETWEEN ${first} AND ${last}))
+                THEN (SELECT i.id FROM interactions i
+                       WHERE i.workflow_id = ${workflowId} AND i.step = ${step} AND i.subject_id = p.subject_id AND i.status = 'pending'
+                       LIMIT 1)
+           END AS "pendingId"
       FROM (${page.pending}) AS p
-      LEFT JOIN LATERAL (
-        SELECT i.id FROM interactions i
-         WHERE i.workflow_id = ${page.workflowId} AND i.step = ${page.step}
-           AND i.subject_id = p.subject_id AND i.status = 'pending'
-         LIMIT 1
-      ) AS left_over ON true
-     WHERE p.subject_id BETWEEN ${page.first} AND ${page.last} ${subjectFilters({ ...page, upTo: null })}
-     ORDER BY p.subject_id`.execute(db);
-  const subjects: ClaimedSubject[] = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    subjects[i] = { subjectId: row.subject_id, inputJson: row.input, pendingId: row.pending_id };
-  }
-  return subjects;
+     WHERE p.subject_id BETWEEN ${first} AND ${last} ${subjectFilters({ ...page, upTo: null })}
+     ORDER BY p.subject_id`,
+  );
+  return rows;
 }
 
 function subjectFilters(page: Pick<PageRequest, 'upTo' | 'subjectId' | 'exclude'>) {
