@@ -75,6 +75,22 @@ function instanceOf(pid: number | undefined, instance: string | null | undefined
   return pid !== undefined && instance?.startsWith(`${pid}-`) === true;
 }
 
+/** Three serving instances and a run of the fixture started with `run --detach`, once it is running. */
+async function threeInstancesRunning(): Promise<{ servers: CliProcess[]; runId: number }> {
+  const servers = [await serve(), await serve(), await serve()];
+  const detached = await runCli(['run', WF, '--detach'], env);
+  assert.equal(detached.code, 0, detached.stderr);
+  return { servers, runId: await runningRun(db) };
+}
+
+/** Until each instance has saved a few items of the run: every one is working on it. */
+async function everyInstanceSaving(servers: CliProcess[]): Promise<void> {
+  await eventually(async () => {
+    const byPid = await savesByPid(db);
+    return servers.every((s) => (byPid.get(s.child.pid!) ?? 0) >= 5);
+  }, 'every instance to save');
+}
+
 beforeEach(async () => {
   ({ database, db } = await migratedDatabase('chaos_participants'));
   calls = await startCallsStub({ delayMs: 20 });
@@ -99,10 +115,7 @@ describe('participants', () => {
   test('three instances on one run: each processes more than 20 %, every subject saved once per step, true totals', { timeout: 180_000 }, async () => {
     const ITEMS = 600;
     await createItems(db, ITEMS);
-    const servers = [await serve(), await serve(), await serve()];
-    const detached = await runCli(['run', WF, '--detach'], env);
-    assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun(db);
+    const { servers, runId } = await threeInstancesRunning();
     const ended = await waitForEnd(db, runId);
     assert.equal(ended.status, 'completed', ended.error ?? '');
     assert.equal(ended.interactions_completed, 2 * ITEMS, 'the run counts every instance');
@@ -122,10 +135,7 @@ describe('participants', () => {
     const FAILING = 7;
     env.ADOPT_FAIL = String(FAILING);
     await createItems(db, ITEMS);
-    await Promise.all([serve(), serve(), serve()]);
-    const detached = await runCli(['run', WF, '--detach'], env);
-    assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun(db);
+    const { runId } = await threeInstancesRunning();
     const ended = await waitForEnd(db, runId);
     assert.equal(ended.status, 'completed', ended.error ?? '');
     const { rows } = await sql<{ n: number }>`SELECT count(DISTINCT instance)::int AS n FROM run_participants WHERE run_id = ${runId}`.execute(db);
@@ -142,14 +152,8 @@ describe('participants', () => {
     const ITEMS = 3000;
     calls.setDelay(50);
     await createItems(db, ITEMS);
-    const servers = [await serve(), await serve(), await serve()];
-    const detached = await runCli(['run', WF, '--detach'], env);
-    assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun(db);
-    await eventually(async () => {
-      const byPid = await savesByPid(db);
-      return servers.every((s) => (byPid.get(s.child.pid!) ?? 0) >= 5);
-    }, 'every instance to save');
+    const { servers, runId } = await threeInstancesRunning();
+    await everyInstanceSaving(servers);
     const stop = await runCli(['stop', String(runId)], env);
     assert.equal(stop.code, 0, stop.stderr);
     const ended = await waitForEnd(db, runId);
@@ -174,10 +178,7 @@ describe('participants', () => {
     const ITEMS = 400;
     calls.setDelay(300);
     await createItems(db, ITEMS);
-    const servers = [await serve(), await serve(), await serve()];
-    const detached = await runCli(['run', WF, '--detach'], env);
-    assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun(db);
+    const { servers, runId } = await threeInstancesRunning();
     const owner = (await runRow(db, runId)).owner_instance!;
     const participants = servers.filter((s) => !owner.startsWith(`${s.child.pid}-`));
     assert.equal(participants.length, 2);
@@ -215,14 +216,8 @@ describe('participants', () => {
   }, async () => {
     const ITEMS = 600;
     await createItems(db, ITEMS);
-    const servers = [await serve(), await serve(), await serve()];
-    const detached = await runCli(['run', WF, '--detach'], env);
-    assert.equal(detached.code, 0, detached.stderr);
-    const runId = await runningRun(db);
-    await eventually(async () => {
-      const byPid = await savesByPid(db);
-      return servers.every((s) => (byPid.get(s.child.pid!) ?? 0) >= 5);
-    }, 'every instance to save');
+    const { servers, runId } = await threeInstancesRunning();
+    await everyInstanceSaving(servers);
     // Every instance has handler calls in flight when the owner dies; held, the run cannot end before the checks below.
     calls.hold();
     await eventually(() => Promise.resolve(servers.every((s) => calls.heldBy(s.child.pid!) > 0)), 'every instance to have calls in flight');
