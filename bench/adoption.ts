@@ -19,7 +19,7 @@ import { loadConfig } from '../src/config.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import type { PostingsTables } from '../src/workflows/postings/schema.ts';
 import { syncWorkflows, loadWorkflows } from '../src/workflows/registry.ts';
-import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, peakRssMb, printResult, watchdog } from './lib.ts';
+import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, peakRssMb, printResult, watchdog, until } from './lib.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const kills = intFlag(flags, 'kills', 10);
@@ -38,15 +38,6 @@ try {
   await syncWorkflows(db, await loadWorkflows(undefined, { config, log }));
   await replaceDemoPostings(db, postings);
 
-  const poll = async <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  };
   const env = { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: database.url, LOG_LEVEL: 'warn' };
   const serve = async (): Promise<ChildProcess> => {
     // stdin closed: the console chat ends at once and the service goes on; its banner is on stdout.
@@ -67,7 +58,7 @@ try {
   };
   const startRun = async (): Promise<number> => {
     // Refused while the workflow's rate limit since the last run lasts: asked again until it starts.
-    await poll(
+    await until(
       async () => {
         const queued = spawn(process.execPath, [BIN, 'run', '3001', '--detach'], { env, stdio: 'ignore' });
         const code = await new Promise((resolve) => queued.on('close', resolve));
@@ -77,7 +68,7 @@ try {
       'a run to be accepted',
       300_000,
     );
-    const row = await poll(
+    const row = await until(
       async () => db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').where('owner_instance', 'is not', null).executeTakeFirst(),
       'the run to start',
     );
@@ -105,7 +96,7 @@ try {
     const killed = performance.now();
     const killedAt = Date.now();
     owner.kill('SIGKILL');
-    row = await poll(async () => {
+    row = await until(async () => {
       const now = await db.selectFrom('workflow_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
       return now.owners.length > owners || now.status !== 'running' ? now : undefined;
     }, 'the run to be adopted');
@@ -122,7 +113,7 @@ try {
     await exited;
     await serve();
   }
-  const ended = await poll(
+  const ended = await until(
     async () => {
       const now = await db.selectFrom('workflow_runs').select(['status', 'owners', 'ended_reason', 'error']).where('id', '=', runId).executeTakeFirstOrThrow();
       return now.status !== 'running' ? now : undefined;
@@ -132,7 +123,7 @@ try {
   );
   assert(ended.status === 'completed', `the last run ended ${ended.status} (${ended.ended_reason}): ${ended.error}`);
   for (const child of children) child.kill('SIGTERM');
-  await poll(async () => children.size === 0, 'the instances to exit', 30_000);
+  await until(async () => children.size === 0, 'the instances to exit', 30_000);
   await db.destroy();
 
   const sorted = [...adoption].sort((a, b) => a - b);

@@ -23,7 +23,7 @@ import postingsWorkflow from '../src/workflows/postings/index.ts';
 import { replaceDemoPostings } from '../src/workflows/postings/demo.ts';
 import type { PostingsTables } from '../src/workflows/postings/schema.ts';
 import { syncWorkflows, loadWorkflows } from '../src/workflows/registry.ts';
-import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, peakRssMb, printResult, watchdog } from './lib.ts';
+import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, peakRssMb, printResult, watchdog, until } from './lib.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const kills = intFlag(flags, 'kills', 10);
@@ -55,15 +55,6 @@ try {
 
   const completed = async (runId: number) =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM interactions WHERE run_id = ${runId} AND status = 'completed'`.execute(db)).rows[0]!.n;
-  const poll = async <T>(probeFn: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probeFn();
-      if (value) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  };
 
   const lockFree: number[] = [];
   const restart: number[] = [];
@@ -76,17 +67,17 @@ try {
       stdio: 'ignore',
     });
     const exited = new Promise((resolve) => child.on('close', resolve));
-    const runId = await poll(async () => {
+    const runId = await until(async () => {
       const row = await db.selectFrom('workflow_runs').select('id').where('status', '=', 'running').executeTakeFirst();
       return row && !known.has(row.id) && (await completed(row.id)) >= 20 ? row.id : undefined;
     }, 'the owner to make progress');
 
     const killed = performance.now();
     child.kill('SIGKILL');
-    await poll(async () => (await probe.query('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key])).rows[0].ok, 'the lock to be free', 10_000);
+    await until(async () => (await probe.query('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key])).rows[0].ok, 'the lock to be free', 10_000);
     lockFree.push(performance.now() - killed);
     await probe.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
-    const started = await poll(
+    const started = await until(
       async () => {
         await engine.recoverAbandoned();
         const outcome = await engine.startRun({ workflow, mode: 'single_run', resumeRunId: runId, force: false, requestedBy: 'bench', source: 'bench' });

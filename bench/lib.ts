@@ -264,3 +264,14 @@ export function watchdog(seconds = Number(process.env.BENCH_TIMEOUT_SECONDS ?? 6
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`check failed: ${message}`);
 }
+
+/** Polls `probe` every `everyMs` until it gives a value, or throws naming `what` once `timeoutMs` has passed. */
+export async function until<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 30_000, everyMs = 5): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

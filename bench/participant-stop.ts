@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { ADOPT_TABLES_SQL, ADOPT_WORKFLOW_ID } from '../test/fixtures/adoption/workflow.ts';
 import { startCallsStub } from '../test/helpers/calls-stub.ts';
-import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, printResult, watchdog } from './lib.ts';
+import { REPO_ROOT, assert, freshDatabase, intFlag, openServer, parseFlags, printResult, watchdog, until } from './lib.ts';
 
 const flags = parseFlags(process.argv.slice(2));
 const reps = intFlag(flags, 'reps', 10);
@@ -111,16 +111,6 @@ function cli(args: string[]): Promise<{ code: number | null; output: string }> {
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, output })));
-}
-
-async function until<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 async function runningRun(): Promise<number | undefined> {
