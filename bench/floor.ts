@@ -15,11 +15,22 @@
 //   `save`, a statement of its own in the transaction of the interaction rows.
 // --form statement: both writes in one statement (a CTE), one round trip: the
 //   floor of any design, one that could not run a workflow's own save.
+// --form engine-sql: the engine's own statements per page, called as the
+//   runner calls them (src/db/queries: the claim, the page read, the fenced
+//   completion with the page's claim released, the save's UPDATE, in one
+//   transaction), each connection walking its own slice of the subjects,
+//   with no runner around them: no handler calls, no item pool, no
+//   completer. What the engine's SQL costs by itself; the gap between it and
+//   the engine is the runner's, the gap between it and `tx` the statements'.
 //
 // The engine's no-op figure divided by this one is its share of its own limit.
 import pg from 'pg';
 import { sql } from 'kysely';
 import { createKysely, createPool } from '../src/db/connect.ts';
+import { claimPage, readClaimedPage } from '../src/db/queries/claim-interactions.ts';
+import { recordResults, type FinishedItem } from '../src/db/queries/complete-interactions.ts';
+import type { WorkFence } from '../src/db/queries/fence.ts';
+import type { EngineTables } from '../src/db/schema.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { assert, freshDatabase, intFlag, measureProcess, measureServer, openServer, parseFlags, peakRssMb, printResult, sampleRss, watchdog } from './lib.ts';
 
@@ -30,7 +41,7 @@ const subjects = intFlag(flags, 'subjects', 100_000);
 const batchSize = intFlag(flags, 'batch', 500);
 const connections = intFlag(flags, 'connections', 4);
 const form = String(flags.get('form') ?? 'tx');
-if (form !== 'tx' && form !== 'statement') throw new Error('--form must be tx or statement');
+if (form !== 'tx' && form !== 'statement' && form !== 'engine-sql') throw new Error('--form must be tx, statement or engine-sql');
 
 interface BenchTables {
   subjects: { id: number; done: boolean };
@@ -49,10 +60,14 @@ try {
   await sql`VACUUM ANALYZE subjects`.execute(db);
   await sql`CHECKPOINT`.execute(db);
   await sql`INSERT INTO workflows (id, name, definition) VALUES (${WORKFLOW_ID}, 'bench-floor', '{}')`.execute(db);
+  // engine-sql writes behind the fence of a running run, as the engine does.
+  const ownerToken = crypto.randomUUID();
   const run = await sql<{ id: number }>`
-    INSERT INTO workflow_runs (workflow_id, mode, lock_key, status, requested_by, source, action, started_at)
-    VALUES (${WORKFLOW_ID}, 'global_batch', ${WORKFLOW_ID}, 'completed', 'bench', 'bench', 'run', now()) RETURNING id`.execute(db);
+    INSERT INTO workflow_runs (workflow_id, mode, lock_key, status, requested_by, source, action, started_at, owner_token)
+    VALUES (${WORKFLOW_ID}, 'global_batch', ${WORKFLOW_ID}, ${form === 'engine-sql' ? 'running' : 'completed'}, 'bench', 'bench', 'run', now(), ${ownerToken})
+    RETURNING id`.execute(db);
   const runId = run.rows[0]!.id;
+  const fence: WorkFence = { runId, ownerToken };
 
   const pool = new pg.Pool({ connectionString: database.url, application_name: 'bench-floor', max: connections });
   // Warm the connections, so that connecting is not timed.
@@ -82,8 +97,65 @@ try {
   const serverUsage = await measureServer(database.url);
   const usage = measureProcess();
   const started = performance.now();
+  const engineSlice = async (connection: number): Promise<void> => {
+    // One connection, as the engine's pool hands one to each statement in turn (its clients prepare the hot statements).
+    const one = createKysely<EngineTables & BenchTables>(createPool({ connectionString: database.url, applicationName: 'bench-floor', max: 1 }));
+    const size = Math.ceil(subjects / connections);
+    let after = connection * size;
+    const upTo = Math.min(subjects, (connection + 1) * size);
+    const pending = one.selectFrom('subjects').select('id as subject_id').where('done', '=', false);
+    try {
+      for (;;) {
+        const claim = await claimPage(one, {
+          fence,
+          workflowId: WORKFLOW_ID,
+          step: 'noop',
+          pending,
+          after,
+          upTo,
+          limit: batchSize,
+          subjectId: null,
+          exclude: [],
+        });
+        if (claim.kind !== 'claimed') {
+          assert(claim.kind === 'empty', `claim: ${claim.kind}`);
+          return;
+        }
+        after = claim.last;
+        const page = await readClaimedPage(one, {
+          workflowId: WORKFLOW_ID,
+          step: 'noop',
+          pending,
+          first: claim.first,
+          last: claim.last,
+          subjectId: null,
+          exclude: [],
+        });
+        const items: FinishedItem[] = page.map((subject) => ({
+          status: 'completed',
+          error: null,
+          item: {
+            subjectId: subject.subjectId,
+            pendingId: null,
+            attempts: 1,
+            inputJson: subject.inputJson,
+            outputJson: 'null',
+            claimedAtMs: claim.claimedAtMs,
+          },
+        }));
+        await one.transaction().execute(async (tx) => {
+          const recorded = await recordResults(tx, fence, { workflowId: WORKFLOW_ID, step: 'noop', previousStep: null, items, releaseClaims: [claim.claimId] });
+          assert(recorded.owned, 'the bench run was fenced');
+          await sql`UPDATE subjects SET done = true WHERE id = ANY(${items.map((i) => i.item.subjectId)}::bigint[])`.execute(tx);
+        });
+      }
+    } finally {
+      await one.destroy();
+    }
+  };
   await Promise.all(
-    Array.from({ length: connections }, async () => {
+    Array.from({ length: connections }, async (_, connection) => {
+      if (form === 'engine-sql') return engineSlice(connection);
       const client = await pool.connect();
       try {
         for (let ids = take(); ids; ids = take()) {
@@ -116,11 +188,12 @@ try {
   assert(counts.rows[0]!.rows === subjects && counts.rows[0]!.done === subjects, `floor wrote ${JSON.stringify(counts.rows[0])}, expected ${subjects} each`);
 
   printResult({
-    system: form === 'tx' ? 'plain SQL floor' : 'plain SQL floor, one statement',
-    config:
-      form === 'tx'
-        ? `BEGIN, INSERT ${batchSize} interaction rows, UPDATE ${batchSize} domain rows, COMMIT; ${connections} connections`
-        : `one statement: INSERT ${batchSize} interaction rows + UPDATE ${batchSize} domain rows; ${connections} connections`,
+    system: { tx: 'plain SQL floor', statement: 'plain SQL floor, one statement', 'engine-sql': "the engine's statements, no runner" }[form],
+    config: {
+      tx: `BEGIN, INSERT ${batchSize} interaction rows, UPDATE ${batchSize} domain rows, COMMIT; ${connections} connections`,
+      statement: `one statement: INSERT ${batchSize} interaction rows + UPDATE ${batchSize} domain rows; ${connections} connections`,
+      'engine-sql': `per ${batchSize}: claim, page read, BEGIN, fenced completion, UPDATE domain rows, COMMIT; ${connections} connections`,
+    }[form],
     items: subjects,
     seconds,
     itemsPerSecond: subjects / seconds,

@@ -73,6 +73,7 @@ const CASES: Case[] = [
   // What the engine must write per batch, in plain SQL and nothing else: the engine's own limit.
   { name: 'floor', script: 'bench/floor.ts', args: () => ['--subjects', String(subjects)], compared: true },
   { name: 'floor-statement', script: 'bench/floor.ts', args: () => ['--subjects', String(subjects), '--form', 'statement'], compared: true },
+  { name: 'floor-engine-sql', script: 'bench/floor.ts', args: () => ['--subjects', String(subjects), '--form', 'engine-sql'], compared: true },
   // concurrency: 'auto' against a stand-in model server of capacity 2, 8, 32, and 8 → 2.
   { name: 'adaptive', script: 'bench/adaptive.ts', args: () => (quick ? ['--seconds', '20', '--only', '8,drop'] : []), kind: 'figures' },
   {
@@ -402,6 +403,24 @@ function figuresTable(): string {
   };
   floorRow('floor', "engine's share of its own limit (plain SQL, per 500: BEGIN, INSERT interactions, UPDATE domain, COMMIT)", true);
   floorRow('floor-statement', "engine's share of the one-statement floor (INSERT + UPDATE in one CTE, no separate save)", false);
+  // Where the gap is: the engine's own statements with no runner around them, against the floor.
+  const floor = get('floor')?.result;
+  const engineSql = get('floor-engine-sql')?.result;
+  if (floor && engineSql) {
+    rows.push([
+      "the engine's statements alone (claim, page read, completion, save; no runner) as a share of the floor",
+      `${((engineSql.itemsPerSecond / floor.itemsPerSecond) * 100).toFixed(0)}% (${engineSql.itemsPerSecond.toFixed(0)}/s)`,
+      '(ceiling of the engine)',
+      '–',
+    ]);
+    if (engine)
+      rows.push([
+        "engine's share of its statements alone (what the runner costs)",
+        `${((engine.itemsPerSecond / engineSql.itemsPerSecond) * 100).toFixed(0)}%`,
+        '',
+        '–',
+      ]);
+  }
 
   // Scale.
   const scale = get('scale');

@@ -1,11 +1,13 @@
 // Statement timings for a benchmark run, without touching src/: wraps
-// pg.Client.prototype.query (which kysely's PostgresDriver calls) to time every
+// pg.Client.prototype.query (which kysely's PostgresDriver calls) and the
+// pools' PreparingClient's own query (src/db/prepared.ts) to time every
 // statement by kind, and can EXPLAIN (ANALYZE, BUFFERS) the n-th statement of a
 // kind on the same connection just before it runs, inside a savepoint (or a
 // transaction) that is rolled back, so the run itself is unaffected apart from
 // the time taken.
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { PreparingClient } from '../src/db/prepared.ts';
 
 export interface Classifier {
   name: string;
@@ -39,8 +41,11 @@ const SLOWEST_KEPT = 5;
 type QueryFn = (this: pg.Client, ...args: unknown[]) => unknown;
 
 export function traceSql(classifiers: Classifier[], options: { explain?: { kinds: string[]; occurrence: number } } = {}): SqlTrace {
-  const proto = pg.Client.prototype as unknown as { query: QueryFn };
-  const original = proto.query;
+  // Both prototypes have a query of their own: PreparingClient's calls pg's
+  // original, captured when it loaded, so no statement is counted twice.
+  const protos = [pg.Client.prototype, PreparingClient.prototype] as unknown as { query: QueryFn }[];
+  const originals = protos.map((proto) => proto.query);
+  const original = originals[0]!;
   const samples = new Map<string, number[]>();
   const rowCounts = new Map<string, number>();
   const seen = new Map<string, number>();
@@ -69,33 +74,37 @@ export function traceSql(classifiers: Classifier[], options: { explain?: { kinds
     }
   }
 
-  proto.query = function (this: pg.Client, ...args: unknown[]): unknown {
-    const [text, values, callback] = args;
-    if (typeof text !== 'string' || typeof values === 'function' || callback !== undefined) return original.apply(this, args);
-    const lowered = text.trimStart().slice(0, 10).toLowerCase();
-    if (lowered.startsWith('begin')) inTransaction.add(this);
-    else if (lowered.startsWith('commit') || lowered.startsWith('rollback')) inTransaction.delete(this);
-    const kind = classify(text);
-    const n = (seen.get(kind) ?? 0) + 1;
-    seen.set(kind, n);
-    const run = async (): Promise<unknown> => {
-      if (n === occurrence && explainKinds.has(kind)) await explain(this, kind, text, values as unknown[] | undefined);
-      const started = performance.now();
-      const result = (await original.call(this, text, values)) as pg.QueryResult;
-      let list = samples.get(kind);
-      if (!list) samples.set(kind, (list = []));
-      const ms = performance.now() - started;
-      list.push(ms);
-      if (slowest.length < SLOWEST_KEPT || ms > slowest[slowest.length - 1]!.ms) {
-        slowest.push({ kind, ms: round(ms), text: text.replace(/\s+/g, ' ').trim().slice(0, 160) });
-        slowest.sort((a, b) => b.ms - a.ms);
-        slowest.length = Math.min(slowest.length, SLOWEST_KEPT);
-      }
-      rowCounts.set(kind, (rowCounts.get(kind) ?? 0) + (result?.rowCount ?? 0));
-      return result;
+  const traced = (original: QueryFn) =>
+    function (this: pg.Client, ...args: unknown[]): unknown {
+      const [text, values, callback] = args;
+      if (typeof text !== 'string' || typeof values === 'function' || callback !== undefined) return original.apply(this, args);
+      const lowered = text.trimStart().slice(0, 10).toLowerCase();
+      if (lowered.startsWith('begin')) inTransaction.add(this);
+      else if (lowered.startsWith('commit') || lowered.startsWith('rollback')) inTransaction.delete(this);
+      const kind = classify(text);
+      const n = (seen.get(kind) ?? 0) + 1;
+      seen.set(kind, n);
+      const run = async (): Promise<unknown> => {
+        if (n === occurrence && explainKinds.has(kind)) await explain(this, kind, text, values as unknown[] | undefined);
+        const started = performance.now();
+        const result = (await original.call(this, text, values)) as pg.QueryResult;
+        let list = samples.get(kind);
+        if (!list) samples.set(kind, (list = []));
+        const ms = performance.now() - started;
+        list.push(ms);
+        if (slowest.length < SLOWEST_KEPT || ms > slowest[slowest.length - 1]!.ms) {
+          slowest.push({ kind, ms: round(ms), text: text.replace(/\s+/g, ' ').trim().slice(0, 160) });
+          slowest.sort((a, b) => b.ms - a.ms);
+          slowest.length = Math.min(slowest.length, SLOWEST_KEPT);
+        }
+        rowCounts.set(kind, (rowCounts.get(kind) ?? 0) + (result?.rowCount ?? 0));
+        return result;
+      };
+      return run();
     };
-    return run();
-  };
+  protos.forEach((proto, k) => {
+    proto.query = traced(originals[k]!);
+  });
 
   return {
     stats() {
@@ -127,7 +136,9 @@ export function traceSql(classifiers: Classifier[], options: { explain?: { kinds
       return [...slowest];
     },
     restore() {
-      proto.query = original;
+      protos.forEach((proto, k) => {
+        proto.query = originals[k]!;
+      });
     },
   };
 }
@@ -175,8 +186,8 @@ export function formatSlowest(list: { kind: string; ms: number; text: string }[]
  */
 export const ENGINE_STATEMENTS: Classifier[] = [
   { name: 'claim page (INSERT interaction_claims)', test: (s) => s.includes('INSERT INTO interaction_claims') },
-  { name: 'read claimed page', test: (s) => s.includes('LEFT JOIN LATERAL') && s.includes("i.status = 'pending'") },
-  { name: 'complete (INSERT interactions)', test: (s) => s.includes('jsonb_to_recordset') && s.includes('inserted AS') },
+  { name: 'read claimed page', test: (s) => s.includes('AS "inputJson"') && s.includes("status = 'pending'") },
+  { name: 'complete (INSERT interactions)', test: (s) => s.includes('INSERT INTO interactions') && s.includes('inserted AS') },
   { name: 'release claims', test: (s) => s.includes('DELETE FROM interaction_claims') && !s.includes('inserted AS') },
   { name: 'pending range', test: (s) => s.includes('ORDER BY p.subject_id DESC LIMIT 1') },
   { name: 'begin', test: (s) => s === 'begin' },
