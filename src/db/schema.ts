@@ -47,6 +47,8 @@ export interface WorkflowRunsTable {
   source: string;
   owner_token: string | null;
   owner_instance: string | null;
+  /** The owner's handler calls at once, counted towards runConcurrency by joiners (migrations/0034_run_owner_slots.ts). */
+  owner_slots: number | null;
   state_before: Json<Metrics | null>;
   /** The forecast per step: a subject pending at step k is expected at every later step (migrations/0020_run_forecast.ts). */
   expected_work: Json<ExpectedWork | null>;

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { failedSubjects, heldClaims, holdAdopterLocks, lockRunningRun, ownerlessRuns, runTotals, transferOwnership } from '../db/queries/adoption.ts';
 import { fenceParticipants } from '../db/queries/participants.ts';
+import type { RunOwner } from '../db/queries/runs.ts';
 import { releaseLostClaims } from '../db/queries/release-claims.ts';
 import { Listener } from '../db/listener.ts';
 import type { OwnerRecord, OwnershipReason } from '../db/run-states.ts';
@@ -53,7 +54,7 @@ export type Ownership =
 export async function takeOwnership(
   db: Kysely<EngineTables>,
   runId: number,
-  owner: { token: string; instance: string },
+  owner: RunOwner,
   options: { workflows: WorkflowLookup; maxAdoptions: number },
 ): Promise<Ownership> {
   return db.transaction().execute(async (tx): Promise<Ownership> => {

@@ -21,6 +21,7 @@ import { RunCoordinator } from './participants.ts';
 import { announceRecovery, recoverRun } from './recovery.ts';
 import { CONTROL_CHANNEL, RunLock } from './run-lock.ts';
 import { Runner, type StopCause } from './runner.ts';
+import { handlerSlots } from './work.ts';
 import { delta, expectedWork, forecastWork, takeSnapshot } from './snapshot.ts';
 import { Store } from './store.ts';
 
@@ -342,7 +343,7 @@ export class Engine extends EventEmitter {
     forced: RunRow | undefined,
   ): Promise<ActiveRun> {
     const { workflow } = request;
-    const owner = { token: randomUUID(), instance: this.instanceId };
+    const owner: runs.RunOwner = { token: randomUUID(), instance: this.instanceId, slots: handlerSlots(workflow) };
     const values: runs.NewRunValues = {
       workflowId: workflow.id,
       mode: request.mode,
@@ -678,7 +679,7 @@ export class Engine extends EventEmitter {
       if (!(await lock.tryAcquire(candidate.lock_key))) return { kind: 'skipped' };
       // A frozen owner's open transaction would hold the run row: its run pool goes first (its lock connection is gone already).
       await terminateBackends(this.db, { pid: null, applicationName: runApplicationName(candidate.id) });
-      const owner = { token: randomUUID(), instance: this.instanceId };
+      const owner: runs.RunOwner = { token: randomUUID(), instance: this.instanceId, slots: handlerSlots(workflow) };
       const taken = await takeOwnership(this.db, candidate.id, owner, {
         workflows: this.workflow,
         maxAdoptions: workflow.maxAdoptions ?? this.options.maxAdoptions ?? 3,

@@ -12,6 +12,7 @@ import { runApplicationName, type Engine } from './engine.ts';
 import { EVENTS_CHANNEL, type RunEvent } from './events.ts';
 import { CONTROL_CHANNEL, type ControlMessage } from './run-lock.ts';
 import { Runner, participantStart, type StopCause } from './runner.ts';
+import { handlerSlots } from './work.ts';
 
 // Participants (docs/architecture.md, Participants): a serving instance works
 // on running batches of the distributed workflows it defines that another
@@ -112,12 +113,13 @@ export class Joiner {
   private async join(run: JoinableRun): Promise<void> {
     const workflow = this.workflows.find((w) => w.id === run.workflow_id)!;
     const token = randomUUID();
-    const slots = workflow.concurrency === 'auto' ? workflow.maxConcurrency : workflow.concurrency;
+    const slots = handlerSlots(workflow);
     const ordinal = await joinRun(this.engine.db, {
       runId: run.id,
       token,
       instance: this.engine.instanceId,
       slots,
+      // Only for a run whose row does not say (started before migrations/0034).
       ownerSlots: slots,
       cap: workflow.runConcurrency ?? null,
     });

@@ -5,6 +5,11 @@ import type { ResolvedWorkflow } from '../workflows/define.ts';
 // items, and how far each item got. Shared by the runner (which claims and
 // runs items) and the completer (which commits them and ends pages).
 
+/** The handler calls one instance's runner of the workflow may have in flight at once: its concurrency, or the most 'auto' may reach. */
+export function handlerSlots(workflow: ResolvedWorkflow): number {
+  return workflow.concurrency === 'auto' ? workflow.maxConcurrency : workflow.concurrency;
+}
+
 /** One step of the running workflow, with its counters. */
 export interface StepRun {
   definition: ResolvedWorkflow['steps'][number];

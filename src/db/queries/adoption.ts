@@ -2,7 +2,7 @@ import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
 import type pg from 'pg';
 import type { OwnerRecord, OwnershipEnding } from '../run-states.ts';
 import type { EngineTables, RunProgress, RunRow } from '../schema.ts';
-import type { Fence } from './runs.ts';
+import type { Fence, RunOwner } from './runs.ts';
 
 // Adoption (docs/architecture.md, Adoption): the statements a serving
 // instance uses to find runs whose owner is gone and to take them over, and
@@ -127,7 +127,7 @@ export async function heldClaims(tx: Transaction<EngineTables>, runId: number): 
 export async function transferOwnership(
   tx: Transaction<EngineTables>,
   runId: number,
-  owner: { token: string; instance: string },
+  owner: RunOwner,
   values: { owners: OwnerRecord[]; progress: RunProgress },
 ): Promise<RunRow> {
   return tx
@@ -135,6 +135,7 @@ export async function transferOwnership(
     .set({
       owner_token: owner.token,
       owner_instance: owner.instance,
+      owner_slots: owner.slots,
       owners: JSON.stringify(values.owners),
       progress: JSON.stringify(values.progress),
       in_flight: null,

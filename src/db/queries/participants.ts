@@ -36,7 +36,8 @@ export async function joinableRuns(db: Db, workflowIds: number[], instance: stri
  * returns its ordinal among the run's participants (1 for the first).
  * Refused (null) when the run is no longer running with an owner, is being
  * stopped, or when `cap` (the workflow's runConcurrency) would be exceeded by
- * the owner's slots, the active participants' and these. Joins of one run
+ * the owner's slots (as the run row has them; `ownerSlots` only for a run
+ * started before migrations/0034), the active participants' and these. Joins of one run
  * are serialised by a transaction-scoped advisory lock, so two joiners do
  * not both fit under the cap.
  */
@@ -49,7 +50,7 @@ export async function joinRun(
     const cap =
       join.cap === null
         ? sql`true`
-        : sql`${join.ownerSlots}::int + ${join.slots}::int + coalesce((SELECT sum(slots) FROM run_participants
+        : sql`coalesce(r.owner_slots, ${join.ownerSlots}::int) + ${join.slots}::int + coalesce((SELECT sum(slots) FROM run_participants
                   WHERE run_id = r.id AND left_at IS NULL AND fenced_at IS NULL), 0) <= ${join.cap}::int`;
     // The statement's snapshot does not see its own row: the count is of the participants before this one.
     const { rows } = await sql<{ earlier: number }>`

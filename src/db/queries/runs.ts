@@ -45,8 +45,16 @@ function newRunRow(values: NewRunValues) {
   };
 }
 
+/** Who owns a running run: its fence token, its instance, and the handler calls it may have in flight at once. */
+export interface RunOwner {
+  token: string;
+  instance: string;
+  /** Counted by joiners towards the workflow's runConcurrency (migrations/0034_run_owner_slots.ts). */
+  slots: number;
+}
+
 /** A run that starts now, in this process, which holds its lock. */
-export async function insertRunningRun(db: Db, values: NewRunValues, owner: { token: string; instance: string }): Promise<RunRow> {
+export async function insertRunningRun(db: Db, values: NewRunValues, owner: RunOwner): Promise<RunRow> {
   return db
     .insertInto('workflow_runs')
     .values({
@@ -54,6 +62,7 @@ export async function insertRunningRun(db: Db, values: NewRunValues, owner: { to
       status: 'running',
       owner_token: owner.token,
       owner_instance: owner.instance,
+      owner_slots: owner.slots,
       owners: firstOwner(owner.instance),
       started_at: sql`now()`,
       heartbeat_at: sql`now()`,
@@ -96,7 +105,7 @@ export async function takeQueuedRun(db: Db, instance: string): Promise<RunRow | 
 }
 
 /** A queued run becomes this process's running run. */
-export async function startQueuedRun(db: Db, runId: number, lockKey: number, owner: { token: string; instance: string }): Promise<RunRow | undefined> {
+export async function startQueuedRun(db: Db, runId: number, lockKey: number, owner: RunOwner): Promise<RunRow | undefined> {
   return db
     .updateTable('workflow_runs')
     .set({
@@ -104,6 +113,7 @@ export async function startQueuedRun(db: Db, runId: number, lockKey: number, own
       lock_key: lockKey,
       owner_token: owner.token,
       owner_instance: owner.instance,
+      owner_slots: owner.slots,
       owners: firstOwner(owner.instance),
       started_at: sql`now()`,
       heartbeat_at: sql`now()`,
