@@ -31,7 +31,14 @@ export interface App extends Commands {
   /** Not ticking until serve starts it; `workflow health` runs a pass on it anywhere. */
   monitor: HealthMonitor;
   db: Db;
+  /** What this process's setup applied: the engine's migrations and each workflow module's (by workflow id). */
+  applied: AppliedMigrations;
   close(): Promise<void>;
+}
+
+export interface AppliedMigrations {
+  engine: string[];
+  workflows: Map<number, string[]>;
 }
 
 /** /healthz and /metrics statements: the longest a scrape waits (metrics.ts: 2 × its 2 s health timeout). */
@@ -93,6 +100,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
 
   const setupPool = createPool({ connectionString: migrationConnectionString, applicationName: 'workflow-setup', max: 1 });
   const setup = createKysely(setupPool);
+  const applied: AppliedMigrations = { engine: [], workflows: new Map() };
   try {
     const appRole = migrationConnectionString !== connectionString ? await roleOf(connectionString) : undefined;
     // The same code, on a database it set up last: nothing below would
@@ -104,11 +112,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
       log.debug({ fingerprint, stored }, 'setup fingerprint differs: running the whole setup');
       // No other process may skip the setup on the strength of the old one while this one changes things.
       if (stored !== undefined) await clearFingerprint(setup);
-      await migrateToLatest(setup);
+      applied.engine = await migrateToLatest(setup);
       // A broken module is refused before it is registered: its own migrations
       // first (its queries read their tables), then its queries, LIMIT 0 and
       // rolled back. Only the module's migrations may have written by then.
-      await migrateWorkflows(setup, registry);
+      applied.workflows = await migrateWorkflows(setup, registry);
       await checkWorkflowQueries(setup, registry);
       await syncWorkflows(setup, registry);
       // Made by the owner: the app's role may not create functions or triggers.
@@ -165,6 +173,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     ...commands,
     monitor,
     db: engine.db,
+    applied,
     close: async () => {
       await monitor.close();
       await engine.close();

@@ -60,13 +60,23 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The engine's migrations and each workflow module's that this process applied, or that there were none. */
+function migrationsApplied(app: App): string {
+  const lines: string[] = [];
+  if (app.applied.engine.length > 0) lines.push(`applied: ${app.applied.engine.join(', ')}`);
+  for (const [id, names] of app.applied.workflows) {
+    if (names.length === 0) continue;
+    const name = app.registry.find(id)?.name;
+    lines.push(`applied for workflow ${id}${name ? ` (${name})` : ''}: ${names.join(', ')}`);
+  }
+  return lines.length > 0 ? lines.join('\n') : 'schema is up to date (the engine and every workflow module)';
+}
+
 async function runCommand(app: App, command: Command, json: boolean, actor: Actor, argv: string[]): Promise<number> {
   switch (command.verb) {
-    case 'migrate': {
-      const { migrateToLatest } = await import('./db/migrate.ts');
-      const applied = await migrateToLatest(app.db);
-      return print(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
-    }
+    case 'migrate':
+      // Setting up the app (createApp) migrated, as the schema's owner: say what it applied.
+      return print(migrationsApplied(app));
     case 'db-grants':
       return dbGrants(app, command.role, command.apply);
     case 'demo':

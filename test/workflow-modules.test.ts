@@ -240,6 +240,18 @@ export default defineWorkflow<Tables>({
     assert.ok(!(await history()).some((r) => r.name === '0004_broken'));
     rmSync(path.join(root, 'migrating/migrations/0004_broken.ts'));
   });
+
+  test("`workflow migrate` names the module's migrations it applied, then says the schema is up to date", async () => {
+    const file = module();
+    migration('0005_labels', 'await sql`ALTER TABLE widgets ADD COLUMN label text`.execute(db);');
+    const first = await cli([file], ['migrate']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout.trim(), `applied for workflow ${id} (widgets): 0005_labels`);
+    assert.ok((await history()).some((r) => r.name === '0005_labels'));
+    const again = await cli([file], ['migrate']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout.trim(), 'schema is up to date (the engine and every workflow module)');
+  });
 });
 
 describe('a broken module is refused at load', () => {
