@@ -22,7 +22,17 @@ describe('runConcurrency and the owner slots on the run row', () => {
   before(async () => {
     t = await testEngine(
       'run_concurrency',
-      [itemsWorkflow({ id: WORKFLOW_ID, concurrency: 3, rateLimitSeconds: 0, handle: async () => (await held, 'ok') })],
+      [
+        itemsWorkflow({
+          id: WORKFLOW_ID,
+          concurrency: 3,
+          rateLimitSeconds: 0,
+          handle: async () => {
+            await held;
+            return 'ok';
+          },
+        }),
+      ],
       (db) => createItems(db, 6),
     );
   });
