@@ -75,7 +75,7 @@ function migrationsApplied(app: App): string {
 async function runCommand(app: App, command: Command, json: boolean, actor: Actor, argv: string[]): Promise<number> {
   switch (command.verb) {
     case 'migrate':
-      // Setting up the app (createApp) migrated, as the schema's owner: say what it applied.
+      // Opening the app (openApp) migrated, as the schema's owner: say what it applied.
       return print(migrationsApplied(app));
     case 'db-grants':
       return dbGrants(app, command.role, command.apply);
